@@ -1,0 +1,1 @@
+"""Running AMOS as a service: wiring, health and metrics endpoints, leader election, logging."""
