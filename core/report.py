@@ -44,6 +44,7 @@ class IncidentReport(BaseModel):
     attempt: int
     max_attempts: int
     root_cause: str = ""
+    category: str = Field("", description="the Diagnosis category, e.g. bad_image, oom, missing_config")
     confidence: float | None = None
     evidence: list[str] = Field(default_factory=list)
     actions: list[ActionRecord] = Field(default_factory=list)
@@ -52,6 +53,8 @@ class IncidentReport(BaseModel):
     escalation_reason: str | None = None
     human_steps: list[str] = Field(default_factory=list)
     model: str = ""
+    model_calls: int = 0
+    tokens: int = 0
     started_at: datetime
     finished_at: datetime
 

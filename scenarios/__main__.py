@@ -1,0 +1,5 @@
+import sys
+
+from scenarios.run import main
+
+sys.exit(main())
