@@ -58,7 +58,7 @@ class ScenarioResult(BaseModel):
     notes: str = ""
 
 
-class _Collector:
+class Collector:
     """What the AMOS app told us, by namespace, with the wall-clock time it arrived."""
 
     def __init__(self) -> None:
@@ -120,7 +120,7 @@ def _has_default_sa(core: client.CoreV1Api, namespace: str) -> bool:
     return any(sa.metadata.name == "default" for sa in core.list_namespaced_service_account(namespace).items)
 
 
-def run_scenario(api: client.ApiClient, scenario: Scenario, collector: _Collector) -> ScenarioResult:
+def run_scenario(api: client.ApiClient, scenario: Scenario, collector: Collector) -> ScenarioResult:
     suffix = uuid.uuid4().hex[:5]
     namespace = EXCLUDED_NAMESPACE if scenario.excluded_namespace else f"scn-{scenario.name}-{suffix}"
     _new_namespace(api, namespace)
@@ -191,7 +191,7 @@ def suite_settings(kubeconfig: Path, base: Settings | None = None) -> Settings:
 
 
 @contextmanager
-def amos_on(api: client.ApiClient, settings: Settings, collector: _Collector) -> Iterator[AmosApp]:
+def amos_on(api: client.ApiClient, settings: Settings, collector: Collector) -> Iterator[AmosApp]:
     app = AmosApp(settings, api, on_report=collector.report, on_incident=collector.incident, serve_http=False)
     app.start()
     try:
@@ -226,7 +226,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="amos-scenarios-") as workdir, _cluster(args.kubeconfig, workdir) as kc:
         api = connect(kc)
         settings = suite_settings(kc)
-        collector = _Collector()
+        collector = Collector()
         results = []
         with amos_on(api, settings, collector):
             for scenario in chosen:
