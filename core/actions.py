@@ -1,0 +1,210 @@
+"""What a model may propose: a closed set of typed actions, never a manifest.
+
+A diagnosis carries `ProposedAction`s; code (`tools.policy.PolicyGuard`) decides
+whether each one may run, and `tools.write.WriteTools` turns it into an API call.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, TypeAdapter
+
+from core.config import Verb
+
+_KINDS = {"deployment": "Deployment", "job": "Job", "pod": "Pod"}
+
+
+def _kind(value: Any) -> Any:
+    """Models write `deployment` or `deployments`; the API's spelling is `Deployment`."""
+    if isinstance(value, str):
+        return _KINDS.get(value.strip().lower().removesuffix("s"), value)
+    return value
+
+
+WorkloadKind = Annotated[Literal["Deployment", "Job"], BeforeValidator(_kind)]
+DeploymentKind = Annotated[Literal["Deployment"], BeforeValidator(_kind)]
+ProbeName = Annotated[
+    Literal["liveness", "readiness", "startup"],
+    BeforeValidator(lambda v: v.strip().lower().removesuffix("probe") if isinstance(v, str) else v),
+]
+Name = Annotated[str, Field(min_length=1, max_length=253)]
+
+
+class _Action(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    namespace: Name
+    name: Name
+
+    @property
+    def verb(self) -> Verb:
+        return _VERBS[self.action]  # type: ignore[attr-defined]
+
+    @property
+    def target_kind(self) -> str:
+        return str(getattr(self, "kind", "Deployment"))
+
+    def summary(self) -> str:
+        return f"{self.action} {self.target_kind}/{self.name}"  # type: ignore[attr-defined]
+
+
+class RollbackDeployment(_Action):
+    """Put back the pod template of an earlier revision (`kubectl rollout undo`)."""
+
+    action: Literal["rollback"] = "rollback"
+    to_revision: int | None = Field(None, ge=1, description="revision to return to; the previous one when empty")
+
+    def summary(self) -> str:
+        to = f"revision {self.to_revision}" if self.to_revision else "the previous revision"
+        return f"roll back Deployment/{self.name} to {to}"
+
+
+class SetImage(_Action):
+    action: Literal["set_image"] = "set_image"
+    kind: DeploymentKind = "Deployment"
+    container: Name
+    image: Annotated[str, Field(min_length=1, max_length=512)]
+
+    def summary(self) -> str:
+        return f"set image of container {self.container} of {self.kind}/{self.name} to {self.image}"
+
+
+class SetResources(_Action):
+    action: Literal["set_resources"] = "set_resources"
+    kind: WorkloadKind = "Deployment"
+    container: Name
+    memory_limit: str | None = None
+    memory_request: str | None = None
+    cpu_limit: str | None = None
+    cpu_request: str | None = None
+
+    def changes(self) -> dict[tuple[str, str], str]:
+        """(section, resource) -> quantity, e.g. ("limits", "memory") -> "512Mi"."""
+        values = {
+            ("limits", "memory"): self.memory_limit,
+            ("requests", "memory"): self.memory_request,
+            ("limits", "cpu"): self.cpu_limit,
+            ("requests", "cpu"): self.cpu_request,
+        }
+        return {key: value.strip() for key, value in values.items() if value is not None}
+
+    def summary(self) -> str:
+        parts = ", ".join(f"{resource} {section[:-1]}={value}" for (section, resource), value in self.changes().items())
+        return f"set resources of container {self.container} of {self.kind}/{self.name}: {parts}"
+
+
+class SetEnv(_Action):
+    action: Literal["set_env"] = "set_env"
+    kind: WorkloadKind = "Deployment"
+    container: Name
+    env_name: Annotated[str, Field(min_length=1, max_length=256)]
+    value: Annotated[str, Field(max_length=4096)]
+
+    def summary(self) -> str:
+        return f"set env {self.env_name} of container {self.container} of {self.kind}/{self.name}"
+
+
+class SetArgs(_Action):
+    action: Literal["set_args"] = "set_args"
+    kind: WorkloadKind = "Deployment"
+    container: Name
+    command: list[str] | None = Field(None, max_length=64)
+    args: list[str] | None = Field(None, max_length=64)
+
+    def summary(self) -> str:
+        parts = []
+        if self.command is not None:
+            parts.append(f"command={self.command}")
+        if self.args is not None:
+            parts.append(f"args={self.args}")
+        return f"set {' '.join(parts) or 'nothing'} on container {self.container} of {self.kind}/{self.name}"
+
+
+class FixProbe(_Action):
+    """Change the timing or the HTTP path/port of an existing probe; a probe is never removed."""
+
+    action: Literal["fix_probe"] = "fix_probe"
+    kind: WorkloadKind = "Deployment"
+    container: Name
+    probe: ProbeName
+    patch: dict[str, Any]
+
+    @property
+    def field(self) -> str:
+        return f"{self.probe}Probe"
+
+    def summary(self) -> str:
+        return f"patch {self.field} of container {self.container} of {self.kind}/{self.name}: {self.patch}"
+
+
+class Scale(_Action):
+    action: Literal["scale"] = "scale"
+    kind: DeploymentKind = "Deployment"
+    replicas: int
+
+    def summary(self) -> str:
+        return f"scale {self.kind}/{self.name} to {self.replicas} replicas"
+
+
+class DeletePod(_Action):
+    """Evict one pod (its controller makes a new one); PodDisruptionBudgets hold."""
+
+    action: Literal["delete_pod"] = "delete_pod"
+
+    @property
+    def target_kind(self) -> str:
+        return "Pod"
+
+    def summary(self) -> str:
+        return f"evict Pod/{self.name}"
+
+
+class RestartRollout(_Action):
+    action: Literal["restart"] = "restart"
+    kind: DeploymentKind = "Deployment"
+
+    def summary(self) -> str:
+        return f"restart the rollout of {self.kind}/{self.name}"
+
+
+ProposedAction = Annotated[
+    RollbackDeployment | SetImage | SetResources | SetEnv | SetArgs | FixProbe | Scale | DeletePod | RestartRollout,
+    Field(discriminator="action"),
+]
+PROPOSED_ACTION: TypeAdapter[ProposedAction] = TypeAdapter(ProposedAction)
+
+_VERBS: dict[str, Verb] = {
+    "rollback": Verb.ROLLBACK,
+    "set_image": Verb.PATCH,
+    "set_resources": Verb.PATCH,
+    "set_env": Verb.PATCH,
+    "set_args": Verb.PATCH,
+    "fix_probe": Verb.PATCH,
+    "scale": Verb.SCALE,
+    "delete_pod": Verb.DELETE_POD,
+    "restart": Verb.RESTART,
+}
+
+
+def parse_action(data: Any) -> ProposedAction:
+    """Validate a model's action (a dict or JSON text); raises pydantic.ValidationError."""
+    if isinstance(data, str | bytes):
+        return PROPOSED_ACTION.validate_json(data)
+    return PROPOSED_ACTION.validate_python(data)
+
+
+class Diagnosis(BaseModel):
+    """A model's reading of an incident and what it proposes; code decides what runs."""
+
+    root_cause: str
+    category: str = Field(
+        "unknown",
+        description="bad_image, bad_command, bad_env, oom, missing_config, job_failure, unschedulable, unknown",
+    )
+    evidence: list[str] = Field(default_factory=list)
+    confidence: float = Field(0.0, ge=0.0, le=1.0)
+    proposed_actions: list[ProposedAction] = Field(default_factory=list)
+    escalate: bool = False
+    escalation_reason: str | None = None
+    human_steps: list[str] = Field(default_factory=list)

@@ -1,0 +1,176 @@
+"""The tools without a cluster: ADK declarations, never-raise envelopes, diffs and object reading."""
+
+from __future__ import annotations
+
+import inspect
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import pytest
+from google.adk.tools import FunctionTool
+from kubernetes import client
+
+from core.config import Settings
+from core.redaction import Redactor
+from core.report import ActionStatus
+from tools import objects
+from tools.cluster import ClusterAccess
+from tools.diff import spec_diff
+from tools.policy import IncidentScope, PolicyGuard
+from tools.read import ReadTools, _Clip
+from tools.results import ToolResult
+from tools.write import WriteTools
+
+SIMPLE_TYPES = {"string", "integer", "boolean", "array", "null"}
+
+
+@pytest.fixture
+def offline_access() -> ClusterAccess:
+    """An API client pointed at a closed port: every call fails fast, which is what these tests need."""
+    configuration = client.Configuration()
+    configuration.host = "https://127.0.0.1:9"
+    configuration.retries = False
+    return ClusterAccess(client.ApiClient(configuration), Settings(), Redactor(["hunter2-secret"]))
+
+
+@pytest.fixture
+def read_tools(offline_access: ClusterAccess) -> ReadTools:
+    return ReadTools(offline_access)
+
+
+@pytest.fixture
+def write_tools(offline_access: ClusterAccess) -> WriteTools:
+    scope = IncidentScope(namespace="shop", kind="Deployment", name="web")
+    return WriteTools(offline_access, PolicyGuard(offline_access.settings, scope))
+
+
+def _all_functions(read_tools: ReadTools, write_tools: WriteTools) -> list[Any]:
+    return [*read_tools.as_functions(), *write_tools.as_functions()]
+
+
+def test_adk_builds_a_declaration_for_every_tool(read_tools: ReadTools, write_tools: WriteTools) -> None:
+    names = set()
+    for function in _all_functions(read_tools, write_tools):
+        declaration = FunctionTool(function)._get_declaration()
+        assert declaration is not None and declaration.name == function.__name__
+        names.add(declaration.name)
+        assert declaration.description and "Args:" in declaration.description
+        schema = declaration.parameters_json_schema
+        assert isinstance(schema, dict)
+        assert "namespace" in schema["required"]
+        for name, prop in schema["properties"].items():
+            kinds = {item["type"] for item in prop.get("anyOf", [prop])}
+            assert kinds <= SIMPLE_TYPES, (function.__name__, name, prop)
+            assert name in declaration.description, f"{function.__name__}: parameter {name} is not documented"
+        assert inspect.signature(function).return_annotation in (dict[str, Any], "dict[str, Any]")
+    assert "delete_deployment" not in names and not any(
+        name.startswith("delete_") and name != "delete_pod" for name in names
+    )
+
+
+def test_tools_never_raise_and_name_the_failed_call(read_tools: ReadTools, write_tools: WriteTools) -> None:
+    result = read_tools.get_pod_logs("shop", "web-1")
+    assert result["ok"] is False and result["error"].startswith("read_namespaced_pod failed:")
+    result = read_tools.get_rollout_history("shop", "web")
+    assert result["ok"] is False and result["error"].startswith("read_namespaced_deployment failed:")
+    result = write_tools.scale("shop", "web", 3)
+    assert result["ok"] is False and result["error"].startswith("read_namespaced_deployment failed:")
+    assert [record.status for record in write_tools.recorder] == [ActionStatus.FAILED]
+
+
+def test_invalid_proposals_are_refused_and_recorded(write_tools: WriteTools) -> None:
+    result = write_tools.fix_probe("shop", "Deployment", "web", "web", probe="exec")
+    assert result["ok"] is False and result["error"].startswith("refused by policy: invalid action")
+    result = write_tools.set_image("shop", "web", "web", "x:1", kind="Secret")
+    assert result["ok"] is False and result["error"].startswith("refused by policy: invalid action")
+    assert [record.status for record in write_tools.recorder] == [ActionStatus.REFUSED, ActionStatus.REFUSED]
+
+
+def test_reads_stay_out_of_amos_namespace_and_outside_the_scope(offline_access: ClusterAccess) -> None:
+    tools = ReadTools(offline_access, scope=IncidentScope(namespace="shop", kind="Deployment", name="web"))
+    assert "AMOS's own namespace" in tools.describe("amos-system", "Pod", "x")["error"]
+    assert "outside the incident's namespace" in tools.get_events("billing", "Pod", "x")["error"]
+
+
+def _deployment(env: list[dict[str, Any]], image: str = "web:v1", memory: str = "128Mi") -> dict[str, Any]:
+    container = {"name": "web", "image": image, "env": env, "resources": {"limits": {"memory": memory}}}
+    return {"kind": "Deployment", "spec": {"replicas": 1, "template": {"spec": {"containers": [container]}}}}
+
+
+def test_diff_shows_only_changed_fields_and_hides_secrets() -> None:
+    redactor = Redactor(["hunter2-secret"])
+    env = [{"name": "DB_HOST", "value": "db"}, {"name": "API_TOKEN", "value": "abc-123-xyz"}]
+    before = _deployment(env)
+    after = _deployment(
+        [{"name": "DB_HOST", "value": "db2"}, {"name": "API_TOKEN", "value": "zzz-999"}], image="web:v0", memory="256Mi"
+    )
+    diff = spec_diff(before, after, redactor, label="Deployment/web")
+    assert diff.splitlines()[:2] == ["--- Deployment/web (before)", "+++ Deployment/web (after)"]
+    assert "-containers[web].image: web:v1" in diff and "+containers[web].image: web:v0" in diff
+    assert "+containers[web].resources.limits.memory: 256Mi" in diff
+    assert "+containers[web].env[DB_HOST].value: db2" in diff
+    assert "abc-123-xyz" not in diff and "zzz-999" not in diff
+    assert "replicas" not in diff
+    assert spec_diff(before, before, redactor) == ""
+
+
+def test_config_refs_and_selectors() -> None:
+    pod = {
+        "kind": "Pod",
+        "spec": {
+            "containers": [
+                {
+                    "name": "web",
+                    "env": [
+                        {"name": "A", "valueFrom": {"configMapKeyRef": {"name": "cfg", "key": "a"}}},
+                        {"name": "P", "valueFrom": {"secretKeyRef": {"name": "db", "key": "password"}}},
+                    ],
+                    "envFrom": [{"configMapRef": {"name": "extra", "optional": True}}],
+                }
+            ],
+            "volumes": [
+                {"name": "files", "configMap": {"name": "cfg", "items": [{"key": "b", "path": "b"}]}},
+                {"name": "tls", "secret": {"secretName": "tls"}},
+            ],
+        },
+    }
+    refs = objects.config_refs(pod)
+    assert refs[("ConfigMap", "cfg")]["keys"] == {"a", "b"}
+    assert refs[("ConfigMap", "extra")]["optional"] is True
+    assert refs[("Secret", "db")]["keys"] == {"password"}
+    assert ("Secret", "tls") in refs
+    selector = {
+        "matchLabels": {"app": "web"},
+        "matchExpressions": [{"key": "tier", "operator": "In", "values": ["a", "b"]}],
+    }
+    assert objects.label_selector(selector) == "app=web,tier in (a,b)"
+
+
+def test_writes_are_serialized(write_tools: WriteTools, monkeypatch: pytest.MonkeyPatch) -> None:
+    """ADK may run one turn's tool calls in parallel; the writes still happen one at a time."""
+    inside, most = [0], [0]
+    guard = threading.Lock()
+
+    def slow_apply(action: Any) -> ToolResult:
+        with guard:
+            inside[0] += 1
+            most[0] = max(most[0], inside[0])
+        time.sleep(0.05)
+        with guard:
+            inside[0] -= 1
+        return ToolResult(ok=True)
+
+    monkeypatch.setattr(write_tools, "_apply", slow_apply)
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(lambda n: write_tools.scale("shop", "web", n), [1, 2, 3, 4]))
+    assert all(result["ok"] for result in results) and most[0] == 1
+
+
+def test_long_logs_keep_their_end() -> None:
+    clip = _Clip()
+    text = "\n".join(f"line {n}" for n in range(5000)) + "\nTraceback: the end"
+    kept = clip.tail(text, 200)
+    assert clip.truncated and len(kept) <= 201 and kept.endswith("Traceback: the end")
+    assert kept.startswith("…line ")  # cut at a line boundary

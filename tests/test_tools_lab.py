@@ -1,0 +1,486 @@
+"""The tools against the lab's real API server: reads show what happened, writes really change objects,
+and everything the guard refuses, the API rejects or a human changed meanwhile leaves the object as it was."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import pytest
+from kubernetes import client
+
+from core.config import Settings
+from core.redaction import Redactor
+from core.report import ActionStatus
+from tools.cluster import ClusterAccess
+from tools.policy import IncidentScope, PolicyGuard
+from tools.read import ReadTools
+from tools.write import WriteTools
+
+pytestmark = pytest.mark.lab
+
+GOOD = "registry.local/shop/web:v1.4.2"
+CRASHING = "registry.local/shop/web:v1.5.0-crash"
+SECRET_VALUE = "pa55-word-never-shown"
+
+
+def wait_for(condition: Callable[[], Any], timeout: float = 60.0, what: str = "condition") -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(0.25)
+
+
+def container(image: str = GOOD, **extra: Any) -> dict[str, Any]:
+    return {
+        "name": "web",
+        "image": image,
+        "args": ["--listen=:8080"],
+        "resources": {"limits": {"memory": "64Mi", "cpu": "200m"}, "requests": {"memory": "32Mi", "cpu": "50m"}},
+        **extra,
+    }
+
+
+def make_deployment(
+    api_client: client.ApiClient, namespace: str, name: str = "web", replicas: int = 1, **container_fields: Any
+) -> dict[str, Any]:
+    body = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": name, "labels": {"app": name}},
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": {"app": name}},
+            "template": {
+                "metadata": {"labels": {"app": name}},
+                "spec": {"containers": [container(**container_fields)]},
+            },
+        },
+    }
+    apps = client.AppsV1Api(api_client)
+    apps.create_namespaced_deployment(namespace, body)
+    return body
+
+
+def deployment(api_client: client.ApiClient, namespace: str, name: str = "web") -> dict[str, Any]:
+    """The Deployment as API JSON, read around the tools under test."""
+    response = client.AppsV1Api(api_client).read_namespaced_deployment(name, namespace, _preload_content=False)
+    result: dict[str, Any] = json.loads(response.data)
+    return result
+
+
+def rolled_out(api_client: client.ApiClient, namespace: str, name: str = "web") -> bool:
+    obj = deployment(api_client, namespace, name)
+    spec, status = obj["spec"], obj.get("status") or {}
+    want = spec["replicas"]
+    return (
+        status.get("observedGeneration", 0) >= obj["metadata"]["generation"]
+        and status.get("updatedReplicas", 0) == want
+        and status.get("readyReplicas", 0) == want
+        and status.get("availableReplicas", 0) == want
+        and status.get("replicas", 0) == want
+    )
+
+
+def pods(api_client: client.ApiClient, namespace: str, selector: str = "app=web") -> list[Any]:
+    return list(client.CoreV1Api(api_client).list_namespaced_pod(namespace, label_selector=selector).items)
+
+
+def restarted_pod(api_client: client.ApiClient, namespace: str, image: str = CRASHING) -> str | None:
+    for pod in pods(api_client, namespace):
+        for status in pod.status.container_statuses or []:
+            if status.image == image and status.restart_count >= 1 and pod.metadata.deletion_timestamp is None:
+                return str(pod.metadata.name)
+    return None
+
+
+def set_image_by_hand(api_client: client.ApiClient, namespace: str, image: str, name: str = "web") -> None:
+    body = {"spec": {"template": {"spec": {"containers": [{"name": "web", "image": image}]}}}}
+    client.AppsV1Api(api_client).patch_namespaced_deployment(name, namespace, body)
+
+
+def resource_version(api_client: client.ApiClient, namespace: str, name: str = "web") -> str:
+    return str(deployment(api_client, namespace, name)["metadata"]["resourceVersion"])
+
+
+def tools(
+    api_client: client.ApiClient, namespace: str, name: str = "web", **settings: Any
+) -> tuple[ReadTools, WriteTools]:
+    access = ClusterAccess(api_client, Settings(**settings), Redactor())
+    scope = IncidentScope(namespace=namespace, kind="Deployment", name=name)
+    return ReadTools(access, scope), WriteTools(access, PolicyGuard(access.settings, scope))
+
+
+@pytest.fixture
+def crashing(api_client: client.ApiClient, namespace: str) -> str:
+    """Deployment `web`: revision 1 runs GOOD and is ready, revision 2 runs CRASHING; returns a crashed pod."""
+    make_deployment(api_client, namespace)
+    wait_for(lambda: rolled_out(api_client, namespace), what="first rollout")
+    set_image_by_hand(api_client, namespace, CRASHING)
+    return str(wait_for(lambda: restarted_pod(api_client, namespace), what="a crashed pod"))
+
+
+# --- reads ------------------------------------------------------------------------------------------
+
+
+def test_logs_of_a_crashing_pod_show_its_traceback(api_client: client.ApiClient, namespace: str, crashing: str) -> None:
+    read, _ = tools(api_client, namespace)
+    previous = read.get_pod_logs(namespace, crashing, previous=True)
+    assert previous["ok"], previous
+    assert previous["data"]["container"] == "web" and previous["data"]["previous"] is True
+    assert "Traceback (most recent call last)" in previous["data"]["log"]
+    assert "AttributeError" in previous["data"]["log"]
+    tail = read.get_pod_logs(namespace, crashing, container="web", previous=True, tail_lines=1)
+    assert tail["ok"] and tail["data"]["log"].count("\n") == 0 and "AttributeError" in tail["data"]["log"]
+    missing = read.get_pod_logs(namespace, crashing, container="sidecar")
+    assert not missing["ok"] and "container sidecar is not in pod" in missing["error"]
+    gone = read.get_pod_logs(namespace, "no-such-pod")
+    assert not gone["ok"] and gone["error"].startswith("read_namespaced_pod failed: 404")
+
+
+def test_events_describe_and_owner_chain(api_client: client.ApiClient, namespace: str, crashing: str) -> None:
+    read, _ = tools(api_client, namespace)
+    events = wait_for(
+        lambda: [e for e in read.get_events(namespace, "Pod", crashing)["data"]["events"] if e["reason"] == "BackOff"],
+        what="a BackOff event",
+    )
+    assert events[0]["type"] == "Warning" and events[0]["source"] == "kubelet"
+    assert read.get_events(namespace, "Deployment", "web")["data"]["events"], "the deployment controller scaled"
+
+    pod = read.describe(namespace, "pod", crashing)
+    assert pod["ok"], pod
+    status = pod["data"]["containerStatuses"][0]
+    assert status["restartCount"] >= 1 and status["lastState"]["exitCode"] == 1
+    assert pod["data"]["owner"].startswith("ReplicaSet/web-")
+
+    dep = read.describe(namespace, "Deployment", "web")["data"]
+    assert dep["revision"] == 2 and dep["template"]["containers"][0]["image"] == CRASHING
+    assert {c["type"] for c in dep["conditions"]} >= {"Available", "Progressing"}
+
+    chain = read.get_owner_chain(namespace, "Pod", crashing)["data"]["chain"]
+    assert [link["kind"] for link in chain] == ["Pod", "ReplicaSet", "Deployment"]
+    assert chain[-1]["name"] == "web" and chain[-1]["protected"] is False
+
+
+def test_describe_job_and_replicaset(api_client: client.ApiClient, namespace: str) -> None:
+    job = {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {"name": "nightly"},
+        "spec": {
+            "backoffLimit": 1,
+            "template": {
+                "spec": {
+                    "restartPolicy": "Never",
+                    "containers": [container(env=[{"name": "LAB_EXIT_CODE", "value": "3"}])],
+                }
+            },
+        },
+    }
+    client.BatchV1Api(api_client).create_namespaced_job(namespace, job)
+    read, _ = tools(api_client, namespace)
+    described = wait_for(
+        lambda: (d := read.describe(namespace, "Job", "nightly")["data"]) and d["status"].get("failed") and d,
+        what="a failed job pod",
+    )
+    assert described["backoffLimit"] == 1 and described["template"]["restartPolicy"] == "Never"
+    listed = read.list_pods(namespace, "Job", "nightly")["data"]["pods"]
+    assert listed and listed[0]["name"].startswith("nightly-")
+
+    make_deployment(api_client, namespace)
+    wait_for(lambda: rolled_out(api_client, namespace), what="rollout")
+    rs_name = read.get_rollout_history(namespace, "web")["data"]["revisions"][0]["replicaset"]
+    rs = read.describe(namespace, "ReplicaSet", rs_name)["data"]
+    assert rs["owner"] == "Deployment/web" and rs["revision"] == 1 and rs["status"]["readyReplicas"] == 1
+
+
+def test_secret_values_never_appear(api_client: client.ApiClient, namespace: str) -> None:
+    core = client.CoreV1Api(api_client)
+    core.create_namespaced_secret(namespace, {"metadata": {"name": "db"}, "stringData": {"password": SECRET_VALUE}})
+    env = [
+        {"name": "DB_HOST", "value": "db.shop.svc"},
+        {"name": "DB_PASSWORD", "valueFrom": {"secretKeyRef": {"name": "db", "key": "password"}}},
+        {"name": "DB_USER", "valueFrom": {"secretKeyRef": {"name": "db", "key": "user"}}},
+    ]
+    make_deployment(api_client, namespace, env=env)
+    read, _ = tools(api_client, namespace)
+    pod_name = wait_for(lambda: [p.metadata.name for p in pods(api_client, namespace)], what="a pod")[0]
+    results = [
+        read.describe(namespace, "Deployment", "web"),
+        read.describe(namespace, "Pod", pod_name),
+        read.get_config_refs(namespace, "Deployment", "web"),
+        read.get_rollout_history(namespace, "web"),
+    ]
+    text = json.dumps(results)
+    assert all(result["ok"] for result in results), results
+    assert SECRET_VALUE not in text
+    refs = {(r["kind"], r["name"]): r for r in results[2]["data"]["refs"]}
+    assert refs[("Secret", "db")]["keys"] == ["password"]
+    assert refs[("Secret", "db")]["missing_keys"] == ["user"]
+    assert results[2]["data"]["missing"] == ["Secret db has no key user"]
+    # reading the Secret's keys taught the redactor its values, so a log line quoting one is masked too
+    assert SECRET_VALUE not in read.access.redactor.redact_text(f"connecting with {SECRET_VALUE}")
+
+
+def test_rollout_history_and_missing_config(api_client: client.ApiClient, namespace: str) -> None:
+    env = [{"name": "MODE", "valueFrom": {"configMapKeyRef": {"name": "web-config", "key": "mode"}}}]
+    make_deployment(api_client, namespace, env=env)
+    read, _ = tools(api_client, namespace)
+    wait_for(lambda: (p := pods(api_client, namespace)) and p[0].status.container_statuses, what="pod status")
+    refs = read.get_config_refs(namespace, "Deployment", "web")["data"]
+    assert refs["missing"] == ["ConfigMap web-config not found"]
+    assert refs["refs"][0]["exists"] is False and refs["refs"][0]["referenced_keys"] == ["mode"]
+
+    set_image_by_hand(api_client, namespace, CRASHING)
+    history = wait_for(
+        lambda: (
+            (h := read.get_rollout_history(namespace, "web")["data"])
+            and len(h["revisions"]) == 2
+            and h["current_revision"] == 2
+            and h
+        ),
+        what="two revisions",
+    )
+    assert history["current_revision"] == 2
+    assert [r["revision"] for r in history["revisions"]] == [1, 2]
+    assert [r["containers"][0]["image"] for r in history["revisions"]] == [GOOD, CRASHING]
+    assert history["revisions"][1]["current"] and history["revisions"][0]["containers"][0]["env_names"] == ["MODE"]
+    listed = read.list_pods(namespace, "Deployment", "web")["data"]["pods"]
+    assert {p["reason"] for p in listed} >= {"CreateContainerConfigError"}
+
+
+# --- writes -------------------------------------------------------------------------------------------
+
+
+def test_rollback_returns_the_old_image_and_pods_become_ready(
+    api_client: client.ApiClient, namespace: str, crashing: str
+) -> None:
+    _, write = tools(api_client, namespace)
+    result = write.rollback_deployment(namespace, "web")
+    assert result["ok"], result
+    assert f"-containers[web].image: {CRASHING}" in result["data"]["diff"]
+    assert f"+containers[web].image: {GOOD}" in result["data"]["diff"]
+    obj = deployment(api_client, namespace)
+    assert obj["spec"]["template"]["spec"]["containers"][0]["image"] == GOOD
+    assert "pod-template-hash" not in obj["spec"]["template"]["metadata"]["labels"]
+    wait_for(lambda: rolled_out(api_client, namespace), what="pods ready after rollback")
+    read, _ = tools(api_client, namespace)
+    history = wait_for(
+        lambda: (h := read.get_rollout_history(namespace, "web")["data"]) and h["current_revision"] == 3 and h,
+        what="the old ReplicaSet to become revision 3",
+    )
+    assert [(r["revision"], r["containers"][0]["image"]) for r in history["revisions"]] == [(2, CRASHING), (3, GOOD)]
+    record = write.recorder[-1]
+    assert record.status is ActionStatus.APPLIED and record.verb == "rollback" and record.diff
+    snapshot = write.snapshot_for(record.target)
+    assert snapshot is not None and snapshot.workload["spec"]["template"]["spec"]["containers"][0]["image"] == CRASHING
+    assert len(snapshot.replicasets) == 2
+
+
+def test_set_resources_raises_memory(api_client: client.ApiClient, namespace: str) -> None:
+    make_deployment(api_client, namespace, env=[{"name": "LAB_MEMORY_MI", "value": "100"}])
+    wait_for(
+        lambda: any(
+            (s.last_state and s.last_state.terminated and s.last_state.terminated.reason == "OOMKilled")
+            for p in pods(api_client, namespace)
+            for s in p.status.container_statuses or []
+        ),
+        what="OOMKilled",
+    )
+    _, write = tools(api_client, namespace)
+    too_much = write.set_resources(namespace, "Deployment", "web", "web", memory_limit="512Mi")
+    assert not too_much["ok"] and "more than 2x" in too_much["error"]
+    result = write.set_resources(namespace, "Deployment", "web", "web", memory_limit="128Mi")
+    assert result["ok"], result
+    assert "+containers[web].resources.limits.memory: 128Mi" in result["data"]["diff"]
+    limits = deployment(api_client, namespace)["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"]
+    assert limits == {"memory": "128Mi", "cpu": "200m"}
+    wait_for(lambda: rolled_out(api_client, namespace), what="pods ready with more memory")
+
+
+def test_scale_and_restart(api_client: client.ApiClient, namespace: str) -> None:
+    make_deployment(api_client, namespace)
+    wait_for(lambda: rolled_out(api_client, namespace), what="rollout")
+    _, write = tools(api_client, namespace)
+    assert write.scale(namespace, "web", 3)["ok"]
+    assert deployment(api_client, namespace)["spec"]["replicas"] == 3
+    wait_for(lambda: rolled_out(api_client, namespace), what="3 ready replicas")
+
+    result = write.restart_rollout(namespace, "web")
+    assert result["ok"], result
+    annotations = deployment(api_client, namespace)["spec"]["template"]["metadata"]["annotations"]
+    assert "kubectl.kubernetes.io/restartedAt" in annotations
+    assert "+template.annotations.kubectl.kubernetes.io/restartedAt" in result["data"]["diff"]
+    wait_for(lambda: rolled_out(api_client, namespace), what="restarted pods ready")
+    assert [r.status for r in write.recorder] == [ActionStatus.APPLIED, ActionStatus.APPLIED]
+
+
+def test_eviction_deletes_a_pod_and_pdbs_hold(api_client: client.ApiClient, namespace: str) -> None:
+    make_deployment(api_client, namespace, replicas=2)
+    wait_for(lambda: rolled_out(api_client, namespace), what="rollout")
+    _, write = tools(api_client, namespace)
+    victim = pods(api_client, namespace)[0]
+    result = write.delete_pod(namespace, victim.metadata.name)
+    assert result["ok"], result
+
+    def gone_or_terminating() -> bool:
+        try:
+            pod = client.CoreV1Api(api_client).read_namespaced_pod(victim.metadata.name, namespace)
+        except client.ApiException as error:
+            return error.status == 404
+        return pod.metadata.deletion_timestamp is not None
+
+    wait_for(gone_or_terminating, what="the evicted pod to go")
+    wait_for(lambda: rolled_out(api_client, namespace), what="a replacement pod")
+    wait_for(lambda: len(pods(api_client, namespace)) == 2, what="the evicted pod to be deleted")
+
+    pdb = {"metadata": {"name": "web"}, "spec": {"minAvailable": 2, "selector": {"matchLabels": {"app": "web"}}}}
+    client.PolicyV1Api(api_client).create_namespaced_pod_disruption_budget(namespace, pdb)
+
+    def budget_exhausted() -> bool:
+        status = client.PolicyV1Api(api_client).read_namespaced_pod_disruption_budget("web", namespace).status
+        return bool(status and status.observed_generation and status.current_healthy == 2)
+
+    wait_for(budget_exhausted, what="the PDB to count 2 healthy pods")
+    survivor = next(p for p in pods(api_client, namespace) if p.metadata.deletion_timestamp is None)
+    held = write.delete_pod(namespace, survivor.metadata.name)
+    assert not held["ok"] and "create_namespaced_pod_eviction failed: 429" in held["error"]
+    assert (
+        client.CoreV1Api(api_client).read_namespaced_pod(survivor.metadata.name, namespace).metadata.deletion_timestamp
+        is None
+    )
+
+    make_deployment(api_client, namespace, name="other")
+    other_pod = wait_for(lambda: pods(api_client, namespace, "app=other"), what="other pod")[0]
+    refused = write.delete_pod(namespace, other_pod.metadata.name)
+    assert refused["error"].startswith("refused by policy:") and "does not belong" in refused["error"]
+
+
+def test_guard_refusals_leave_the_object_unchanged(api_client: client.ApiClient, namespace: str) -> None:
+    make_deployment(api_client, namespace)
+    make_deployment(api_client, namespace, name="payments")
+    for name in ("web", "payments"):
+        wait_for(lambda: rolled_out(api_client, namespace, name), what=f"{name} rollout")  # noqa: B023
+    _, write = tools(api_client, namespace)
+    before = {name: resource_version(api_client, namespace, name) for name in ("web", "payments")}
+    attempts = [
+        write.set_image(namespace, "web", "web", "evil.example/miner:latest"),
+        write.scale(namespace, "web", 0),
+        write.scale(namespace, "payments", 2),
+        write.fix_probe(namespace, "Deployment", "web", "web", "liveness", period_seconds=5),
+        write.set_env(namespace, "Deployment", "web", "no-such-container", "A", "b"),
+        write.set_resources(namespace, "Deployment", "web", "web", memory_limit="10Gi"),
+    ]
+    for result in attempts:
+        assert not result["ok"] and result["error"].startswith("refused by policy:"), result
+    client.AppsV1Api(api_client).patch_namespaced_deployment(
+        "web", namespace, {"metadata": {"labels": {"amos.io/protected": "true"}}}
+    )
+    before["web"] = resource_version(api_client, namespace)
+    protected = write.restart_rollout(namespace, "web")
+    assert "is protected" in protected["error"]
+    assert {name: resource_version(api_client, namespace, name) for name in before} == before
+    assert {r.status for r in write.recorder} == {ActionStatus.REFUSED}
+    assert len(write.recorder) == len(attempts) + 1
+    assert write.snapshots == {}
+
+
+def test_dry_run_rejection_is_reported_and_nothing_changes(api_client: client.ApiClient, namespace: str) -> None:
+    make_deployment(api_client, namespace)
+    wait_for(lambda: rolled_out(api_client, namespace), what="rollout")
+    _, write = tools(api_client, namespace)
+    # first a valid request (60Mi, within 2x the 32Mi request and under the 64Mi limit) ...
+    assert write.set_resources(namespace, "Deployment", "web", "web", memory_request="60Mi")["ok"]
+    wait_for(lambda: rolled_out(api_client, namespace), what="rollout of the new request")
+    before = resource_version(api_client, namespace)
+    # ... then 100Mi: within the guard's bound (2x 60Mi), above the 64Mi limit, so the API's dry-run says no
+    rejected = write.set_resources(namespace, "Deployment", "web", "web", memory_request="100Mi")
+    assert not rejected["ok"]
+    assert rejected["error"].startswith("dry-run of patch_namespaced_deployment failed: 422"), rejected["error"]
+    assert "less than or equal to memory limit" in rejected["error"]
+    assert resource_version(api_client, namespace) == before
+    assert write.recorder[-1].status is ActionStatus.FAILED
+
+
+def test_settings_dry_run_validates_but_changes_nothing(api_client: client.ApiClient, namespace: str) -> None:
+    make_deployment(api_client, namespace)
+    wait_for(lambda: rolled_out(api_client, namespace), what="rollout")
+    _, write = tools(api_client, namespace, dry_run=True)
+    before = resource_version(api_client, namespace)
+    result = write.set_resources(namespace, "Deployment", "web", "web", memory_limit="96Mi")
+    assert result["ok"] and result["data"]["status"] == "dry_run"
+    assert "+containers[web].resources.limits.memory: 96Mi" in result["data"]["diff"]
+    assert resource_version(api_client, namespace) == before
+    assert write.recorder[-1].status is ActionStatus.DRY_RUN and write.snapshots == {}
+
+
+def test_a_concurrent_edit_is_a_conflict_not_overwritten(api_client: client.ApiClient, namespace: str) -> None:
+    make_deployment(api_client, namespace)
+    wait_for(lambda: rolled_out(api_client, namespace), what="rollout")
+    _, write = tools(api_client, namespace)
+    real_get = write.access.get
+    edited = []
+
+    def get_then_human_edits(kind: str, ns: str, name: str) -> dict[str, Any]:
+        obj = real_get(kind, ns, name)
+        if kind == "Deployment" and not edited:  # a person edits the spec right after AMOS read it
+            client.AppsV1Api(api_client).patch_namespaced_deployment(
+                "web",
+                namespace,
+                {"spec": {"template": {"spec": {"containers": [{"name": "web", "args": ["--human"]}]}}}},
+            )
+            edited.append(True)
+        return obj
+
+    write.access.get = get_then_human_edits  # type: ignore[method-assign]
+    result = write.set_resources(namespace, "Deployment", "web", "web", memory_limit="96Mi")
+    assert not result["ok"] and result["data"]["conflict"] is True
+    assert "409" in result["error"]
+    spec = deployment(api_client, namespace)["spec"]["template"]["spec"]["containers"][0]
+    assert spec["args"] == ["--human"] and spec["resources"]["limits"]["memory"] == "64Mi"
+    assert write.recorder[-1].status is ActionStatus.FAILED and "conflict" in write.recorder[-1].reason
+
+
+def test_snapshot_and_restore_respect_human_edits(api_client: client.ApiClient, namespace: str) -> None:
+    make_deployment(api_client, namespace, env=[{"name": "DB_HOST", "value": "db.shop.svc"}])
+    wait_for(lambda: rolled_out(api_client, namespace), what="rollout")
+    _, write = tools(api_client, namespace)
+    taken = write.snapshot(namespace, "Deployment", "web")
+    assert taken.ok and taken.data["objects"][0] == "Deployment/web"
+    assert write.set_env(namespace, "Deployment", "web", "web", "DB_HOST", "db2.shop.svc")["ok"]
+    restored = write.restore(taken.data["snapshot_id"])
+    assert restored.ok and restored.data["status"] == "applied", restored
+    env = deployment(api_client, namespace)["spec"]["template"]["spec"]["containers"][0]["env"]
+    assert env == [{"name": "DB_HOST", "value": "db.shop.svc"}]
+    assert write.restore(taken.data["snapshot_id"]).data["status"] == "unchanged"
+
+    again = write.set_env(namespace, "Deployment", "web", "web", "DB_HOST", "db3.shop.svc")
+    assert again["ok"], again
+    set_image_by_hand(api_client, namespace, CRASHING)  # a person changed the spec after AMOS did
+    conflict = write.restore(taken.data["snapshot_id"])
+    assert not conflict.ok and conflict.data["conflict"] is True
+    assert deployment(api_client, namespace)["spec"]["template"]["spec"]["containers"][0]["image"] == CRASHING
+    assert [r.verb for r in write.recorder] == ["set_env", "restore", "set_env", "restore"]
+    assert write.recorder[-1].status is ActionStatus.FAILED
+
+
+def test_parallel_tool_calls_all_land(api_client: client.ApiClient, namespace: str) -> None:
+    """One model turn asking for three changes at once: serialized, each on a fresh read, none lost."""
+    make_deployment(api_client, namespace)
+    wait_for(lambda: rolled_out(api_client, namespace), what="rollout")
+    _, write = tools(api_client, namespace)
+    with ThreadPoolExecutor(3) as pool:
+        results = list(
+            pool.map(lambda n: write.set_env(namespace, "Deployment", "web", "web", f"FLAG_{n}", "on"), range(3))
+        )
+    assert all(result["ok"] for result in results), results
+    env = deployment(api_client, namespace)["spec"]["template"]["spec"]["containers"][0]["env"]
+    assert sorted(item["name"] for item in env) == ["FLAG_0", "FLAG_1", "FLAG_2"]
+    assert [r.status for r in write.recorder] == [ActionStatus.APPLIED] * 3

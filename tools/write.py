@@ -1,0 +1,642 @@
+"""Mutating tools: each typed action passes the policy guard, a server-side dry-run, then one conditional write.
+
+Writes are serialized with a lock (ADK may run one turn's tool calls in parallel).
+A write carries the resourceVersion it was decided on: when someone changed the
+spec meanwhile, the API answers 409 and AMOS reports a conflict instead of
+overwriting. Every outcome (applied, refused, dry_run, failed) becomes an
+`ActionRecord` with a short diff of the fields it changed.
+"""
+
+from __future__ import annotations
+
+import copy
+import random
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from pydantic import ValidationError
+
+from core.actions import (
+    DeletePod,
+    FixProbe,
+    ProposedAction,
+    RestartRollout,
+    RollbackDeployment,
+    Scale,
+    SetArgs,
+    SetEnv,
+    SetImage,
+    SetResources,
+)
+from core.models import ObjectRef
+from core.report import ActionRecord, ActionStatus
+from tools import objects
+from tools.cluster import ApiCallError, ClusterAccess
+from tools.diff import spec_diff
+from tools.policy import PolicyGuard, WorkloadHistory
+from tools.results import ToolResult
+from tools.snapshot import Snapshot, take_snapshot
+
+# A 409 where only status moved (a rollout in progress updates it several times a second) is
+# retried from a fresh read, like client-go's retry.RetryOnConflict; a spec change never is.
+MAX_CONFLICT_RETRIES = 6
+RETRY_BACKOFF_SECONDS = (0.05, 0.1, 0.2, 0.4, 0.8, 1.0)
+REFUSED_PREFIX = "refused by policy: "
+
+
+def _backoff(attempt: int) -> None:
+    base = RETRY_BACKOFF_SECONDS[min(attempt, len(RETRY_BACKOFF_SECONDS)) - 1]
+    time.sleep(base * random.uniform(0.8, 1.2))
+
+
+class ActionRecorder:
+    """A thread-safe, list-like log of ActionRecords for one session."""
+
+    def __init__(self) -> None:
+        self._items: list[ActionRecord] = []
+        self._lock = threading.Lock()
+
+    def append(self, record: ActionRecord) -> None:
+        with self._lock:
+            self._items.append(record)
+
+    def records(self) -> list[ActionRecord]:
+        with self._lock:
+            return list(self._items)
+
+    def __iter__(self) -> Iterator[ActionRecord]:
+        return iter(self.records())
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __getitem__(self, index: int) -> ActionRecord:
+        return self.records()[index]
+
+
+@dataclass
+class _Plan:
+    call: Literal["patch", "replace", "evict"]
+    body: dict[str, Any]
+
+
+class _Retry(Exception):
+    """Only status moved between read and write: read again and decide again."""
+
+
+class WriteTools:
+    """Guarded write tools for one remediation session (one incident, one `PolicyGuard`)."""
+
+    def __init__(
+        self,
+        access: ClusterAccess,
+        guard: PolicyGuard,
+        recorder: ActionRecorder | list[ActionRecord] | None = None,
+        *,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.access = access
+        self.guard = guard
+        self.recorder = recorder if recorder is not None else ActionRecorder()
+        self.snapshots: dict[str, Snapshot] = {}
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._snapshot_of: dict[ObjectRef, str] = {}
+        self._written_generation: dict[ObjectRef, int] = {}
+
+    def as_functions(self) -> list[Callable[..., dict[str, Any]]]:
+        return [
+            self.rollback_deployment,
+            self.set_image,
+            self.set_resources,
+            self.set_env,
+            self.set_args,
+            self.fix_probe,
+            self.scale,
+            self.delete_pod,
+            self.restart_rollout,
+        ]
+
+    # --- model-facing tools (plain typed parameters, dict results) --------------------------
+
+    def rollback_deployment(self, namespace: str, name: str, to_revision: int | None = None) -> dict[str, Any]:
+        """Roll a Deployment back to an earlier revision's pod template, like `kubectl rollout undo`.
+
+        Args:
+            namespace: namespace of the Deployment.
+            name: Deployment name.
+            to_revision: revision number from get_rollout_history; empty means the previous revision.
+
+        Returns:
+            {ok, data: {status, summary, diff}, error}; error starts with "refused by policy:" when not allowed.
+        """
+        return self._run(RollbackDeployment, namespace=namespace, name=name, to_revision=to_revision)
+
+    def set_image(
+        self, namespace: str, name: str, container: str, image: str, kind: str = "Deployment"
+    ) -> dict[str, Any]:
+        """Set a container's image; only an image an earlier revision of this Deployment ran is accepted.
+
+        Args:
+            namespace: namespace of the workload.
+            name: Deployment name.
+            container: container name.
+            image: full image reference, exactly as in get_rollout_history.
+            kind: Deployment.
+
+        Returns:
+            {ok, data: {status, summary, diff}, error}.
+        """
+        return self._run(SetImage, namespace=namespace, name=name, container=container, image=image, kind=kind)
+
+    def set_resources(
+        self,
+        namespace: str,
+        kind: str,
+        name: str,
+        container: str,
+        memory_limit: str | None = None,
+        memory_request: str | None = None,
+        cpu_limit: str | None = None,
+        cpu_request: str | None = None,
+    ) -> dict[str, Any]:
+        """Change a container's memory/CPU limits or requests (e.g. raise the memory limit after OOMKilled).
+
+        A value may grow to at most max_memory_factor times the current one; a limit never goes below the request.
+
+        Args:
+            namespace: namespace of the workload.
+            kind: Deployment or Job.
+            name: workload name.
+            container: container name.
+            memory_limit: new memory limit, a Kubernetes quantity like "512Mi"; empty to keep it.
+            memory_request: new memory request, like "256Mi"; empty to keep it.
+            cpu_limit: new CPU limit, like "500m"; empty to keep it.
+            cpu_request: new CPU request, like "250m"; empty to keep it.
+
+        Returns:
+            {ok, data: {status, summary, diff}, error}.
+        """
+        return self._run(
+            SetResources,
+            namespace=namespace,
+            kind=kind,
+            name=name,
+            container=container,
+            memory_limit=memory_limit or None,
+            memory_request=memory_request or None,
+            cpu_limit=cpu_limit or None,
+            cpu_request=cpu_request or None,
+        )
+
+    def set_env(
+        self, namespace: str, kind: str, name: str, container: str, env_name: str, value: str
+    ) -> dict[str, Any]:
+        """Set one literal environment variable on an existing container (variables from Secrets are never replaced).
+
+        Args:
+            namespace: namespace of the workload.
+            kind: Deployment or Job.
+            name: workload name.
+            container: container name.
+            env_name: variable name.
+            value: new literal value.
+
+        Returns:
+            {ok, data: {status, summary, diff}, error}.
+        """
+        return self._run(
+            SetEnv, namespace=namespace, kind=kind, name=name, container=container, env_name=env_name, value=value
+        )
+
+    def set_args(
+        self,
+        namespace: str,
+        kind: str,
+        name: str,
+        container: str,
+        command: list[str] | None = None,
+        args: list[str] | None = None,
+    ) -> dict[str, Any]:
+        """Replace a container's command and/or args (each list replaces the whole field).
+
+        Args:
+            namespace: namespace of the workload.
+            kind: Deployment or Job.
+            name: workload name.
+            container: container name.
+            command: new command list; empty to keep the current one.
+            args: new args list; empty to keep the current ones.
+
+        Returns:
+            {ok, data: {status, summary, diff}, error}.
+        """
+        return self._run(
+            SetArgs, namespace=namespace, kind=kind, name=name, container=container, command=command, args=args
+        )
+
+    def fix_probe(
+        self,
+        namespace: str,
+        kind: str,
+        name: str,
+        container: str,
+        probe: str,
+        initial_delay_seconds: int | None = None,
+        period_seconds: int | None = None,
+        timeout_seconds: int | None = None,
+        failure_threshold: int | None = None,
+        http_path: str | None = None,
+        port: int | None = None,
+    ) -> dict[str, Any]:
+        """Adjust an existing liveness/readiness/startup probe's timing or HTTP path/port; a probe is never removed.
+
+        Args:
+            namespace: namespace of the workload.
+            kind: Deployment or Job.
+            name: workload name.
+            container: container name.
+            probe: liveness, readiness or startup.
+            initial_delay_seconds: new initialDelaySeconds.
+            period_seconds: new periodSeconds.
+            timeout_seconds: new timeoutSeconds.
+            failure_threshold: new failureThreshold.
+            http_path: new httpGet path (only for an httpGet probe).
+            port: new port of the probe's existing handler (httpGet, tcpSocket or grpc).
+
+        Returns:
+            {ok, data: {status, summary, diff}, error}.
+        """
+        patch: dict[str, Any] = {
+            key: value
+            for key, value in (
+                ("initialDelaySeconds", initial_delay_seconds),
+                ("periodSeconds", period_seconds),
+                ("timeoutSeconds", timeout_seconds),
+                ("failureThreshold", failure_threshold),
+            )
+            if value is not None
+        }
+        if http_path is not None or port is not None:
+            handler = self._probe_handler(namespace, kind, name, container, probe) or "httpGet"
+            patch[handler] = {k: v for k, v in (("path", http_path), ("port", port)) if v is not None}
+        return self._run(
+            FixProbe, namespace=namespace, kind=kind, name=name, container=container, probe=probe, patch=patch
+        )
+
+    def scale(self, namespace: str, name: str, replicas: int, kind: str = "Deployment") -> dict[str, Any]:
+        """Set a Deployment's replica count (at least 1, at most the configured maximum).
+
+        Args:
+            namespace: namespace of the Deployment.
+            name: Deployment name.
+            replicas: desired number of replicas.
+            kind: Deployment.
+
+        Returns:
+            {ok, data: {status, summary, diff}, error}.
+        """
+        return self._run(Scale, namespace=namespace, name=name, replicas=replicas, kind=kind)
+
+    def delete_pod(self, namespace: str, name: str) -> dict[str, Any]:
+        """Evict one pod of the incident's workload so its controller replaces it (PodDisruptionBudgets are honoured).
+
+        Args:
+            namespace: namespace of the pod.
+            name: pod name.
+
+        Returns:
+            {ok, data: {status, summary}, error}.
+        """
+        return self._run(DeletePod, namespace=namespace, name=name)
+
+    def restart_rollout(self, namespace: str, name: str, kind: str = "Deployment") -> dict[str, Any]:
+        """Restart a Deployment's pods with a rolling update, like `kubectl rollout restart`.
+
+        Args:
+            namespace: namespace of the Deployment.
+            name: Deployment name.
+            kind: Deployment.
+
+        Returns:
+            {ok, data: {status, summary, diff}, error}.
+        """
+        return self._run(RestartRollout, namespace=namespace, name=name, kind=kind)
+
+    # --- orchestrator API ---------------------------------------------------------------------
+
+    def snapshot(self, namespace: str, kind: str, name: str) -> ToolResult:
+        """Snapshot a workload (full JSON of it, its ReplicaSets and ConfigMaps); data = {snapshot_id, objects}."""
+        try:
+            snap = take_snapshot(self.access, ObjectRef(kind=kind, namespace=namespace, name=name), self._clock())
+        except Exception as error:  # noqa: BLE001 - a tool never raises
+            return ToolResult.failure(self._error_text(error, "snapshot"))
+        with self._lock:
+            self.snapshots[snap.id] = snap
+            self._snapshot_of.setdefault(snap.target, snap.id)
+        return ToolResult(ok=True, data={"snapshot_id": snap.id, "objects": snap.objects()})
+
+    def snapshot_for(self, target: ObjectRef) -> Snapshot | None:
+        """The first snapshot of `target` taken in this session (the state before AMOS's first change)."""
+        snapshot_id = self._snapshot_of.get(target)
+        return self.snapshots.get(snapshot_id) if snapshot_id else None
+
+    def written_generation(self, target: ObjectRef) -> int | None:
+        """The `metadata.generation` AMOS's last write to `target` produced (what a restore expects to find)."""
+        return self._written_generation.get(target)
+
+    def apply(self, action: ProposedAction) -> ToolResult:
+        """Run one typed action through guard, dry-run and conditional write; never raises."""
+        with self._lock:
+            try:
+                return self._apply(action)
+            except Exception as error:  # noqa: BLE001 - a tool never raises into the agent loop
+                text = self._error_text(error, action.action)
+                self._record(action, ActionStatus.FAILED, text)
+                return ToolResult.failure(text)
+
+    def restore(self, snapshot: Snapshot | str) -> ToolResult:
+        """Put a Deployment/Job spec back from a snapshot, unless someone else changed the spec since AMOS did."""
+        with self._lock:
+            snap = self.snapshots.get(snapshot) if isinstance(snapshot, str) else snapshot
+            if snap is None:
+                return ToolResult.failure(f"restore failed: unknown snapshot {snapshot}")
+            try:
+                return self._restore(snap)
+            except Exception as error:  # noqa: BLE001 - a tool never raises
+                text = self._error_text(error, "restore")
+                self._record_ref("restore", snap.target, f"restore {snap.target}", ActionStatus.FAILED, text)
+                return ToolResult.failure(text)
+
+    # --- pipeline -----------------------------------------------------------------------------
+
+    def _run(self, action_type: type[Any], **fields: Any) -> dict[str, Any]:
+        try:
+            action = action_type(**fields)
+        except ValidationError as error:
+            problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in error.errors())
+            reason = f"invalid action: {problems}"
+            ref = ObjectRef(
+                kind=str(fields.get("kind") or ("Pod" if action_type is DeletePod else "Deployment")),
+                namespace=str(fields.get("namespace") or "?"),
+                name=str(fields.get("name") or "?"),
+            )
+            verb = action_type.model_fields["action"].default
+            self._record_ref(verb, ref, f"{verb} {ref.kind}/{ref.name}", ActionStatus.REFUSED, reason)
+            return ToolResult.failure(REFUSED_PREFIX + reason).model_dump()
+        return self.apply(action).model_dump()
+
+    def _apply(self, action: ProposedAction) -> ToolResult:
+        ref = ObjectRef(kind=action.target_kind, namespace=action.namespace, name=action.name)
+        for attempt in range(MAX_CONFLICT_RETRIES + 1):
+            if attempt:
+                _backoff(attempt)
+            try:
+                return self._attempt(action, ref)
+            except _Retry:
+                continue
+        text = f"{action.action} failed: the object kept changing; gave up after {MAX_CONFLICT_RETRIES + 1} tries"
+        self._record(action, ActionStatus.FAILED, text)
+        return ToolResult.failure(text)
+
+    def _attempt(self, action: ProposedAction, ref: ObjectRef) -> ToolResult:
+        target = self._read_or_none(ref)
+        history = self._history(action, target)
+        decision = self.guard.check(action, target, history)
+        if not decision.allowed:
+            self._record(action, ActionStatus.REFUSED, decision.reason)
+            return ToolResult.failure(REFUSED_PREFIX + decision.reason)
+        assert target is not None  # the guard refuses a missing target
+        plan = self._plan(action, target, history)
+
+        try:
+            preview = self._send(ref, plan, dry_run=True)
+        except ApiCallError as error:
+            return self._write_failed(action, ref, target, error)
+        diff = self._diff(ref, target, preview)
+        if self.access.settings.dry_run:
+            self.guard.note_action()
+            self._record(action, ActionStatus.DRY_RUN, "dry-run mode: validated by the API server, not applied", diff)
+            return ToolResult(
+                ok=True, data={"status": ActionStatus.DRY_RUN.value, "summary": self._summary(action), "diff": diff}
+            )
+
+        snapshot_id = None
+        if not isinstance(action, DeletePod):
+            try:
+                snapshot_id = self._ensure_snapshot(ref)
+            except ApiCallError as error:  # no snapshot, no change: a failed fix could not be undone
+                text = f"snapshot before the change failed, nothing changed: {error}"
+                self._record(action, ActionStatus.FAILED, text)
+                return ToolResult.failure(self.access.redactor.redact_text(text))
+        try:
+            after = self._send(ref, plan, dry_run=False)
+        except ApiCallError as error:
+            return self._write_failed(action, ref, target, error)
+        self.guard.note_action()
+        if after is not None and objects.meta(after).get("generation") is not None:
+            self._written_generation[ref] = int(objects.meta(after)["generation"])
+        diff = self._diff(ref, target, after) if after is not None else diff
+        self._record(action, ActionStatus.APPLIED, "", diff)
+        data: dict[str, Any] = {"status": ActionStatus.APPLIED.value, "summary": self._summary(action), "diff": diff}
+        if snapshot_id:
+            data["snapshot_id"] = snapshot_id
+        return ToolResult(ok=True, data=data)
+
+    def _write_failed(
+        self, action: ProposedAction, ref: ObjectRef, target: dict[str, Any], error: ApiCallError
+    ) -> ToolResult:
+        text = self.access.redactor.redact_text(str(error))
+        if error.conflict:
+            if ref.kind != "Pod" and self._only_status_moved(ref, target):
+                raise _Retry
+            reason = f"conflict: {ref.kind}/{ref.name} was changed by someone else after AMOS read it; not overwritten"
+            self._record(action, ActionStatus.FAILED, reason)
+            return ToolResult(ok=False, error=f"{reason} ({text})", data={"conflict": True})
+        self._record(action, ActionStatus.FAILED, text)
+        return ToolResult.failure(text)
+
+    def _only_status_moved(self, ref: ObjectRef, seen: dict[str, Any]) -> bool:
+        """True when the object's spec is as it was read (same generation): a status write caused the 409."""
+        current = self._read_or_none(ref)
+        if current is None:
+            return False
+        return objects.meta(current).get("generation") == objects.meta(seen).get("generation")
+
+    def _read_or_none(self, ref: ObjectRef) -> dict[str, Any] | None:
+        try:
+            return self.access.get(ref.kind, ref.namespace, ref.name)
+        except ApiCallError as error:
+            if error.status == 404:
+                return None
+            raise
+
+    def _history(self, action: ProposedAction, target: dict[str, Any] | None) -> WorkloadHistory:
+        scope = self.guard.scope
+        if isinstance(action, DeletePod):
+            workload = self._read_or_none(ObjectRef(kind=scope.kind, namespace=scope.namespace, name=scope.name))
+        else:
+            workload = target
+        if workload is None:
+            return WorkloadHistory()
+        replicasets = self.access.replicasets_of(workload) if workload.get("kind") == "Deployment" else []
+        return WorkloadHistory(workload=workload, replicasets=replicasets)
+
+    def _plan(self, action: ProposedAction, target: dict[str, Any], history: WorkloadHistory) -> _Plan:
+        rv = objects.meta(target).get("resourceVersion")
+        precondition = {"metadata": {"resourceVersion": rv}}
+        match action:
+            case DeletePod():
+                return _Plan("evict", {"uid": objects.meta(target).get("uid")})
+            case Scale():
+                return _Plan("patch", precondition | {"spec": {"replicas": action.replicas}})
+            case RestartRollout():
+                stamp = self._clock().strftime("%Y-%m-%dT%H:%M:%SZ")
+                template = {"metadata": {"annotations": {objects.RESTARTED_AT_ANNOTATION: stamp}}}
+                return _Plan("patch", precondition | {"spec": {"template": template}})
+            case RollbackDeployment():
+                return _Plan("replace", self._rollback_body(action, target, history))
+        field, _ = objects.find_container(target, action.container) or ("containers", {})
+        change: dict[str, Any] = {"name": action.container}
+        match action:
+            case SetImage():
+                change["image"] = action.image
+            case SetResources():
+                resources: dict[str, dict[str, str]] = {}
+                for (section, resource), value in action.changes().items():
+                    resources.setdefault(section, {})[resource] = value
+                change["resources"] = resources
+            case SetEnv():
+                change["env"] = [{"name": action.env_name, "value": action.value}]
+            case SetArgs():
+                if action.command is not None:
+                    change["command"] = action.command
+                if action.args is not None:
+                    change["args"] = action.args
+            case FixProbe():
+                change[action.field] = action.patch
+        return _Plan("patch", precondition | {"spec": {"template": {"spec": {field: [change]}}}})
+
+    @staticmethod
+    def _rollback_body(action: RollbackDeployment, target: dict[str, Any], history: WorkloadHistory) -> dict[str, Any]:
+        revisions = history.revisions()
+        number = action.to_revision
+        if number is None:
+            current = objects.revision(target)
+            number = max(r for r in revisions if current is None or r < current)
+        template = copy.deepcopy((revisions[number].get("spec") or {}).get("template") or {})
+        template.get("metadata", {}).get("labels", {}).pop(objects.POD_TEMPLATE_HASH, None)
+        body = objects.without_managed_fields(target)
+        body.pop("status", None)
+        body["spec"]["template"] = template
+        return body
+
+    def _send(self, ref: ObjectRef, plan: _Plan, *, dry_run: bool) -> dict[str, Any] | None:
+        if plan.call == "evict":
+            self.access.evict(ref.namespace, ref.name, plan.body["uid"], dry_run=dry_run)
+            return None
+        if plan.call == "replace":
+            return self.access.replace(ref.kind, ref.namespace, ref.name, plan.body, dry_run=dry_run)
+        return self.access.patch(ref.kind, ref.namespace, ref.name, plan.body, dry_run=dry_run)
+
+    def _ensure_snapshot(self, ref: ObjectRef) -> str:
+        existing = self._snapshot_of.get(ref)
+        if existing:
+            return existing
+        snap = take_snapshot(self.access, ref, self._clock())
+        self.snapshots[snap.id] = snap
+        self._snapshot_of[ref] = snap.id
+        return snap.id
+
+    def _restore(self, snap: Snapshot) -> ToolResult:
+        ref = snap.target
+        if ref.kind not in {"Deployment", "Job"}:
+            return ToolResult.failure(f"restore failed: a {ref.kind} cannot be restored (Deployment or Job only)")
+        summary = f"restore {ref.kind}/{ref.name} from snapshot {snap.id}"
+        for attempt in range(MAX_CONFLICT_RETRIES + 1):
+            if attempt:
+                _backoff(attempt)
+            current = self._read_or_none(ref)
+            decision = self.guard.check_restore(current)
+            if not decision.allowed:
+                self._record_ref("restore", ref, summary, ActionStatus.REFUSED, decision.reason)
+                return ToolResult.failure(REFUSED_PREFIX + decision.reason)
+            assert current is not None
+            expected = self._written_generation.get(ref, snap.generation)
+            seen = objects.meta(current).get("generation")
+            if expected is not None and seen != expected:
+                reason = (
+                    f"conflict: the spec of {ref.kind}/{ref.name} changed since AMOS last wrote it "
+                    f"(generation {seen}, expected {expected}); not restored"
+                )
+                self._record_ref("restore", ref, summary, ActionStatus.FAILED, reason)
+                return ToolResult(ok=False, error=f"restore failed: {reason}", data={"conflict": True})
+            body = objects.without_managed_fields(current)
+            body.pop("status", None)
+            body["spec"] = copy.deepcopy(snap.workload.get("spec") or {})
+            if not spec_diff(current, body, self.access.redactor):
+                return ToolResult(ok=True, data={"status": "unchanged", "summary": "already matches the snapshot"})
+            try:
+                preview = self.access.replace(ref.kind, ref.namespace, ref.name, body, dry_run=True)
+                diff = self._diff(ref, current, preview)
+                if self.access.settings.dry_run:
+                    self._record_ref("restore", ref, summary, ActionStatus.DRY_RUN, "dry-run mode", diff)
+                    return ToolResult(ok=True, data={"status": ActionStatus.DRY_RUN.value, "diff": diff})
+                after = self.access.replace(ref.kind, ref.namespace, ref.name, body, dry_run=False)
+            except ApiCallError as error:
+                if error.conflict and self._only_status_moved(ref, current):
+                    continue
+                text = self.access.redactor.redact_text(str(error))
+                self._record_ref("restore", ref, summary, ActionStatus.FAILED, text)
+                return ToolResult(ok=False, error=text, data={"conflict": error.conflict})
+            if objects.meta(after).get("generation") is not None:
+                self._written_generation[ref] = int(objects.meta(after)["generation"])
+            diff = self._diff(ref, current, after)
+            self._record_ref("restore", ref, summary, ActionStatus.APPLIED, "", diff)
+            return ToolResult(ok=True, data={"status": ActionStatus.APPLIED.value, "summary": summary, "diff": diff})
+        return ToolResult.failure("restore failed: the object kept changing")
+
+    # --- records --------------------------------------------------------------------------------
+
+    def _diff(self, ref: ObjectRef, before: dict[str, Any], after: dict[str, Any] | None) -> str:
+        label = f"{ref.kind}/{ref.name}"
+        if ref.kind == "Pod":
+            status = before.get("status") or {}
+            restarts = sum(int(s.get("restartCount", 0)) for s in status.get("containerStatuses") or [])
+            return f"--- {label} (before)\n+++ {label} (after)\n-pod: {status.get('phase')}, {restarts} restarts\n+pod: evicted"
+        return spec_diff(before, after, self.access.redactor, label=label)
+
+    def _summary(self, action: ProposedAction) -> str:
+        return self.access.redactor.redact_text(action.summary())
+
+    def _record(self, action: ProposedAction, status: ActionStatus, reason: str, diff: str = "") -> None:
+        ref = ObjectRef(kind=action.target_kind, namespace=action.namespace, name=action.name)
+        self._record_ref(action.action, ref, self._summary(action), status, reason, diff)
+
+    def _record_ref(
+        self, verb: str, ref: ObjectRef, summary: str, status: ActionStatus, reason: str, diff: str = ""
+    ) -> None:
+        redact = self.access.redactor.redact_text
+        self.recorder.append(
+            ActionRecord(
+                verb=verb, target=ref, summary=redact(summary), status=status, reason=redact(reason), diff=diff
+            )
+        )
+
+    def _error_text(self, error: Exception, call: str) -> str:
+        text = str(error) if isinstance(error, ApiCallError) else f"{call} failed: {type(error).__name__}: {error}"
+        return self.access.redactor.redact_text(text)
+
+    def _probe_handler(self, namespace: str, kind: str, name: str, container: str, probe: str) -> str | None:
+        """Which handler the current probe uses, so a port change lands on it (best effort)."""
+        try:
+            obj = self.access.get("Job" if kind.strip().lower().startswith("job") else "Deployment", namespace, name)
+        except Exception:  # noqa: BLE001 - best effort: without it the port goes to httpGet
+            return None
+        found = objects.find_container(obj, container)
+        current = (found[1].get(f"{probe}Probe") if found else None) or {}
+        return next((h for h in ("httpGet", "tcpSocket", "grpc") if h in current), None)
