@@ -1,0 +1,210 @@
+"""Compact views of watched objects, built from the API's own JSON (camelCase dicts).
+
+A full Pod is 5-15 KB of JSON, most of it managedFields and spec that no failure
+pattern reads; a view keeps only what `patterns` and `owners` need, so thousands
+of watched objects stay cheap. Views never talk to the cluster.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+
+REVISION_ANNOTATION = "deployment.kubernetes.io/revision"
+POD_TEMPLATE_HASH_LABEL = "pod-template-hash"
+_POD_CONDITIONS = frozenset({"PodScheduled", "ContainersReady"})
+_DEPLOYMENT_CONDITIONS = frozenset({"Progressing", "Available"})
+_JOB_CONDITIONS = frozenset({"Failed"})
+
+ApiObject = Mapping[str, Any]
+
+
+class View(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+
+class OwnerView(View):
+    kind: str
+    name: str
+    controller: bool = False
+
+
+class ConditionView(View):
+    type: str
+    status: str
+    reason: str = ""
+    message: str = ""
+    last_transition: datetime | None = None
+
+
+class TerminationView(View):
+    reason: str = ""
+    exit_code: int = 0
+    finished_at: datetime | None = None
+
+
+class ContainerView(View):
+    name: str
+    init: bool = False
+    ready: bool = False
+    restart_count: int = 0
+    running: bool = False
+    waiting_reason: str | None = None
+    waiting_message: str = ""
+    terminated: TerminationView | None = None  # current state
+    last_terminated: TerminationView | None = None  # lastState: why the previous run ended
+
+
+class ObjectView(View):
+    namespace: str
+    name: str
+    uid: str = ""
+    annotations: dict[str, str] = {}  # only the ones asked for (the opt-out annotation)
+    owners: tuple[OwnerView, ...] = ()
+    conditions: tuple[ConditionView, ...] = ()
+
+    def condition(self, kind: str) -> ConditionView | None:
+        return next((c for c in self.conditions if c.type == kind), None)
+
+    @property
+    def controller(self) -> OwnerView | None:
+        return next((o for o in self.owners if o.controller), None)
+
+
+class PodView(ObjectView):
+    phase: str = "Pending"
+    node_name: str | None = None
+    pod_template_hash: str | None = None
+    created: datetime | None = None
+    deleted: datetime | None = None  # deletionTimestamp: the pod is on its way out
+    containers: tuple[ContainerView, ...] = ()
+
+    @classmethod
+    def from_api(cls, obj: ApiObject, keep_annotations: Collection[str] = ()) -> PodView:
+        meta, spec, status = _parts(obj)
+        return cls(
+            **_object_fields(meta, status, keep_annotations, _POD_CONDITIONS),
+            phase=status.get("phase") or "Pending",
+            node_name=spec.get("nodeName"),
+            pod_template_hash=(meta.get("labels") or {}).get(POD_TEMPLATE_HASH_LABEL),
+            created=meta.get("creationTimestamp"),
+            deleted=meta.get("deletionTimestamp"),
+            containers=tuple(
+                [_container(c, init=True) for c in status.get("initContainerStatuses") or []]
+                + [_container(c, init=False) for c in status.get("containerStatuses") or []]
+            ),
+        )
+
+
+class ReplicaSetView(ObjectView):
+    revision: str | None = None
+
+    @property
+    def deployment(self) -> str | None:
+        owner = self.controller
+        return owner.name if owner is not None and owner.kind == "Deployment" else None
+
+    @classmethod
+    def from_api(cls, obj: ApiObject, keep_annotations: Collection[str] = ()) -> ReplicaSetView:
+        meta, _, status = _parts(obj)
+        return cls(
+            **_object_fields(meta, status, keep_annotations, frozenset()),
+            revision=(meta.get("annotations") or {}).get(REVISION_ANNOTATION),
+        )
+
+
+class DeploymentView(ObjectView):
+    generation: int = 0
+    observed_generation: int = 0
+    replicas: int = 1
+    ready_replicas: int = 0
+    available_replicas: int = 0
+    updated_replicas: int = 0
+    unavailable_replicas: int = 0
+
+    @classmethod
+    def from_api(cls, obj: ApiObject, keep_annotations: Collection[str] = ()) -> DeploymentView:
+        meta, spec, status = _parts(obj)
+        replicas = spec.get("replicas")
+        return cls(
+            **_object_fields(meta, status, keep_annotations, _DEPLOYMENT_CONDITIONS),
+            generation=meta.get("generation") or 0,
+            observed_generation=status.get("observedGeneration") or 0,
+            replicas=1 if replicas is None else replicas,
+            ready_replicas=status.get("readyReplicas") or 0,
+            available_replicas=status.get("availableReplicas") or 0,
+            updated_replicas=status.get("updatedReplicas") or 0,
+            unavailable_replicas=status.get("unavailableReplicas") or 0,
+        )
+
+
+class JobView(ObjectView):
+    failed: int = 0
+
+    @classmethod
+    def from_api(cls, obj: ApiObject, keep_annotations: Collection[str] = ()) -> JobView:
+        meta, _, status = _parts(obj)
+        return cls(
+            **_object_fields(meta, status, keep_annotations, _JOB_CONDITIONS),
+            failed=status.get("failed") or 0,
+        )
+
+
+def _parts(obj: ApiObject) -> tuple[ApiObject, ApiObject, ApiObject]:
+    return obj.get("metadata") or {}, obj.get("spec") or {}, obj.get("status") or {}
+
+
+def _object_fields(
+    meta: ApiObject, status: ApiObject, keep_annotations: Collection[str], conditions: frozenset[str]
+) -> dict[str, Any]:
+    annotations = meta.get("annotations") or {}
+    return {
+        "namespace": meta.get("namespace") or "",
+        "name": meta["name"],
+        "uid": meta.get("uid") or "",
+        "annotations": {key: annotations[key] for key in keep_annotations if key in annotations},
+        "owners": tuple(
+            OwnerView(kind=o["kind"], name=o["name"], controller=bool(o.get("controller")))
+            for o in meta.get("ownerReferences") or []
+        ),
+        "conditions": tuple(
+            ConditionView(
+                type=c["type"],
+                status=c.get("status") or "Unknown",
+                reason=c.get("reason") or "",
+                message=c.get("message") or "",
+                last_transition=c.get("lastTransitionTime"),
+            )
+            for c in status.get("conditions") or []
+            if c.get("type") in conditions
+        ),
+    }
+
+
+def _container(status: ApiObject, *, init: bool) -> ContainerView:
+    state = status.get("state") or {}
+    waiting = state.get("waiting") or {}
+    return ContainerView(
+        name=status["name"],
+        init=init,
+        ready=bool(status.get("ready")),
+        restart_count=status.get("restartCount") or 0,
+        running="running" in state,
+        waiting_reason=waiting.get("reason"),
+        waiting_message=waiting.get("message") or "",
+        terminated=_termination(state.get("terminated")),
+        last_terminated=_termination((status.get("lastState") or {}).get("terminated")),
+    )
+
+
+def _termination(terminated: ApiObject | None) -> TerminationView | None:
+    if not terminated:
+        return None
+    return TerminationView(
+        reason=terminated.get("reason") or "",
+        exit_code=terminated.get("exitCode") or 0,
+        finished_at=terminated.get("finishedAt"),
+    )
