@@ -110,10 +110,9 @@ class AmosApp:
         self.metrics.leader.set(1 if leads else 0)
         if not leads:
             return
-        if not self._orchestrating:  # first time we lead: recover, then start taking incidents
+        if not self._orchestrating:  # first time we lead: recover (reports go to on_report), then take incidents
             self._orchestrating = True
-            for report in self.orchestrator.start():
-                self._reported(report)
+            self.orchestrator.start()
         for incident in self.detector.open_incidents():
             self.orchestrator.submit(incident)
 

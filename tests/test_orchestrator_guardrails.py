@@ -1,0 +1,254 @@
+"""Guard-rail decisions and the judge's readings, as pure functions with an injected clock (no cluster)."""
+
+from __future__ import annotations
+
+import copy
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from core.actions import RollbackDeployment, SetImage
+from core.config import Settings
+from core.models import FaultKind, Incident, ObjectRef
+from orchestrator.guardrails import (
+    GuardVerdict,
+    RevertStatus,
+    check_revert,
+    decide,
+    gitops_manager,
+    is_outage,
+    namespace_health,
+    template_hash,
+)
+from orchestrator.loop import Fence, FencedGuard
+from orchestrator.store import BreakerState, FixWatch, Ledger, WorkloadState
+from orchestrator.verify import Baseline, Health, assess, broken_guarantees, pod_signals
+from tools.policy import ActionBudget, IncidentScope, WorkloadHistory
+
+NOW = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
+WEB = ObjectRef(kind="Deployment", namespace="shop", name="web")
+
+
+def deployment(*, labels: dict[str, str] | None = None, annotations: dict[str, str] | None = None,
+               image: str = "shop/web:1.0", replicas: int = 2, ready: int = 2, generation: int = 3,
+               memory: str | None = "128Mi", probe: bool = True) -> dict[str, Any]:
+    container: dict[str, Any] = {"name": "app", "image": image}
+    if memory:
+        container["resources"] = {"limits": {"memory": memory}}
+    if probe:
+        container["readinessProbe"] = {"httpGet": {"path": "/ready", "port": 8080}}
+    return {
+        "kind": "Deployment",
+        "metadata": {"name": "web", "namespace": "shop", "uid": "d-1", "generation": generation,
+                     "labels": labels or {}, "annotations": {"deployment.kubernetes.io/revision": "2",
+                                                             **(annotations or {})}},
+        "spec": {"replicas": replicas, "template": {"metadata": {"labels": {"app": "web"}},
+                                                    "spec": {"containers": [container]}}},
+        "status": {"observedGeneration": generation, "replicas": replicas, "updatedReplicas": replicas,
+                   "readyReplicas": ready, "availableReplicas": ready},
+    }
+
+
+def rules(obj: dict[str, Any] | None = None, *, state: WorkloadState | None = None,
+          breaker: BreakerState | None = None, used: int = 0, failing: int = 0, total: int = 1,
+          now: datetime = NOW, **settings: Any) -> Any:
+    values: dict[str, Any] = {"workload_cooldown_seconds": 300, "workload_block_seconds": 3600,
+                              "actions_per_hour": 10, "outage_failing_ratio": 0.5, "outage_min_workloads": 4}
+    health = namespace_health("shop", [deployment(ready=0) for _ in range(failing)]
+                              + [deployment() for _ in range(total - failing)])
+    return decide(settings=Settings(**(values | settings)), now=now,
+                  workload=deployment() if obj is None else obj, state=state or WorkloadState(workload=WEB),
+                  breaker=breaker or BreakerState(), budget_used=used, health=health)
+
+
+def test_a_healthy_situation_proceeds() -> None:
+    decision = rules()
+    assert decision.verdict is GuardVerdict.PROCEED and decision.rule == "ok"
+
+
+def test_cooldown_defers_until_it_ends_and_then_lets_through() -> None:
+    state = WorkloadState(workload=WEB, last_action_at=NOW - timedelta(seconds=120))
+    decision = rules(state=state)
+    assert decision.verdict is GuardVerdict.DEFER and decision.rule == "cooldown"
+    assert decision.retry_at == NOW + timedelta(seconds=180)
+    assert rules(state=state, now=NOW + timedelta(seconds=181)).verdict is GuardVerdict.PROCEED
+
+
+def test_block_after_a_failed_pair_skips_for_an_hour() -> None:
+    state = WorkloadState(workload=WEB, blocked_until=NOW + timedelta(minutes=59), block_reason="2 attempts failed")
+    decision = rules(state=state)
+    assert decision.verdict is GuardVerdict.SKIP and decision.rule == "blocked"
+    assert "2 attempts failed" in decision.reason
+    assert rules(state=state, now=NOW + timedelta(hours=1)).verdict is GuardVerdict.PROCEED
+
+
+def test_budget_used_up_means_proposals_only() -> None:
+    assert rules(used=9).verdict is GuardVerdict.PROCEED
+    decision = rules(used=10)
+    assert decision.verdict is GuardVerdict.PROPOSE and decision.rule == "budget"
+
+
+def test_an_open_breaker_stays_open_whatever_the_budget_says() -> None:
+    breaker = BreakerState(state="open", reason="budget used up", opened_at=NOW - timedelta(hours=5))
+    decision = rules(breaker=breaker, used=0)
+    assert decision.verdict is GuardVerdict.PROPOSE and decision.rule == "breaker"
+    assert "amos-circuit-breaker" in decision.reason
+
+
+@pytest.mark.parametrize(("failing", "total", "outage"), [(2, 4, True), (3, 4, True), (1, 4, False), (3, 3, False),
+                                                         (5, 10, True), (4, 10, False)])
+def test_outage_needs_enough_workloads_and_enough_failing(failing: int, total: int, outage: bool) -> None:
+    decision = rules(failing=failing, total=total)
+    assert (decision.verdict is GuardVerdict.ESCALATE and decision.rule == "outage") is outage
+
+
+def test_outage_wins_over_cooldown_and_block() -> None:
+    state = WorkloadState(workload=WEB, blocked_until=NOW + timedelta(hours=1), last_action_at=NOW)
+    assert rules(state=state, failing=4, total=4).rule == "outage"
+
+
+def test_namespace_health_ignores_scaled_to_zero_and_counts_failed_jobs() -> None:
+    job = {"kind": "Job", "metadata": {"name": "batch"},
+           "status": {"conditions": [{"type": "Failed", "status": "True"}]}}
+    stuck = deployment()
+    stuck["status"]["conditions"] = [{"type": "Progressing", "status": "False", "reason": "ProgressDeadlineExceeded"}]
+    health = namespace_health("shop", [deployment(replicas=0, ready=0), deployment(), job, stuck])
+    assert health.total == 3 and health.failing == ["Deployment/web", "Job/batch"]
+    assert not is_outage(health, Settings(outage_min_workloads=4))
+    assert is_outage(health, Settings(outage_min_workloads=3, outage_failing_ratio=0.6))
+
+
+@pytest.mark.parametrize(
+    ("labels", "annotations", "manager"),
+    [
+        ({}, {"argocd.argoproj.io/tracking-id": "shop:apps/Deployment:shop/web"}, "Argo CD"),
+        ({"argocd.argoproj.io/instance": "shop"}, {}, "Argo CD"),
+        ({"kustomize.toolkit.fluxcd.io/name": "apps"}, {}, "Flux (Kustomization)"),
+        ({"helm.toolkit.fluxcd.io/name": "web"}, {}, "Flux (HelmRelease)"),
+        ({"app.kubernetes.io/instance": "web", "app.kubernetes.io/managed-by": "Helm"}, {}, "Helm"),
+        ({}, {"meta.helm.sh/release-name": "web"}, "Helm"),
+        ({"app.kubernetes.io/instance": "web"}, {}, None),
+        ({"app.kubernetes.io/managed-by": "kubectl"}, {}, None),
+    ],
+)
+def test_gitops_ownership_means_proposals_only(labels: dict[str, str], annotations: dict[str, str],
+                                               manager: str | None) -> None:
+    obj = deployment(labels=labels, annotations=annotations)
+    assert gitops_manager(obj) == manager
+    decision = rules(obj)
+    if manager is None:
+        assert decision.verdict is GuardVerdict.PROCEED
+    else:
+        assert decision.verdict is GuardVerdict.PROPOSE and decision.rule == "gitops" and manager in decision.reason
+
+
+def test_dry_run_protected_ignored_and_gone() -> None:
+    assert rules(dry_run=True).rule == "dry_run"
+    assert rules(deployment(labels={"amos.io/protected": "true"})).rule == "protected"
+    assert rules(deployment(annotations={"amos.io/ignore": "true"})).verdict is GuardVerdict.SKIP
+    missing = decide(settings=Settings(), now=NOW, workload=None, state=WorkloadState(workload=WEB),
+                     breaker=BreakerState(), budget_used=0, health=None)
+    assert missing.verdict is GuardVerdict.SKIP and missing.rule == "gone"
+
+
+def test_ledger_attempts_expire_after_the_block_period() -> None:
+    ledger = Ledger(fingerprint="f", attempts=2, last_attempt_at=NOW)
+    assert ledger.spent(NOW + timedelta(minutes=59), 3600) == 2
+    assert ledger.spent(NOW + timedelta(minutes=61), 3600) == 0
+
+
+def test_a_reverted_fix_is_told_apart_from_one_that_holds_or_was_superseded() -> None:
+    before, fixed, other = deployment(image="shop/web:2.0-missing"), deployment(), deployment(image="shop/web:3.0")
+    incident = Incident(id="i1", fingerprint="f", kind=FaultKind.IMAGE_PULL, workload=WEB, first_seen=NOW,
+                        last_seen=NOW)
+    watch = FixWatch(incident=incident, fixed_at=NOW, before_hash=template_hash(before),
+                     after_hash=template_hash(fixed))
+    status_only = copy.deepcopy(fixed)
+    status_only["status"]["readyReplicas"] = 0
+    status_only["metadata"]["annotations"]["deployment.kubernetes.io/revision"] = "9"
+    assert check_revert(watch, status_only, NOW + timedelta(minutes=1)) is RevertStatus.HOLDING
+    assert check_revert(watch, before, NOW + timedelta(minutes=1)) is RevertStatus.REVERTED
+    assert check_revert(watch, other, NOW + timedelta(minutes=1)) is RevertStatus.SUPERSEDED
+    assert check_revert(watch, None, NOW) is RevertStatus.GONE
+    assert check_revert(watch, fixed, NOW + timedelta(hours=5)) is RevertStatus.EXPIRED
+
+
+# --- the judge's readings -----------------------------------------------------------------------------------
+
+
+def test_guarantees_scaled_down_probe_and_limit_removed() -> None:
+    baseline = Baseline.of(WEB, deployment(replicas=3))
+    assert broken_guarantees(baseline, deployment(replicas=3)) == []
+    assert broken_guarantees(baseline, deployment(replicas=0)) == ["the Deployment was scaled to 0"]
+    assert "scaled down from 3 to 2" in broken_guarantees(baseline, deployment(replicas=2))[0]
+    assert broken_guarantees(baseline, deployment(replicas=3, probe=False)) == [
+        "the readinessProbe of container app was removed"]
+    assert broken_guarantees(baseline, deployment(replicas=3, memory=None)) == [
+        "the memory limit of container app was removed"]
+    assert broken_guarantees(baseline, None) == ["Deployment/web no longer exists"]
+
+
+def _pod(name: str, *, ready: bool = True, restarts: int = 0, waiting: str | None = None,
+         last: dict[str, Any] | None = None) -> dict[str, Any]:
+    state: dict[str, Any] = {"waiting": {"reason": waiting}} if waiting else {"running": {}}
+    return {
+        "metadata": {"name": name, "uid": name, "ownerReferences": [{"uid": "rs-2", "controller": True}]},
+        "status": {"conditions": [{"type": "Ready", "status": "True" if ready else "False"}],
+                   "containerStatuses": [{"name": "app", "restartCount": restarts, "state": state,
+                                          "lastState": last or {}}]},
+    }
+
+
+RS = [{"metadata": {"name": "web-2", "uid": "rs-2", "ownerReferences": [{"uid": "d-1"}],
+                    "annotations": {"deployment.kubernetes.io/revision": "2"}}}]
+
+
+def test_assess_healthy_failing_progressing_and_broken() -> None:
+    baseline = Baseline.of(WEB, deployment())
+    restarts: dict[str, int] = {}
+    healthy = assess(baseline, deployment(), RS, [_pod("a"), _pod("b")], NOW, restarts)
+    assert healthy.health is Health.HEALTHY
+    failing = assess(baseline, deployment(ready=1), RS, [_pod("a"), _pod("b", ready=False, waiting="CrashLoopBackOff")],
+                     NOW, restarts)
+    assert failing.health is Health.FAILING and "CrashLoopBackOff" in failing.reasons[0]
+    progressing = assess(baseline, deployment(ready=1), RS, [_pod("a"), _pod("b", ready=False)], NOW, restarts)
+    assert progressing.health is Health.PROGRESSING
+    assert assess(baseline, deployment(replicas=0), RS, [], NOW, restarts).health is Health.BROKEN
+    lagging = deployment()
+    lagging["status"]["observedGeneration"] = 2
+    assert assess(baseline, lagging, RS, [_pod("a"), _pod("b")], NOW, restarts).health is Health.PROGRESSING
+
+
+def test_a_restart_or_an_oom_kill_during_verification_is_a_fault_signal() -> None:
+    restarts: dict[str, int] = {}
+    assert pod_signals(_pod("a", restarts=4), NOW, restarts) == []  # old restarts are history
+    assert "restarted 1 time(s)" in pod_signals(_pod("a", restarts=5), NOW, restarts)[0]
+    oom = {"terminated": {"reason": "OOMKilled", "exitCode": 137,
+                          "finishedAt": (NOW + timedelta(seconds=5)).isoformat()}}
+    assert any("OOMKilled" in s for s in pod_signals(_pod("b", last=oom), NOW, {}))
+    old_oom = {"terminated": {"reason": "OOMKilled", "exitCode": 137,
+                              "finishedAt": (NOW - timedelta(minutes=5)).isoformat()}}
+    assert pod_signals(_pod("c", last=old_oom), NOW, {}) == []
+
+
+# --- the generation fence -------------------------------------------------------------------------------------
+
+
+def test_the_fence_refuses_a_write_on_a_spec_someone_else_changed_after_the_snapshot() -> None:
+    settings = Settings()
+    fence = Fence(3)
+    guard = FencedGuard(settings, IncidentScope.of(WEB), budget=ActionBudget(10), fence=fence)
+    target = deployment(image="shop/web:2.0-missing", generation=3)
+    history_rs = [{"kind": "ReplicaSet", "metadata": {"name": "web-1", "ownerReferences": [{"uid": "d-1"}],
+                                                      "annotations": {"deployment.kubernetes.io/revision": "1"}},
+                   "spec": {"template": {"spec": {"containers": [{"name": "app", "image": "shop/web:1.0"}]}}}}]
+    history = WorkloadHistory(workload=target, replicasets=history_rs)
+    action = RollbackDeployment(namespace="shop", name="web", to_revision=1)
+    assert guard.check(action, target, history).allowed
+    edited = deployment(image="shop/web:2.0-missing", generation=4)
+    refused = guard.check(action, edited, WorkloadHistory(workload=edited, replicasets=history_rs))
+    assert not refused.allowed and "changed by someone else" in refused.reason
+    fence.advance(4)  # AMOS's own write produced generation 4
+    assert guard.check(SetImage(namespace="shop", name="web", container="app", image="shop/web:1.0"), edited,
+                       WorkloadHistory(workload=edited, replicasets=history_rs)).allowed

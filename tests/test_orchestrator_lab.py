@@ -1,0 +1,670 @@
+"""The safety loop end to end on the lab: real API server, real controllers, the offline diagnoser (no key),
+mails caught by a real SMTP server on localhost.
+
+Incidents come from the real watch + detector (`monitors/`) where the test is about the normal flow;
+tests that must hit an exact moment (a person's edit, a kill -9, a stop) build the `Incident` from what
+the lab shows and call the orchestrator directly.
+"""
+
+from __future__ import annotations
+
+import email
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from email.message import EmailMessage
+from email.policy import default as default_policy
+from pathlib import Path
+from typing import Any, Self
+
+import pytest
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import Envelope, Session
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+
+from agents.session import run_session
+from core.config import Settings
+from core.models import Evidence, FaultKind, Incident, ObjectRef, fingerprint
+from core.report import ActionStatus, Outcome
+from lab.cluster import LabCluster
+from lab.workloads import deployment, pods_of, rollout_complete, wait_for, waiting_reasons
+from monitors.detector import FaultDetector
+from monitors.watch import Watcher
+from notifications import Mailer, RetryPolicy
+from orchestrator.guardrails import ClusterBudget, GuardVerdict, decide
+from orchestrator.loop import Orchestrator
+from orchestrator.store import BREAKER_NAME, JournalEntry, Phase, StateStore, WorkloadState
+from orchestrator.verify import Judge, Verdict, VerdictKind
+from tools.snapshot import take_snapshot
+
+pytestmark = pytest.mark.lab
+
+REPO = Path(__file__).resolve().parent.parent
+FAST = RetryPolicy(attempts=2, initial_wait_seconds=0.01, max_wait_seconds=0.05, max_total_seconds=5)
+MISSING = "nginx:1.99-does-not-exist"
+MAIL_TIMEOUT = 150.0
+
+
+# --- a real SMTP server ----------------------------------------------------------------------------------
+
+
+class Inbox:
+    """An aiosmtpd handler that keeps every message and lets a test wait for one."""
+
+    def __init__(self) -> None:
+        self.messages: list[EmailMessage] = []
+        self.port = 0
+        self._changed = threading.Condition()
+
+    async def handle_DATA(self, server: Any, session: Session, envelope: Envelope) -> str:
+        content = envelope.content
+        assert isinstance(content, bytes)
+        message = email.message_from_bytes(content, policy=default_policy)
+        assert isinstance(message, EmailMessage)
+        with self._changed:
+            self.messages.append(message)
+            self._changed.notify_all()
+        return "250 OK"
+
+    def wait(self, subject: str, timeout: float = MAIL_TIMEOUT) -> EmailMessage:
+        def found() -> EmailMessage | None:
+            return next((m for m in self.messages if subject in str(m["Subject"])), None)
+
+        with self._changed:
+            self._changed.wait_for(lambda: found() is not None, timeout)
+            message = found()
+        assert message is not None, f"no mail with {subject!r} in {timeout:.0f} s; got {self.subjects()}"
+        return message
+
+    def subjects(self) -> list[str]:
+        with self._changed:
+            return [str(m["Subject"]) for m in self.messages]
+
+
+def body(message: EmailMessage) -> str:
+    part = message.get_body(preferencelist=("plain",))
+    assert part is not None
+    return str(part.get_content())
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@pytest.fixture
+def inbox() -> Iterator[Inbox]:
+    handler = Inbox()
+    handler.port = free_port()
+    controller = Controller(handler, hostname="127.0.0.1", port=handler.port)
+    controller.start()
+    yield handler
+    controller.stop()
+
+
+# --- AMOS wiring -------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def amos_api(lab: LabCluster) -> Iterator[client.ApiClient]:
+    """AMOS's own client (its watches hold connections of their own)."""
+    with lab.api_client() as api:
+        yield api
+
+
+@pytest.fixture
+def make_settings(namespace: str, inbox: Inbox, api_client: client.ApiClient) -> Iterator[Callable[..., Settings]]:
+    """Settings scoped to the test namespace, with a state namespace of the test's own (deleted after)."""
+    state = f"amos-state-{namespace}"[:63].rstrip("-")
+
+    def make(**overrides: Any) -> Settings:
+        values: dict[str, Any] = {
+            "namespaces": [namespace], "state_namespace": state, "model_provider": "offline",
+            "leader_election": False, "verify_timeout_seconds": 60, "aggregation_window_seconds": 1.0,
+            "smtp_host": "127.0.0.1", "smtp_port": inbox.port, "smtp_security": "none",
+            "smtp_timeout_seconds": 5, "engineer_email": "oncall@example.com", "from_email": "amos@example.com",
+        }
+        return Settings(**(values | overrides))
+
+    yield make
+    try:
+        client.CoreV1Api(api_client).delete_namespace(state, propagation_policy="Background")
+    except ApiException as error:
+        if error.status != 404:
+            raise
+
+
+class Amos:
+    """The orchestrator fed by the real watch and detector, like the service runs it."""
+
+    def __init__(self, api: client.ApiClient, settings: Settings, **options: Any) -> None:
+        self.orchestrator = Orchestrator(settings, api, Mailer(settings, retry=FAST), **options)
+        self.incidents: list[Incident] = []
+        self.detector = FaultDetector(settings, self._detected)
+        self.watcher = Watcher(settings, api, self.detector, watch_timeout_seconds=60, max_backoff_seconds=2.0)
+
+    def _detected(self, incident: Incident) -> None:
+        self.incidents.append(incident)
+        self.orchestrator.submit(incident)
+
+    def __enter__(self) -> Self:
+        self.orchestrator.start()
+        self.watcher.start()
+        assert self.watcher.wait_synced(30), "the watcher did not sync"
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.watcher.stop()
+        self.orchestrator.stop(grace_seconds=5)
+
+
+def apps(api: client.ApiClient) -> client.AppsV1Api:
+    return client.AppsV1Api(api)
+
+
+def read(api: client.ApiClient, namespace: str, name: str) -> dict[str, Any]:
+    raw = apps(api).read_namespaced_deployment(name, namespace, _preload_content=False).data
+    result: dict[str, Any] = json.loads(raw)
+    return result
+
+
+def spec_of(api: client.ApiClient, namespace: str, name: str) -> dict[str, Any]:
+    spec: dict[str, Any] = read(api, namespace, name)["spec"]
+    return spec
+
+
+def image_of(api: client.ApiClient, namespace: str, name: str) -> str:
+    return str(spec_of(api, namespace, name)["template"]["spec"]["containers"][0]["image"])
+
+
+def set_image(api: client.ApiClient, namespace: str, name: str, image: str, manager: str = "kubectl-set") -> None:
+    patch = {"spec": {"template": {"spec": {"containers": [{"name": "app", "image": image}]}}}}
+    apps(api).patch_namespaced_deployment(name, namespace, patch, field_manager=manager)
+
+
+def human_edit(api: client.ApiClient, namespace: str, name: str) -> None:
+    patch = {"spec": {"template": {"metadata": {"annotations": {"team.example.com/edited-by": "alice"}}}}}
+    apps(api).patch_namespaced_deployment(name, namespace, patch, field_manager="kubectl-edit")
+
+
+def create(api: client.ApiClient, namespace: str, manifest: dict[str, Any], *, ready: bool = True) -> None:
+    apps(api).create_namespaced_deployment(namespace, manifest)
+    if ready:
+        name = manifest["metadata"]["name"]
+        wait_for(lambda: rollout_complete(api, namespace, name), timeout=60, what=f"{name} rolled out")
+
+
+def wait_pods(api: client.ApiClient, namespace: str, app: str, reasons: set[str]) -> None:
+    wait_for(lambda: any(waiting_reasons(p) & reasons for p in pods_of(api, namespace, f"app={app}")),
+             timeout=60, what=f"{app} pods in {reasons}")
+
+
+def incident_for(namespace: str, name: str, kind: FaultKind, reason: str) -> Incident:
+    """An incident built from what the lab shows, for tests that drive the orchestrator directly."""
+    ref = ObjectRef(kind="Deployment", namespace=namespace, name=name)
+    now = datetime.now(UTC)
+    return Incident(id=f"t-{uuid.uuid4().hex[:8]}", fingerprint=fingerprint(ref, kind), kind=kind, workload=ref,
+                    first_seen=now, last_seen=now, evidence=[Evidence(reason=reason, container="app")])
+
+
+def amos_events(api: client.ApiClient, namespace: str, name: str) -> list[str]:
+    events = client.CoreV1Api(api).list_namespaced_event(namespace, field_selector=f"involvedObject.name={name}")
+    return [e.reason for e in events.items if e.reporting_component == "amos"]
+
+
+# --- the normal flow, from the real watch ------------------------------------------------------------------
+
+
+def test_bad_image_rollout_is_rolled_back_and_reported_fixed_with_the_diff(
+        api_client: client.ApiClient, amos_api: client.ApiClient, namespace: str, inbox: Inbox,
+        make_settings: Callable[..., Settings]) -> None:
+    create(api_client, namespace, deployment("web", "nginx:1.27", replicas=2))
+    settings = make_settings()
+    with Amos(amos_api, settings) as amos:
+        set_image(api_client, namespace, "web", MISSING)
+        mail = inbox.wait("[AMOS] fixed:")
+        assert amos.orchestrator.wait_idle(30)
+
+    assert "Deployment/web" in str(mail["Subject"])
+    text = body(mail)
+    assert f"-containers[app].image: {MISSING}" in text and "+containers[app].image: nginx:1.27" in text
+    assert "roll back Deployment/web to revision 1" in text and "Attempt:     1 of 2" in text
+    assert rollout_complete(api_client, namespace, "web")
+    pods = [p for p in pods_of(api_client, namespace, "app=web") if p.metadata.deletion_timestamp is None]
+    assert {p.spec.containers[0].image for p in pods} == {"nginx:1.27"}
+    assert all(any(c.type == "Ready" and c.status == "True" for c in p.status.conditions) for p in pods)
+    store = StateStore(api_client, settings)
+    assert store.journals() == []  # nothing left in flight
+    ledger = store.ledger(fingerprint(ObjectRef(kind="Deployment", namespace=namespace, name="web"),
+                                      FaultKind.IMAGE_PULL))
+    assert ledger.attempts == 0 and ledger.history[-1].outcome == "fixed"
+    assert len(store.snapshots()) == 1
+    assert {"Remediating", "FixApplied", "Remediated", "Fixed"} <= set(amos_events(api_client, namespace, "web"))
+    assert [s for s in inbox.subjects() if "fixed" not in s] == []
+
+
+def test_oom_killed_gets_a_higher_memory_limit_and_becomes_ready(
+        api_client: client.ApiClient, amos_api: client.ApiClient, namespace: str, inbox: Inbox,
+        make_settings: Callable[..., Settings]) -> None:
+    with Amos(amos_api, make_settings()) as amos:
+        create(api_client, namespace, deployment("cache", "shop/cache:2.1", env={"LAB_MEMORY_MI": "200"},
+                                                 memory_limit="128Mi"), ready=False)
+        mail = inbox.wait("[AMOS] fixed:")
+        assert amos.orchestrator.wait_idle(30)
+
+    text = body(mail)
+    assert "OOMKilled" in str(mail["Subject"])
+    assert "-containers[app].resources.limits.memory: 128Mi" in text
+    assert "+containers[app].resources.limits.memory: 256Mi" in text
+    assert rollout_complete(api_client, namespace, "cache")
+    limits = spec_of(api_client, namespace, "cache")["template"]["spec"]["containers"][0]["resources"]["limits"]
+    assert limits["memory"] == "256Mi"
+
+
+def test_a_fix_that_does_not_help_is_undone_twice_then_escalated_leaving_nothing_changed(
+        api_client: client.ApiClient, amos_api: client.ApiClient, namespace: str, inbox: Inbox,
+        make_settings: Callable[..., Settings]) -> None:
+    # Every revision crashes: revision 1 (1.0-crash) is in the history, so the offline rules roll back to it.
+    create(api_client, namespace, deployment("api", "shop/api:1.0-crash"), ready=False)
+    wait_pods(api_client, namespace, "api", {"CrashLoopBackOff"})
+    set_image(api_client, namespace, "api", "shop/api:2.0-crash")
+    wait_for(lambda: image_of(api_client, namespace, "api") == "shop/api:2.0-crash", what="revision 2")
+    before = spec_of(api_client, namespace, "api")
+    settings = make_settings()
+
+    with Amos(amos_api, settings) as amos:
+        mail = inbox.wait("[AMOS] escalated:", timeout=240)
+        assert amos.orchestrator.wait_idle(60)
+        time.sleep(2)  # whatever the detector still says about this workload: blocked, no more mail
+
+    text = body(mail)
+    assert "Attempt:     2 of 2" in text
+    assert "did not help in 2 attempt(s)" in text
+    assert "The change was rolled back to the snapshot taken before it." in text
+    assert text.count("[applied] rollback") == 2 and text.count("[applied] restore") == 2
+    assert spec_of(api_client, namespace, "api") == before
+    store = StateStore(api_client, settings)
+    assert store.journals() == []
+    state = store.workload_state(ObjectRef(kind="Deployment", namespace=namespace, name="api"))
+    assert state.blocked_until is not None
+    assert len(store.snapshots()) == 2
+    assert [s for s in inbox.subjects() if "escalated" not in s] == []
+    assert len(inbox.subjects()) == 1
+    assert {"VerificationFailed", "RolledBack", "Escalated"} <= set(amos_events(api_client, namespace, "api"))
+
+
+def test_missing_configmap_escalates_without_any_change(
+        api_client: client.ApiClient, amos_api: client.ApiClient, namespace: str, inbox: Inbox,
+        make_settings: Callable[..., Settings]) -> None:
+    create(api_client, namespace, deployment("api", "shop/api:2.0", env_from_configmap="api-config"), ready=False)
+    wait_pods(api_client, namespace, "api", {"CreateContainerConfigError"})
+    before = read(api_client, namespace, "api")
+    settings = make_settings()
+
+    with Amos(amos_api, settings) as amos:
+        mail = inbox.wait("[AMOS] escalated:")
+        assert amos.orchestrator.wait_idle(30)
+
+    text = body(mail)
+    assert "api-config" in text and "No action was taken." in text
+    after = read(api_client, namespace, "api")
+    assert after["spec"] == before["spec"]
+    assert after["metadata"]["generation"] == before["metadata"]["generation"]
+    store = StateStore(api_client, settings)
+    ledger = store.ledger(fingerprint(ObjectRef(kind="Deployment", namespace=namespace, name="api"),
+                                      FaultKind.CONTAINER_CONFIG))
+    assert ledger.attempts == 0  # nothing changed, so no attempt was spent
+    assert store.journals() == []
+
+
+def test_dry_run_sends_a_recommendation_and_changes_nothing(
+        api_client: client.ApiClient, amos_api: client.ApiClient, namespace: str, inbox: Inbox,
+        make_settings: Callable[..., Settings]) -> None:
+    create(api_client, namespace, deployment("web", "nginx:1.27"))
+    set_image(api_client, namespace, "web", MISSING)
+    before = read(api_client, namespace, "web")
+
+    with Amos(amos_api, make_settings(dry_run=True)) as amos:
+        mail = inbox.wait("[AMOS] recommended:")
+        assert amos.orchestrator.wait_idle(30)
+
+    text = body(mail)
+    assert "[dry run] rollback" in text and "dry-run mode" in text
+    assert "+containers[app].image: nginx:1.27" in text  # the server-side dry-run shows what would change
+    after = read(api_client, namespace, "web")
+    assert after["spec"] == before["spec"] and after["metadata"]["generation"] == before["metadata"]["generation"]
+    assert image_of(api_client, namespace, "web") == MISSING
+
+
+# --- exact moments, driven directly -------------------------------------------------------------------------
+
+
+def test_a_gitops_managed_workload_only_gets_a_proposal(
+        api_client: client.ApiClient, amos_api: client.ApiClient, namespace: str, inbox: Inbox,
+        make_settings: Callable[..., Settings]) -> None:
+    create(api_client, namespace, deployment("web", "nginx:1.27", labels={"argocd.argoproj.io/instance": "shop"}))
+    set_image(api_client, namespace, "web", MISSING)
+    wait_pods(api_client, namespace, "web", {"ErrImagePull", "ImagePullBackOff"})
+    before = read(api_client, namespace, "web")
+    orchestrator = Orchestrator(make_settings(), amos_api, Mailer(make_settings(), retry=FAST))
+    orchestrator.store.ensure_namespace()
+
+    report = orchestrator.process(incident_for(namespace, "web", FaultKind.IMAGE_PULL, "ImagePullBackOff"))
+
+    assert report is not None and report.outcome is Outcome.RECOMMENDED
+    assert "Argo CD" in (report.escalation_reason or "")
+    assert [a.status for a in report.actions] == [ActionStatus.DRY_RUN]
+    assert "Argo CD" in body(inbox.wait("[AMOS] recommended:"))
+    assert read(api_client, namespace, "web")["metadata"]["generation"] == before["metadata"]["generation"]
+
+
+def test_a_person_editing_between_snapshot_and_fix_is_never_overwritten(
+        api_client: client.ApiClient, amos_api: client.ApiClient, namespace: str, inbox: Inbox,
+        make_settings: Callable[..., Settings]) -> None:
+    create(api_client, namespace, deployment("web", "nginx:1.27"))
+    set_image(api_client, namespace, "web", MISSING)
+    wait_pods(api_client, namespace, "web", {"ErrImagePull", "ImagePullBackOff"})
+
+    async def person_edits_first(incident: Incident, *args: Any, **kwargs: Any) -> Any:
+        human_edit(api_client, namespace, "web")  # after the snapshot, before the agent's fix
+        return await run_session(incident, *args, **kwargs)
+
+    settings = make_settings()
+    orchestrator = Orchestrator(settings, amos_api, Mailer(settings, retry=FAST), session_runner=person_edits_first)
+    orchestrator.store.ensure_namespace()
+    report = orchestrator.process(incident_for(namespace, "web", FaultKind.IMAGE_PULL, "ImagePullBackOff"))
+    edited = read(api_client, namespace, "web")
+
+    assert report is not None and report.outcome is Outcome.ESCALATED
+    assert "changed by someone else" in (report.escalation_reason or "")
+    assert [a.status for a in report.actions] == [ActionStatus.REFUSED]
+    template = edited["spec"]["template"]
+    assert template["metadata"]["annotations"]["team.example.com/edited-by"] == "alice"
+    assert template["spec"]["containers"][0]["image"] == MISSING  # AMOS did not build on the person's change
+    assert inbox.wait("[AMOS] escalated:")
+
+
+def test_a_person_editing_during_verification_blocks_the_restore(
+        api_client: client.ApiClient, amos_api: client.ApiClient, namespace: str, inbox: Inbox,
+        make_settings: Callable[..., Settings]) -> None:
+    create(api_client, namespace, deployment("web", "nginx:1.27"))
+    set_image(api_client, namespace, "web", MISSING)
+    wait_pods(api_client, namespace, "web", {"ErrImagePull", "ImagePullBackOff"})
+
+    class PersonEditsWhileJudging(Judge):
+        def verify(self, baseline: Any, **kwargs: Any) -> Verdict:
+            human_edit(api_client, namespace, "web")
+            return Verdict(kind=VerdictKind.FAILURE, reason="pretend the fix did not help")
+
+    settings = make_settings()
+    orchestrator = Orchestrator(settings, amos_api, Mailer(settings, retry=FAST))
+    orchestrator.judge = PersonEditsWhileJudging(orchestrator.access, settings)
+    orchestrator.store.ensure_namespace()
+    report = orchestrator.process(incident_for(namespace, "web", FaultKind.IMAGE_PULL, "ImagePullBackOff"))
+    after = read(api_client, namespace, "web")
+
+    assert report is not None and report.outcome is Outcome.ESCALATED and report.attempt == 1
+    assert "not overwritten" in (report.escalation_reason or "")
+    assert after["spec"]["template"]["metadata"]["annotations"]["team.example.com/edited-by"] == "alice"
+    assert after["spec"]["template"]["spec"]["containers"][0]["image"] == "nginx:1.27"  # AMOS's fix + her edit
+    assert "not overwritten" in body(inbox.wait("[AMOS] escalated:"))
+    assert "RollbackConflict" in amos_events(api_client, namespace, "web")
+
+
+def test_a_reverted_fix_is_escalated_not_fought(
+        api_client: client.ApiClient, amos_api: client.ApiClient, namespace: str, inbox: Inbox,
+        make_settings: Callable[..., Settings]) -> None:
+    create(api_client, namespace, deployment("web", "nginx:1.27"))
+    set_image(api_client, namespace, "web", MISSING)
+    wait_pods(api_client, namespace, "web", {"ErrImagePull", "ImagePullBackOff"})
+    settings = make_settings()
+    orchestrator = Orchestrator(settings, amos_api, Mailer(settings, retry=FAST))
+    orchestrator.store.ensure_namespace()
+    incident = incident_for(namespace, "web", FaultKind.IMAGE_PULL, "ImagePullBackOff")
+    fixed = orchestrator.process(incident)
+    assert fixed is not None and fixed.outcome is Outcome.FIXED
+
+    set_image(api_client, namespace, "web", MISSING, manager="argocd-controller")  # a sync puts it back
+    reports = orchestrator.check_reverts()
+
+    assert [r.outcome for r in reports] == [Outcome.ESCALATED]
+    assert "reverted" in (reports[0].escalation_reason or "")
+    assert "reverted" in body(inbox.wait("[AMOS] escalated:"))
+    assert image_of(api_client, namespace, "web") == MISSING  # not fought
+    assert orchestrator.process(incident_for(namespace, "web", FaultKind.IMAGE_PULL, "ImagePullBackOff")) is None
+    assert image_of(api_client, namespace, "web") == MISSING  # blocked: left to the person
+
+
+def test_stop_rolls_back_a_fix_it_could_not_verify_in_time(
+        api_client: client.ApiClient, amos_api: client.ApiClient, namespace: str, inbox: Inbox,
+        make_settings: Callable[..., Settings]) -> None:
+    create(api_client, namespace, deployment("web", "nginx:1.27"))
+    set_image(api_client, namespace, "web", MISSING)
+    wait_pods(api_client, namespace, "web", {"ErrImagePull", "ImagePullBackOff"})
+    before = spec_of(api_client, namespace, "web")
+    settings = make_settings(verify_timeout_seconds=120)
+    orchestrator = Orchestrator(settings, amos_api, Mailer(settings, retry=FAST))
+    orchestrator.judge = Judge(orchestrator.access, settings, stable_seconds=90)  # keeps verifying
+    orchestrator.start()
+    incident = incident_for(namespace, "web", FaultKind.IMAGE_PULL, "ImagePullBackOff")
+    orchestrator.submit(incident)
+    wait_for(lambda: (entry := orchestrator.store.read_journal(incident.fingerprint)) is not None
+             and entry.phase is Phase.VERIFYING, timeout=60, what="the journal to say verifying")
+
+    assert orchestrator.stop(grace_seconds=0.5)
+
+    report = orchestrator.reports[-1]
+    assert report.outcome is Outcome.ROLLED_BACK and report.rolled_back
+    assert spec_of(api_client, namespace, "web") == before
+    assert orchestrator.store.journals() == []
+    assert "rolled_back" in str(inbox.wait("[AMOS] rolled_back:")["Subject"])
+
+
+# --- kill -9 in the middle of a fix ------------------------------------------------------------------------
+
+CHILD = textwrap.dedent("""
+    import json, logging, sys, time
+    sys.path.insert(0, {repo!r})
+    from kubernetes import config
+    from agents.session import run_session
+    from core.config import Settings
+    from core.models import Incident
+    from orchestrator.loop import Orchestrator
+    from orchestrator.verify import Judge
+
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr)
+    kubeconfig, settings_json, incident_json, mode = sys.argv[1:5]
+    settings = Settings(**json.loads(settings_json))
+    incident = Incident.model_validate_json(incident_json)
+    api = config.new_client_from_config(config_file=kubeconfig)
+
+    async def hang_after_the_session(*args, **kwargs):
+        result = await run_session(*args, **kwargs)
+        print("applied", flush=True)
+        time.sleep(3600)  # AMOS dies here
+        return result
+
+    class HangingJudge(Judge):
+        def verify(self, *args, **kwargs):
+            print("verifying", flush=True)
+            time.sleep(3600)  # AMOS dies here
+
+    runner = hang_after_the_session if mode == "applying" else run_session
+    orchestrator = Orchestrator(settings, api, None, session_runner=runner)
+    if mode == "verifying":
+        orchestrator.judge = HangingJudge(orchestrator.access, settings)
+    orchestrator.store.ensure_namespace()
+    orchestrator.process(incident)
+""")
+
+
+def run_until_killed(lab: LabCluster, tmp_path: Path, settings: Settings, incident: Incident, mode: str,
+                     api: client.ApiClient) -> None:
+    """Run the orchestrator in a child process and kill -9 it once the journal shows `mode`'s step."""
+    script = tmp_path / "amos_child.py"
+    script.write_text(CHILD.format(repo=str(REPO)))
+    values = {key: getattr(settings, key) for key in ("namespaces", "state_namespace", "model_provider",
+                                                       "leader_election", "verify_timeout_seconds")}
+    log = open(tmp_path / f"child-{mode}.log", "w")  # noqa: SIM115
+    child = subprocess.Popen([sys.executable, str(script), str(lab.kubeconfig), json.dumps(values),
+                              incident.model_dump_json(), mode], stdout=subprocess.PIPE, stderr=log, text=True,
+                             cwd=REPO, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    store = StateStore(api, settings)
+
+    def at_step() -> bool:
+        entry = store.read_journal(incident.fingerprint)
+        if entry is None:
+            return False
+        if mode == "applying":  # the change is applied and journaled, the session has not returned
+            return entry.phase is Phase.APPLYING and entry.expected_generation != entry.snapshot_generation
+        return entry.phase is Phase.VERIFYING
+
+    try:
+        wait_for(at_step, timeout=90, interval=0.1, what=f"the child to reach {mode}")
+        time.sleep(0.5)
+    finally:
+        os.kill(child.pid, signal.SIGKILL)
+        child.wait(10)
+        log.close()
+    assert child.returncode == -signal.SIGKILL
+
+
+def test_killed_after_the_fix_was_applied_the_restart_completes_it(
+        lab: LabCluster, api_client: client.ApiClient, amos_api: client.ApiClient, namespace: str, inbox: Inbox,
+        make_settings: Callable[..., Settings], tmp_path: Path) -> None:
+    create(api_client, namespace, deployment("web", "nginx:1.27", replicas=2))
+    set_image(api_client, namespace, "web", MISSING)
+    wait_pods(api_client, namespace, "web", {"ErrImagePull", "ImagePullBackOff"})
+    settings = make_settings()
+    incident = incident_for(namespace, "web", FaultKind.IMAGE_PULL, "ImagePullBackOff")
+
+    run_until_killed(lab, tmp_path, settings, incident, "applying", api_client)
+
+    store = StateStore(api_client, settings)
+    entry = store.read_journal(incident.fingerprint)
+    assert entry is not None and entry.phase is Phase.APPLYING
+    assert store.ledger(incident.fingerprint).attempts == 1  # counted before the change, survived the kill
+    restarted = Orchestrator(settings, amos_api, Mailer(settings, retry=FAST))
+    reports = restarted.recover()
+
+    assert [r.outcome for r in reports] == [Outcome.FIXED]
+    assert reports[0].attempt == 1 and "after AMOS restarted" in reports[0].verification
+    assert "after AMOS restarted" in body(inbox.wait("[AMOS] fixed:"))
+    assert rollout_complete(api_client, namespace, "web") and image_of(api_client, namespace, "web") == "nginx:1.27"
+    assert store.journals() == []
+    assert store.ledger(incident.fingerprint).history[-1].outcome == "fixed"
+
+
+def test_killed_while_verifying_a_fix_that_does_not_help_the_restart_rolls_back_and_the_count_survives(
+        lab: LabCluster, api_client: client.ApiClient, amos_api: client.ApiClient, namespace: str, inbox: Inbox,
+        make_settings: Callable[..., Settings], tmp_path: Path) -> None:
+    create(api_client, namespace, deployment("api", "shop/api:1.0-crash"), ready=False)
+    wait_pods(api_client, namespace, "api", {"CrashLoopBackOff"})
+    set_image(api_client, namespace, "api", "shop/api:2.0-crash")
+    wait_for(lambda: image_of(api_client, namespace, "api") == "shop/api:2.0-crash", what="revision 2")
+    wait_pods(api_client, namespace, "api", {"CrashLoopBackOff"})
+    before = spec_of(api_client, namespace, "api")
+    settings = make_settings(workload_cooldown_seconds=0)  # the retry below need not wait 5 minutes
+    incident = incident_for(namespace, "api", FaultKind.CRASH_LOOP, "CrashLoopBackOff")
+
+    run_until_killed(lab, tmp_path, settings, incident, "verifying", api_client)
+
+    assert image_of(api_client, namespace, "api") == "shop/api:1.0-crash"  # the unverified fix is in place
+    restarted = Orchestrator(settings, amos_api, Mailer(settings, retry=FAST))
+    reports = restarted.recover()
+
+    assert [r.outcome for r in reports] == [Outcome.ROLLED_BACK] and reports[0].rolled_back
+    assert spec_of(api_client, namespace, "api") == before
+    assert restarted.store.ledger(incident.fingerprint).attempts == 1
+    assert "rolled_back" in str(inbox.wait("[AMOS] rolled_back:")["Subject"])
+
+    # The fault is still there: the next incident gets the second (and last) attempt.
+    final = restarted.process(incident_for(namespace, "api", FaultKind.CRASH_LOOP, "CrashLoopBackOff"))
+    assert final is not None and final.outcome is Outcome.ESCALATED and final.attempt == 2
+    assert spec_of(api_client, namespace, "api") == before
+    assert restarted.store.ledger(incident.fingerprint).attempts == 2
+    assert "Attempt:     2 of 2" in body(inbox.wait("[AMOS] escalated:"))
+
+
+# --- durable guard-rail state ---------------------------------------------------------------------------------
+
+
+def test_the_circuit_breaker_opens_on_the_budget_and_a_person_resets_it(
+        api_client: client.ApiClient, make_settings: Callable[..., Settings]) -> None:
+    settings = make_settings(actions_per_hour=2)
+    store = StateStore(api_client, settings)
+    store.ensure_namespace()
+    budget = ClusterBudget(store, settings)
+    core = client.CoreV1Api(api_client)
+    workload = {"kind": "Deployment", "metadata": {"name": "web", "namespace": "shop"}}
+
+    def verdict() -> GuardVerdict:
+        state = budget.sync()
+        return decide(settings=settings, now=datetime.now(UTC), workload=workload,
+                      state=WorkloadState(workload=ObjectRef(kind="Deployment", namespace="shop", name="web")),
+                      breaker=state, budget_used=budget.used(), health=None).verdict
+
+    assert verdict() is GuardVerdict.PROCEED
+    budget.note()
+    budget.note()
+    assert store.breaker()[0].state == "open"
+    assert verdict() is GuardVerdict.PROPOSE
+    assert ClusterBudget(store, settings).sync().state == "open"  # a restarted AMOS sees it too
+
+    core.patch_namespaced_config_map(BREAKER_NAME, settings.store_namespace, {"data": {"state": "closed"}})
+    assert verdict() is GuardVerdict.PROCEED and budget.used() == 0
+
+    budget.note()
+    budget.note()
+    assert verdict() is GuardVerdict.PROPOSE
+    core.delete_namespaced_config_map(BREAKER_NAME, settings.store_namespace)
+    assert verdict() is GuardVerdict.PROCEED and budget.used() == 0
+
+
+def test_snapshots_are_kept_up_to_the_retention_and_hold_everything_a_fix_may_touch(
+        api_client: client.ApiClient, namespace: str, make_settings: Callable[..., Settings]) -> None:
+    client.CoreV1Api(api_client).create_namespaced_config_map(namespace, {"metadata": {"name": "api-config"},
+                                                                          "data": {"MODE": "prod"}})
+    create(api_client, namespace, deployment("api", "shop/api:2.0", env_from_configmap="api-config"))
+    set_image(api_client, namespace, "api", "shop/api:2.1")
+    wait_for(lambda: rollout_complete(api_client, namespace, "api"), what="revision 2")
+    settings = make_settings(snapshot_retention=2)
+    orchestrator = Orchestrator(settings, api_client, None)
+    store = orchestrator.store
+    store.ensure_namespace()
+    ref = ObjectRef(kind="Deployment", namespace=namespace, name="api")
+    saved = []
+    for _ in range(3):
+        saved.append(store.save_snapshot(take_snapshot(orchestrator.access, ref, datetime.now(UTC)), "fp"))
+        time.sleep(1.1)
+    entry_protected = saved[0].id
+    now = datetime.now(UTC)
+    store.write_journal(JournalEntry(fingerprint="fp", incident=incident_for(namespace, "api", FaultKind.CRASH_LOOP,
+                                                                             "Error"),
+                                     workload=ref, attempt=1, max_attempts=2, phase=Phase.VERIFYING,
+                                     snapshot_id=entry_protected, started_at=now, updated_at=now))
+    store.prune_snapshots(settings.snapshot_retention)
+    kept = {info.id for info in store.snapshots()}
+    assert kept == {saved[0].id, saved[2].id}  # the newest ones, plus the one an unfinished fix needs
+    loaded = store.load_snapshot(saved[2].id)
+    assert loaded is not None
+    assert loaded.workload["metadata"]["resourceVersion"] and loaded.generation == 2
+    assert sorted(rs["metadata"]["annotations"]["deployment.kubernetes.io/revision"] for rs in loaded.replicasets) \
+        == ["1", "2"]
+    assert [cm["metadata"]["name"] for cm in loaded.config_maps] == ["api-config"]
+    store.delete_journal("fp")
+    time.sleep(1.1)
+    newest = store.save_snapshot(take_snapshot(orchestrator.access, ref, datetime.now(UTC)), "fp")
+    store.prune_snapshots(settings.snapshot_retention)
+    assert {info.id for info in store.snapshots()} == {saved[2].id, newest.id}  # no longer protected: pruned
