@@ -1,4 +1,4 @@
-"""Manifests and waits shared by the lab tests: small builders, no magic."""
+"""Workload manifests and waits used by the lab tests, the scenario suite and the demo: small builders, no magic."""
 
 from __future__ import annotations
 

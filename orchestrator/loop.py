@@ -584,10 +584,7 @@ class Orchestrator:
     @staticmethod
     def _written_generation(write_tools: WriteTools | None, ref: ObjectRef) -> int | None:
         """The generation AMOS's own write produced, as the write tools saw it in the API's answer."""
-        written = getattr(write_tools, "_written_generation", None)
-        if isinstance(written, dict) and written.get(ref) is not None:
-            return int(written[ref])
-        return None
+        return write_tools.written_generation(ref) if write_tools is not None else None
 
     def _restore(self, attempt: Attempt, guard: PolicyGuard, expected_generation: int | None) -> None:
         snapshot, ref = attempt.snapshot, attempt.snapshot.target

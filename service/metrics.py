@@ -25,7 +25,7 @@ class Metrics:
                                    registry=r)
         self.model_tokens = Counter("amos_model_tokens", "Model tokens used by agent sessions", ["model"],
                                     registry=r)
-        self.watch_reconnects = Counter("amos_watch_reconnects", "Watch streams re-established", ["resource"],
-                                        registry=r)
+        self.watch_reconnects = Gauge("amos_watch_reconnects", "Watch streams re-established since start",
+                                      registry=r)
         self.leader = Gauge("amos_leader", "1 while this replica holds the leader lease", registry=r)
         self.open_incidents = Gauge("amos_open_incidents", "Incidents being worked on", registry=r)

@@ -10,7 +10,7 @@ from kubernetes import client
 
 from lab import build
 from lab.cluster import LabCluster
-from tests.workloads import deployment, job, pods_of, rollout_complete, wait_for, waiting_reasons
+from lab.workloads import deployment, job, pods_of, rollout_complete, wait_for, waiting_reasons
 
 pytestmark = pytest.mark.lab
 

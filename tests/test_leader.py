@@ -8,7 +8,7 @@ import pytest
 from kubernetes import client
 
 from service.leader import LeaderElector
-from tests.workloads import wait_for
+from lab.workloads import wait_for
 
 pytestmark = pytest.mark.lab
 
