@@ -1,0 +1,15 @@
+"""`root_agent` for `adk web agents`: built from settings (config.yaml / environment).
+
+No cluster is contacted at import; the offline model is used when no model key is set.
+"""
+
+import sys
+from pathlib import Path
+
+_REPO_ROOT = str(Path(__file__).resolve().parents[2])
+if _REPO_ROOT not in sys.path:
+    sys.path.insert(0, _REPO_ROOT)
+
+from agents.app import build_root_agent
+
+root_agent = build_root_agent()

@@ -1,0 +1,329 @@
+"""What the agents are told about an incident before they ask anything: `IncidentContext`.
+
+Gathered with the read tools, so everything read from the cluster is already bounded and
+redacted by them (the monitors' evidence and the history pass the tools' redactor too);
+this module only picks what matters for the fault (the failing pod, its last crash log,
+its events) and bounds the total again. A read that fails leaves a note in `gaps`
+instead of failing the incident.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Protocol
+
+import yaml
+from pydantic import BaseModel, Field
+
+from core.models import Evidence, FaultKind, Incident
+
+MAX_LOG_CHARS = 3000  # per excerpt
+MAX_LOG_EXCERPTS = 2
+MAX_EVENTS = 15
+MAX_EVENT_CHARS = 300
+MAX_SPEC_CHARS = 4000
+MAX_STATUS_CHARS = 2500
+MAX_PODS = 10
+MAX_REVISIONS = 6
+MAX_HISTORY_ITEMS = 8
+MAX_HISTORY_CHARS = 600
+MAX_CONTEXT_CHARS = 24_000  # the whole context as JSON; logs are cut further past this
+LOG_TAIL_LINES = 80
+
+_POD_FAULTS = {
+    FaultKind.CRASH_LOOP,
+    FaultKind.IMAGE_PULL,
+    FaultKind.OOM_KILLED,
+    FaultKind.CONTAINER_CONFIG,
+    FaultKind.UNSCHEDULABLE,
+    FaultKind.JOB_FAILED,
+}
+
+
+class ReadToolsLike(Protocol):
+    """The read tools `build_context` uses (`tools.read.ReadTools`); each returns a ToolResult dict."""
+
+    def get_pod_logs(
+        self, namespace: str, pod: str, container: str | None = None, previous: bool = False, tail_lines: int = 100
+    ) -> dict[str, Any]: ...
+
+    def get_events(self, namespace: str, kind: str, name: str) -> dict[str, Any]: ...
+
+    def describe(self, namespace: str, kind: str, name: str) -> dict[str, Any]: ...
+
+    def get_rollout_history(self, namespace: str, deployment: str) -> dict[str, Any]: ...
+
+    def get_config_refs(self, namespace: str, kind: str, name: str) -> dict[str, Any]: ...
+
+    def list_pods(self, namespace: str, workload_kind: str, workload_name: str) -> dict[str, Any]: ...
+
+
+class LogExcerpt(BaseModel):
+    pod: str
+    container: str | None = None
+    previous: bool = False
+    text: str
+    truncated: bool = False
+
+
+class IncidentContext(BaseModel):
+    """The incident as the agents first see it; every field is bounded."""
+
+    incident: Incident
+    fault: str
+    evidence: list[str] = Field(default_factory=list)
+    workload_status: str = ""  # YAML: replicas, conditions, revision
+    spec_excerpt: str = ""  # YAML: the containers of the pod template (image, args, env, resources, probes)
+    pods: list[dict[str, Any]] = Field(default_factory=list)
+    focus_pod: str | None = None  # the failing pod the logs and pod status come from
+    pod_status: str = ""  # YAML: container states of the focus pod
+    logs: list[LogExcerpt] = Field(default_factory=list)
+    events: list[str] = Field(default_factory=list)
+    rollout_history: list[dict[str, Any]] = Field(default_factory=list)
+    current_revision: int | None = None
+    config_refs: list[dict[str, Any]] = Field(default_factory=list)
+    missing_config: list[str] = Field(default_factory=list)
+    history: list[str] = Field(default_factory=list)  # earlier attempts on this incident, oldest first
+    gaps: list[str] = Field(default_factory=list)  # reads that failed, with the tool's error
+    truncated: bool = False
+
+
+def describe_evidence(evidence: Evidence) -> str:
+    parts = [evidence.reason]
+    if evidence.message:
+        parts.append(evidence.message)
+    details = []
+    if evidence.container:
+        details.append(f"container {evidence.container}")
+    if evidence.exit_code is not None:
+        details.append(f"exit code {evidence.exit_code}")
+    if evidence.restart_count is not None:
+        details.append(f"{evidence.restart_count} restarts")
+    text = ": ".join(parts)
+    return f"{text} ({', '.join(details)})" if details else text
+
+
+def _clip(text: str, limit: int) -> tuple[str, bool]:
+    if len(text) <= limit:
+        return text, False
+    return text[: limit - 1] + "…", True
+
+
+def _tail(text: str, limit: int) -> tuple[str, bool]:
+    if len(text) <= limit:
+        return text, False
+    cut = text[-limit:]
+    return "…" + (cut[cut.find("\n") + 1 :] if "\n" in cut else cut), True
+
+
+def _yaml(value: Any, limit: int) -> tuple[str, bool]:
+    if value in (None, {}, []):
+        return "", False
+    text = yaml.safe_dump(value, sort_keys=False, default_flow_style=False, allow_unicode=True, width=120)
+    return _clip(text.rstrip("\n"), limit)
+
+
+def format_event(event: dict[str, Any]) -> str:
+    count = event.get("count") or 1
+    times = f" (x{count})" if count and count > 1 else ""
+    source = f" [{event['source']}]" if event.get("source") else ""
+    message = str(event.get("message") or "")
+    return f"{event.get('type') or 'Normal'} {event.get('reason') or ''}{times}: {message}{source}"
+
+
+def revision_summary(revision: dict[str, Any]) -> dict[str, Any]:
+    """A rollout-history entry with what tells revisions apart: images, command, args, env names."""
+    summary: dict[str, Any] = {
+        "revision": revision.get("revision"),
+        "current": bool(revision.get("current")),
+        "ready": f"{revision.get('ready', 0)}/{revision.get('replicas', 0)}",
+    }
+    if revision.get("change_cause"):
+        summary["change_cause"] = revision["change_cause"]
+    containers = []
+    for container in revision.get("containers") or []:
+        shown = {key: container[key] for key in ("name", "image", "command", "args", "env_names") if key in container}
+        containers.append(shown)
+    summary["containers"] = containers
+    return summary
+
+
+def pick_focus_pod(pods: list[dict[str, Any]], incident: Incident) -> str | None:
+    """The pod to read logs and status from: one the incident names, else the newest unhealthy one."""
+    named = [ref.name for ref in incident.affected if ref.kind == "Pod"]
+    names = {str(pod.get("name")) for pod in pods}
+    for name in named:
+        if name in names or not pods:
+            return name
+    unhealthy = [
+        pod
+        for pod in pods
+        if not pod.get("deleting")
+        and (pod.get("reason") or pod.get("phase") not in {"Running", "Succeeded"} or pod.get("restarts"))
+    ]
+    candidates = unhealthy or [pod for pod in pods if not pod.get("deleting")] or pods
+    if candidates:
+        return str(candidates[-1]["name"])
+    return named[0] if named else None
+
+
+def _container_statuses(pod: dict[str, Any]) -> list[dict[str, Any]]:
+    return list(pod.get("containerStatuses") or []) + list(pod.get("initContainerStatuses") or [])
+
+
+def _log_container(statuses: list[dict[str, Any]], incident: Incident) -> tuple[str | None, bool]:
+    """(container, previous) worth reading: the one the evidence names, or the first failing one."""
+    named = next((e.container for e in incident.evidence if e.container), None)
+    chosen: dict[str, Any] | None = None
+    for status in statuses:
+        if status.get("name") == named:
+            chosen = status
+            break
+    if chosen is None:
+        chosen = next((s for s in statuses if not s.get("ready") or s.get("restartCount")), None)
+    if chosen is None:
+        return named, False
+    last = chosen.get("lastState") or {}
+    previous = bool(chosen.get("restartCount")) and last.get("state") == "terminated"
+    return str(chosen.get("name")), previous
+
+
+def build_context(incident: Incident, read_tools: ReadToolsLike, history: list[str]) -> IncidentContext:
+    """Read what a diagnosis needs first, with the read tools; never raises for a failed read."""
+    workload = incident.workload
+    ns = workload.namespace
+    gaps: list[str] = []
+    truncated = False
+
+    def read(call: Callable[..., dict[str, Any]], **kwargs: Any) -> Any:
+        nonlocal truncated
+        result = call(**kwargs)
+        if not result.get("ok"):
+            gaps.append(
+                f"{getattr(call, '__name__', 'read')}({', '.join(f'{k}={v}' for k, v in kwargs.items())}): "
+                f"{result.get('error')}"
+            )
+            return None
+        truncated = truncated or bool(result.get("truncated"))
+        return result.get("data")
+
+    context = IncidentContext(
+        incident=incident,
+        fault=incident.title,
+        evidence=[describe_evidence(e) for e in incident.evidence[:10]],
+        history=[_clip(item, MAX_HISTORY_CHARS)[0] for item in history[-MAX_HISTORY_ITEMS:]],
+    )
+
+    described = read(read_tools.describe, namespace=ns, kind=workload.kind, name=workload.name)
+    pod_rows: list[dict[str, Any]] = []
+    if workload.kind == "Pod":
+        pod_rows = [{"name": workload.name}]
+    if isinstance(described, dict):
+        if workload.kind == "Pod":
+            containers = described.get("containers")
+            status = {key: described.get(key) for key in ("phase", "reason", "message", "node", "conditions")}
+        else:
+            containers = (described.get("template") or {}).get("containers")
+            status = {
+                key: described[key]
+                for key in ("revision", "replicas", "status", "conditions", "completions", "backoffLimit")
+                if key in described
+            }
+        context.spec_excerpt, cut_spec = _yaml({"containers": containers}, MAX_SPEC_CHARS)
+        context.workload_status, cut_status = _yaml(status, MAX_STATUS_CHARS)
+        truncated = truncated or cut_spec or cut_status
+        context.current_revision = described.get("revision")
+
+    if workload.kind != "Pod":
+        data = read(read_tools.list_pods, namespace=ns, workload_kind=workload.kind, workload_name=workload.name)
+        pod_rows = list((data or {}).get("pods") or [])
+        if len(pod_rows) > MAX_PODS:
+            pod_rows, truncated = pod_rows[-MAX_PODS:], True
+        context.pods = pod_rows
+
+    focus = pick_focus_pod(pod_rows, incident) if incident.kind in _POD_FAULTS or pod_rows else None
+    context.focus_pod = focus
+    events: list[dict[str, Any]] = []
+    if focus is not None:
+        pod = described if workload.kind == "Pod" else read(read_tools.describe, namespace=ns, kind="Pod", name=focus)
+        if isinstance(pod, dict):
+            statuses = _container_statuses(pod)
+            context.pod_status, cut = _yaml(
+                {
+                    "phase": pod.get("phase"),
+                    "reason": pod.get("reason"),
+                    "containerStatuses": statuses,
+                    "conditions": [c for c in pod.get("conditions") or [] if c.get("status") != "True"],
+                },
+                MAX_STATUS_CHARS,
+            )
+            truncated = truncated or cut
+            container, previous = _log_container(statuses, incident)
+            if incident.kind not in {FaultKind.IMAGE_PULL, FaultKind.CONTAINER_CONFIG, FaultKind.UNSCHEDULABLE}:
+                reads = [previous, False] if previous else [False]
+                for prev in reads[:MAX_LOG_EXCERPTS]:
+                    log = read(
+                        read_tools.get_pod_logs,
+                        namespace=ns,
+                        pod=focus,
+                        container=container,
+                        previous=prev,
+                        tail_lines=LOG_TAIL_LINES,
+                    )
+                    if isinstance(log, dict) and str(log.get("log") or "").strip():
+                        text, cut = _tail(str(log["log"]), MAX_LOG_CHARS)
+                        context.logs.append(
+                            LogExcerpt(
+                                pod=focus, container=log.get("container"), previous=prev, text=text, truncated=cut
+                            )
+                        )
+        pod_events = read(read_tools.get_events, namespace=ns, kind="Pod", name=focus)
+        events.extend((pod_events or {}).get("events") or [])
+    if workload.kind != "Pod":
+        workload_events = read(read_tools.get_events, namespace=ns, kind=workload.kind, name=workload.name)
+        events.extend((workload_events or {}).get("events") or [])
+    events.sort(key=lambda event: str(event.get("last_seen") or ""))
+    if len(events) > MAX_EVENTS:
+        events, truncated = events[-MAX_EVENTS:], True
+    context.events = [_clip(format_event(event), MAX_EVENT_CHARS)[0] for event in events]
+
+    if workload.kind == "Deployment":
+        rollout = read(read_tools.get_rollout_history, namespace=ns, deployment=workload.name)
+        if isinstance(rollout, dict):
+            revisions = [revision_summary(r) for r in rollout.get("revisions") or []]
+            if len(revisions) > MAX_REVISIONS:
+                revisions, truncated = revisions[-MAX_REVISIONS:], True
+            context.rollout_history = revisions
+            context.current_revision = rollout.get("current_revision", context.current_revision)
+
+    refs = read(read_tools.get_config_refs, namespace=ns, kind=workload.kind, name=workload.name)
+    if isinstance(refs, dict):
+        context.config_refs = list(refs.get("refs") or [])
+        context.missing_config = list(refs.get("missing") or [])
+
+    context.gaps = gaps
+    context.truncated = truncated
+    # Tool results are redacted already; the monitors' evidence and the history are not tool output.
+    redactor = getattr(getattr(read_tools, "access", None), "redactor", None)
+    if redactor is not None:
+        context = redactor.redact(context)
+    return shrink(context)
+
+
+def shrink(context: IncidentContext, limit: int = MAX_CONTEXT_CHARS) -> IncidentContext:
+    """Cut logs (then events) until the context's JSON fits `limit` characters."""
+    while len(context.model_dump_json()) > limit:
+        longest = max(context.logs, key=lambda log: len(log.text), default=None)
+        if longest is not None and len(longest.text) > 400:
+            longest.text, _ = _tail(longest.text, len(longest.text) // 2)
+            longest.truncated = True
+        elif context.events:
+            context.events = context.events[len(context.events) // 2 + 1 :] if len(context.events) > 1 else []
+        elif context.rollout_history:
+            context.rollout_history = context.rollout_history[1:]
+        else:
+            context.spec_excerpt, _ = _clip(context.spec_excerpt, max(200, len(context.spec_excerpt) // 2))
+            if len(context.spec_excerpt) <= 200:
+                break
+        context.truncated = True
+    return context
