@@ -126,6 +126,9 @@ class AmosApp:
             self.metrics.escalations.labels(kind=kind).inc()
         if report.outcome is Outcome.FIXED and report.finished_at is not None:
             self.metrics.mttr.observe((report.finished_at - report.incident.first_seen).total_seconds())
+        if report.model:
+            self.metrics.model_calls.labels(model=report.model).inc(report.model_calls)
+            self.metrics.model_tokens.labels(model=report.model).inc(report.tokens)
         if self._on_report:
             self._on_report(report)
 
