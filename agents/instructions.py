@@ -15,6 +15,7 @@ from typing import Any
 
 import yaml
 from google.adk.agents.readonly_context import ReadonlyContext
+from google.genai import types
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
 from agents.context import IncidentContext
@@ -141,3 +142,16 @@ def remediation_provider() -> InstructionProvider:
         return render_remediation(ctx.state)
 
     return provide
+
+
+def instruction_text(instruction: Any) -> str:
+    """The plain text of a system instruction, whichever shape ADK gave it (str, Content, parts, a list)."""
+    if instruction is None:
+        return ""
+    if isinstance(instruction, str):
+        return instruction
+    if isinstance(instruction, types.Content):
+        return "\n".join(part.text or "" for part in instruction.parts or [])
+    if isinstance(instruction, list):
+        return "\n".join(instruction_text(item) for item in instruction)
+    return str(getattr(instruction, "text", instruction))

@@ -38,7 +38,7 @@ from agents.guardrails import (
     canonical_call,
     parse_diagnosis,
 )
-from agents.instructions import ACTIONS_BEGIN, ACTIONS_END, INCIDENT_BEGIN, INCIDENT_END
+from agents.instructions import ACTIONS_BEGIN, ACTIONS_END, INCIDENT_BEGIN, INCIDENT_END, instruction_text
 from core.actions import Diagnosis, RollbackDeployment, SetResources
 from core.models import FaultKind, Incident, ObjectRef
 
@@ -64,17 +64,6 @@ class Exchange:
     args: dict[str, Any]
     response: Any = None
     answered: bool = False
-
-
-def system_text(llm_request: LlmRequest) -> str:
-    instruction = llm_request.config.system_instruction if llm_request.config else None
-    if instruction is None:
-        return ""
-    if isinstance(instruction, str):
-        return instruction
-    if isinstance(instruction, types.Content):
-        return "\n".join(part.text or "" for part in instruction.parts or [])
-    return str(instruction)
 
 
 def exchanges(llm_request: LlmRequest) -> list[Exchange]:
@@ -108,6 +97,10 @@ def user_texts(llm_request: LlmRequest) -> list[str]:
     ]
 
 
+def _system_text(llm_request: LlmRequest) -> str:
+    return instruction_text(llm_request.config.system_instruction if llm_request.config else None)
+
+
 def _block(text: str, begin: str, end: str) -> str | None:
     start = text.find(begin + "\n")
     if start < 0:
@@ -118,7 +111,7 @@ def _block(text: str, begin: str, end: str) -> str | None:
 
 def incident_from_request(llm_request: LlmRequest) -> Incident | ObjectRef | None:
     """The incident record from the instruction, else a workload named in the request text."""
-    block = _block(system_text(llm_request), INCIDENT_BEGIN, INCIDENT_END)
+    block = _block(_system_text(llm_request), INCIDENT_BEGIN, INCIDENT_END)
     if block:
         try:
             return Incident.model_validate_json(block)
@@ -642,7 +635,7 @@ def _focus_pod(pods: list[dict[str, Any]], incident: Incident | None) -> str | N
 
 
 def approved_calls(llm_request: LlmRequest) -> list[tuple[str, dict[str, Any]]]:
-    block = _block(system_text(llm_request), ACTIONS_BEGIN, ACTIONS_END) or ""
+    block = _block(_system_text(llm_request), ACTIONS_BEGIN, ACTIONS_END) or ""
     calls = []
     for line in block.splitlines():
         line = line.strip()

@@ -18,6 +18,8 @@ from google.adk.models.llm_response import LlmResponse
 from google.genai import types
 from pydantic import ConfigDict, Field, SecretStr
 
+from agents.instructions import instruction_text
+
 _FINISH_REASONS = {
     "stop": types.FinishReason.STOP,
     "tool_calls": types.FinishReason.STOP,
@@ -92,23 +94,11 @@ def _tools(config: types.GenerateContentConfig | None) -> list[dict[str, Any]]:
     return tools
 
 
-def _system_text(instruction: Any) -> str:
-    if instruction is None:
-        return ""
-    if isinstance(instruction, str):
-        return instruction
-    if isinstance(instruction, types.Content):
-        return "\n".join(part.text or "" for part in instruction.parts or [])
-    if isinstance(instruction, list):
-        return "\n".join(_system_text(item) for item in instruction)
-    return str(getattr(instruction, "text", instruction))
-
-
 def to_chat_request(llm_request: LlmRequest, model: str) -> dict[str, Any]:
     """The Chat Completions body for an ADK request (pure; unit-tested)."""
     messages: list[dict[str, Any]] = []
     config = llm_request.config
-    system = _system_text(config.system_instruction if config else None)
+    system = instruction_text(config.system_instruction if config else None)
     if system:
         messages.append({"role": "system", "content": system})
     call_ids: dict[str, list[str]] = {}  # name -> ids of calls not answered yet, for responses without an id

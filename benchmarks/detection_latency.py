@@ -35,6 +35,7 @@ from kubernetes import client, config
 
 from core.config import Settings
 from core.models import Fault, Incident, IncidentState, ObjectRef
+from lab import workloads
 from monitors.detector import FaultDetector
 from monitors.trim import PodView
 from monitors.watch import Watcher
@@ -108,16 +109,7 @@ def lab_api(kubeconfig: Path | None) -> Iterator[client.ApiClient]:
 
 
 def create_namespace(api: client.ApiClient) -> str:
-    core = client.CoreV1Api(api)
-    name = f"bench-{uuid.uuid4().hex[:6]}"
-    core.create_namespace({"metadata": {"name": name}})
-    for _ in range(300):
-        try:
-            core.read_namespaced_service_account("default", name)
-            return name
-        except client.exceptions.ApiException:
-            time.sleep(0.1)
-    raise RuntimeError(f"namespace {name} has no default ServiceAccount after 30 s")
+    return workloads.create_namespace(api, f"bench-{uuid.uuid4().hex[:6]}")
 
 
 def deployment(name: str, replicas: int, breakage: dict[str, Any]) -> dict[str, Any]:

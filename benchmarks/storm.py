@@ -18,7 +18,7 @@ from kubernetes import client
 from core.models import IncidentState
 from lab import build
 from lab.cluster import LabCluster
-from lab.workloads import deployment, rollout_complete, wait_for
+from lab.workloads import create_namespace, deployment, rollout_complete, wait_for
 from scenarios.run import Collector, amos_on, suite_settings
 from service.kube import connect
 
@@ -39,9 +39,7 @@ def main() -> None:
 
 def run(kubeconfig: Path, replicas: int) -> None:
     api = connect(kubeconfig)
-    namespace = f"storm-{int(time.time())}"
-    client.CoreV1Api(api).create_namespace({"metadata": {"name": namespace}})
-    wait_for(lambda: client.CoreV1Api(api).list_namespaced_service_account(namespace).items, what="default SA")
+    namespace = create_namespace(api, f"storm-{int(time.time())}")
     apps = client.AppsV1Api(api)
     manifest = deployment("storm", "shop/api:2.0", replicas=replicas)
     manifest["spec"]["strategy"] = {"rollingUpdate": {"maxUnavailable": "100%", "maxSurge": "100%"}}

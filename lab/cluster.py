@@ -100,9 +100,12 @@ class LabCluster:
             self._start_apiserver()
             self._wait(self._apiserver_ready, "kube-apiserver", deadline)
             self._start_controllers()
-            self._create_nodes()
-            self._wait(self._nodes_ready, "kwok (nodes Ready)", deadline)
-            self._wait(lambda: self._service_account_exists("default"), "kube-controller-manager", deadline)
+            with self.api_client() as api:
+                core = client.CoreV1Api(api)
+                self._create_nodes(core)
+                self._wait(lambda: self._nodes_ready(core), "kwok (nodes Ready)", deadline)
+                self._wait(lambda: bool(core.read_namespaced_service_account("default", "default")),
+                           "kube-controller-manager", deadline)
         except BaseException:
             self.stop()
             raise
@@ -203,19 +206,17 @@ class LabCluster:
             f"--port={self.ports['kubelet']}", f"--cert={self._pki.server_cert}", f"--key={self._pki.server_key}",
         ], cwd=REPO_ROOT)
 
-    def _create_nodes(self) -> None:
-        with self.api_client() as api:
-            core = client.CoreV1Api(api)
-            for index in range(self.node_count):
-                name = f"kwok-node-{index}"
-                core.create_node({
-                    "apiVersion": "v1", "kind": "Node",
-                    "metadata": {"name": name, "annotations": {NODE_ANNOTATION: "fake"},
-                                 "labels": {"type": "kwok", "kubernetes.io/hostname": name,
-                                            "kubernetes.io/os": "linux"}},
-                    "status": {"allocatable": {"cpu": "32", "memory": "256Gi", "pods": "2000"},
-                               "capacity": {"cpu": "32", "memory": "256Gi", "pods": "2000"}},
-                })
+    def _create_nodes(self, core: client.CoreV1Api) -> None:
+        for index in range(self.node_count):
+            name = f"kwok-node-{index}"
+            core.create_node({
+                "apiVersion": "v1", "kind": "Node",
+                "metadata": {"name": name, "annotations": {NODE_ANNOTATION: "fake"},
+                             "labels": {"type": "kwok", "kubernetes.io/hostname": name,
+                                        "kubernetes.io/os": "linux"}},
+                "status": {"allocatable": {"cpu": "32", "memory": "256Gi", "pods": "2000"},
+                           "capacity": {"cpu": "32", "memory": "256Gi", "pods": "2000"}},
+            })
 
     # ---- readiness -----------------------------------------------------------------------
     def _wait(self, ready: Callable[[], bool], component: str, deadline: float) -> None:
@@ -245,16 +246,10 @@ class LabCluster:
         context.load_cert_chain(str(self._pki.admin_cert), str(self._pki.admin_key))
         return self._http_ok(f"https://127.0.0.1:{self.ports['apiserver']}/readyz", context)
 
-    def _nodes_ready(self) -> bool:
-        with self.api_client() as api:
-            nodes = client.CoreV1Api(api).list_node().items
+    def _nodes_ready(self, core: client.CoreV1Api) -> bool:
+        nodes = core.list_node().items
         ready = [n for n in nodes if any(c.type == "Ready" and c.status == "True" for c in n.status.conditions or [])]
         return len(ready) >= self.node_count
-
-    def _service_account_exists(self, namespace: str) -> bool:
-        with self.api_client() as api:
-            client.CoreV1Api(api).read_namespaced_service_account("default", namespace)
-        return True
 
     # ---- files ---------------------------------------------------------------------------
     def _write_kubeconfig(self) -> None:

@@ -49,6 +49,18 @@ def job(name: str, image: str = "shop/batch:1.0", *, backoff_limit: int = 1, **c
     }
 
 
+def create_namespace(api: client.ApiClient, name: str, labels: dict[str, str] | None = None) -> str:
+    """Create `name` and wait for its default ServiceAccount, without which no pod can be created."""
+    core = client.CoreV1Api(api)
+    core.create_namespace({"metadata": {"name": name, "labels": labels or {}}})
+    wait_for(lambda: _has_default_service_account(core, name), what=f"the default ServiceAccount in {name}")
+    return name
+
+
+def _has_default_service_account(core: client.CoreV1Api, namespace: str) -> bool:
+    return bool(core.list_namespaced_service_account(namespace, field_selector="metadata.name=default").items)
+
+
 def wait_for(probe: Callable[[], T | None], *, timeout: float = 30.0, interval: float = 0.2, what: str = "") -> T:
     """Poll `probe` until it returns something truthy; fail with `what` when time runs out."""
     deadline = time.monotonic() + timeout

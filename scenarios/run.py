@@ -31,7 +31,7 @@ from core.models import Incident, IncidentState
 from core.report import IncidentReport, Outcome
 from lab import build
 from lab.cluster import LabCluster
-from lab.workloads import rollout_complete, wait_for
+from lab.workloads import create_namespace, rollout_complete, wait_for
 from scenarios.catalog import SCENARIOS, Scenario
 from service.app import AmosApp
 from service.kube import connect
@@ -110,20 +110,10 @@ def _deploy(api: client.ApiClient, namespace: str, scenario: Scenario) -> None:
         wait_for(lambda: rollout_complete(api, namespace, name), timeout=60, what=f"{name} Ready")
 
 
-def _new_namespace(api: client.ApiClient, name: str) -> None:
-    core = client.CoreV1Api(api)
-    core.create_namespace({"metadata": {"name": name, "labels": {"amos.io/scenario": "true"}}})
-    wait_for(lambda: _has_default_sa(core, name), timeout=30, what=f"default ServiceAccount in {name}")
-
-
-def _has_default_sa(core: client.CoreV1Api, namespace: str) -> bool:
-    return any(sa.metadata.name == "default" for sa in core.list_namespaced_service_account(namespace).items)
-
-
 def run_scenario(api: client.ApiClient, scenario: Scenario, collector: Collector) -> ScenarioResult:
     suffix = uuid.uuid4().hex[:5]
     namespace = EXCLUDED_NAMESPACE if scenario.excluded_namespace else f"scn-{scenario.name}-{suffix}"
-    _new_namespace(api, namespace)
+    create_namespace(api, namespace, {"amos.io/scenario": "true"})
     _deploy(api, namespace, scenario)
     before = _fingerprint_outside(api, namespace, scenario.faulty)
     injected = time.time()
@@ -166,7 +156,7 @@ def _judge(scenario: Scenario, namespace: str, injected: float, opened: list[tup
             and outcomes == {scenario.expected_outcome}
             and right is not False
             and not outside
-            and attempts <= max(scenario.max_attempts_expected, 1) + (1 if scenario.max_attempts_expected > 1 else 0)
+            and attempts <= scenario.max_attempts_expected
         )
     return ScenarioResult(
         name=scenario.name, namespace=namespace,

@@ -8,9 +8,7 @@ unfinished remediations and picks up the incidents that are open right now.
 from __future__ import annotations
 
 import logging
-import os
 import signal
-import socket
 import threading
 from collections.abc import Callable
 
@@ -48,12 +46,11 @@ class AmosApp:
         self.settings = settings
         self.api = api
         self.metrics = metrics or Metrics()
-        self.identity = identity or f"{socket.gethostname()}-{os.getpid()}"
         self._on_report = on_report
         self._on_incident = on_incident
         self._serve_http = serve_http
-        self.orchestrator = Orchestrator(settings, api, Mailer(settings), on_report=self._reported,
-                                         identity=self.identity)
+        self.orchestrator = Orchestrator(settings, api, Mailer(settings), on_report=self._reported, identity=identity)
+        self.identity = self.orchestrator.identity
         self.detector = FaultDetector(settings, self._detected)
         self.watcher = Watcher(settings, api, self.detector)
         self.elector = LeaderElector(api, settings.store_namespace, settings.lease_name, self.identity,

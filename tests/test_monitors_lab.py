@@ -16,11 +16,11 @@ from typing import Any
 
 import pytest
 from kubernetes import client
-from kubernetes.client.exceptions import ApiException
 
 from core.config import Settings
 from core.models import FaultKind, Incident, IncidentState, ObjectRef
 from lab.cluster import LabCluster
+from lab.workloads import create_namespace
 from monitors.detector import FaultDetector
 from monitors.watch import Watcher
 
@@ -121,20 +121,9 @@ def create(api: client.ApiClient, namespace: str, *deployments: dict[str, Any]) 
 
 @pytest.fixture
 def second_namespace(api_client: client.ApiClient) -> Iterator[str]:
-    core = client.CoreV1Api(api_client)
-    name = f"t-other-{uuid.uuid4().hex[:6]}"
-    core.create_namespace({"metadata": {"name": name, "labels": {"amos.io/test": "true"}}})
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            core.read_namespaced_service_account("default", name)
-            break
-        except ApiException as error:
-            if error.status != 404 or time.monotonic() > deadline:
-                raise
-            time.sleep(0.1)
+    name = create_namespace(api_client, f"t-other-{uuid.uuid4().hex[:6]}", {"amos.io/test": "true"})
     yield name
-    core.delete_namespace(name, propagation_policy="Background")
+    client.CoreV1Api(api_client).delete_namespace(name, propagation_policy="Background")
 
 
 def opened(incidents: list[Incident], kind: FaultKind) -> list[Incident]:

@@ -3,9 +3,8 @@ and everything the guard refuses, the API rejects or a human changed meanwhile l
 
 from __future__ import annotations
 
+import functools
 import json
-import time
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -15,6 +14,7 @@ from kubernetes import client
 from core.config import Settings
 from core.redaction import Redactor
 from core.report import ActionStatus
+from lab import workloads
 from tools.cluster import ClusterAccess
 from tools.policy import IncidentScope, PolicyGuard
 from tools.read import ReadTools
@@ -27,15 +27,7 @@ CRASHING = "registry.local/shop/web:v1.5.0-crash"
 SECRET_VALUE = "pa55-word-never-shown"
 
 
-def wait_for(condition: Callable[[], Any], timeout: float = 60.0, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(0.25)
+wait_for = functools.partial(workloads.wait_for, timeout=60.0, interval=0.25)
 
 
 def container(image: str = GOOD, **extra: Any) -> dict[str, Any]:
