@@ -26,7 +26,7 @@ from google.adk.tools.tool_context import ToolContext
 from google.genai import types
 from pydantic import ValidationError
 
-from core.actions import Diagnosis, parse_action
+from core.actions import Diagnosis, canonical_kind, parse_action
 from core.config import Settings
 from core.models import ObjectRef
 from core.report import ActionRecord, ActionStatus
@@ -155,9 +155,7 @@ def canonical_call(tool: str, args: dict[str, Any]) -> str:
         if value is None or value == "":
             continue
         if key in _KIND_FIELDS and isinstance(value, str):
-            value = {"deployment": "Deployment", "job": "Job", "pod": "Pod"}.get(
-                value.strip().lower().removesuffix("s"), value
-            )
+            value = canonical_kind(value)
         shown[key] = value
     return json.dumps({"tool": tool, "args": shown}, sort_keys=True, default=str)
 

@@ -39,7 +39,7 @@ from agents.guardrails import (
     parse_diagnosis,
 )
 from agents.instructions import ACTIONS_BEGIN, ACTIONS_END, INCIDENT_BEGIN, INCIDENT_END, instruction_text
-from core.actions import Diagnosis, RollbackDeployment, SetResources
+from core.actions import Diagnosis, Rollback, SetResources
 from core.models import FaultKind, Incident, ObjectRef
 
 MEBI = Decimal(1024**2)
@@ -419,7 +419,7 @@ def analyze(incident: Incident | None, workload: ObjectRef, facts: Facts, *, max
                     ]
                 )[:8],
                 confidence=0.9,
-                proposed_actions=[RollbackDeployment(namespace=ns, name=name, to_revision=target["revision"])],
+                proposed_actions=[Rollback(namespace=ns, name=name, to_revision=target["revision"])],
                 human_steps=[
                     f"Publish the intended image or fix its reference before rolling Deployment/{name} forward again"
                 ],
@@ -522,7 +522,7 @@ def analyze(incident: Incident | None, workload: ObjectRef, facts: Facts, *, max
                     + ([f"log tail: {log_tail}"] if log_tail else [])
                 )[:8],
                 confidence=0.8,
-                proposed_actions=[RollbackDeployment(namespace=ns, name=name, to_revision=target["revision"])],
+                proposed_actions=[Rollback(namespace=ns, name=name, to_revision=target["revision"])],
                 human_steps=[f"Fix the change introduced in revision {current['revision']} before rolling forward"],
             )
         tail = log_tail or "(no log lines could be read)"

@@ -6,23 +6,43 @@ whether each one may run, and `tools.write.WriteTools` turns it into an API call
 
 from __future__ import annotations
 
+from enum import StrEnum
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, TypeAdapter
 
 from core.config import Verb
 
-_KINDS = {"deployment": "Deployment", "job": "Job", "pod": "Pod"}
+_KINDS = {
+    "deployment": "Deployment",
+    "deploy": "Deployment",
+    "statefulset": "StatefulSet",
+    "sts": "StatefulSet",
+    "daemonset": "DaemonSet",
+    "ds": "DaemonSet",
+    "cronjob": "CronJob",
+    "cj": "CronJob",
+    "job": "Job",
+    "pod": "Pod",
+}
+
+
+def canonical_kind(value: str) -> str:
+    """Models and people write `deployment`, `deployments` or `sts`; the API spells `Deployment`, `StatefulSet`."""
+    text = value.strip().lower()
+    return _KINDS.get(text) or _KINDS.get(text.removesuffix("s")) or _KINDS.get(text.removesuffix("es")) or value
 
 
 def _kind(value: Any) -> Any:
-    """Models write `deployment` or `deployments`; the API's spelling is `Deployment`."""
-    if isinstance(value, str):
-        return _KINDS.get(value.strip().lower().removesuffix("s"), value)
-    return value
+    return canonical_kind(value) if isinstance(value, str) else value
 
 
-WorkloadKind = Annotated[Literal["Deployment", "Job"], BeforeValidator(_kind)]
+# Kinds whose pod template a fix may change, and kinds that keep a rollout history to go back to.
+WorkloadKind = Annotated[
+    Literal["Deployment", "StatefulSet", "DaemonSet", "Job", "CronJob"], BeforeValidator(_kind)
+]
+RevisionedKind = Annotated[Literal["Deployment", "StatefulSet", "DaemonSet", "CronJob"], BeforeValidator(_kind)]
+ScalableKind = Annotated[Literal["Deployment", "StatefulSet"], BeforeValidator(_kind)]
 DeploymentKind = Annotated[Literal["Deployment"], BeforeValidator(_kind)]
 ProbeName = Annotated[
     Literal["liveness", "readiness", "startup"],
@@ -49,20 +69,22 @@ class _Action(BaseModel):
         return f"{self.action} {self.target_kind}/{self.name}"  # type: ignore[attr-defined]
 
 
-class RollbackDeployment(_Action):
-    """Put back the pod template of an earlier revision (`kubectl rollout undo`)."""
+class Rollback(_Action):
+    """Put back the pod template of an earlier revision (`kubectl rollout undo`); CronJobs: a job template
+    AMOS saw produce a successful Job."""
 
     action: Literal["rollback"] = "rollback"
+    kind: RevisionedKind = "Deployment"
     to_revision: int | None = Field(None, ge=1, description="revision to return to; the previous one when empty")
 
     def summary(self) -> str:
         to = f"revision {self.to_revision}" if self.to_revision else "the previous revision"
-        return f"roll back Deployment/{self.name} to {to}"
+        return f"roll back {self.kind}/{self.name} to {to}"
 
 
 class SetImage(_Action):
     action: Literal["set_image"] = "set_image"
-    kind: DeploymentKind = "Deployment"
+    kind: WorkloadKind = "Deployment"
     container: Name
     image: Annotated[str, Field(min_length=1, max_length=512)]
 
@@ -140,7 +162,7 @@ class FixProbe(_Action):
 
 class Scale(_Action):
     action: Literal["scale"] = "scale"
-    kind: DeploymentKind = "Deployment"
+    kind: ScalableKind = "Deployment"
     replicas: int
 
     def summary(self) -> str:
@@ -162,14 +184,14 @@ class DeletePod(_Action):
 
 class RestartRollout(_Action):
     action: Literal["restart"] = "restart"
-    kind: DeploymentKind = "Deployment"
+    kind: Annotated[Literal["Deployment", "StatefulSet", "DaemonSet"], BeforeValidator(_kind)] = "Deployment"
 
     def summary(self) -> str:
         return f"restart the rollout of {self.kind}/{self.name}"
 
 
 ProposedAction = Annotated[
-    RollbackDeployment | SetImage | SetResources | SetEnv | SetArgs | FixProbe | Scale | DeletePod | RestartRollout,
+    Rollback | SetImage | SetResources | SetEnv | SetArgs | FixProbe | Scale | DeletePod | RestartRollout,
     Field(discriminator="action"),
 ]
 PROPOSED_ACTION: TypeAdapter[ProposedAction] = TypeAdapter(ProposedAction)
@@ -194,13 +216,36 @@ def parse_action(data: Any) -> ProposedAction:
     return PROPOSED_ACTION.validate_python(data)
 
 
+class Category(StrEnum):
+    """The root-cause class of a diagnosis; reports, scenarios and metrics branch on it."""
+
+    BAD_IMAGE = "bad_image"
+    BAD_COMMAND = "bad_command"
+    BAD_ENV = "bad_env"
+    OOM = "oom"
+    MISSING_CONFIG = "missing_config"
+    JOB_FAILURE = "job_failure"
+    UNSCHEDULABLE = "unschedulable"
+    QUOTA = "quota"  # ResourceQuota, LimitRange or admission refused the pods
+    PROBE = "probe"  # liveness or readiness probe failing
+    BAD_ROLLOUT = "bad_rollout"  # a new revision broke it; no finer class applies
+    UNKNOWN = "unknown"
+
+
+def _category(value: Any) -> Any:
+    """An unknown category from a model is `unknown`, not a validation failure of the whole diagnosis."""
+    if isinstance(value, str):
+        text = value.strip().lower()
+        return text if text in {c.value for c in Category} else Category.UNKNOWN.value
+    return value
+
+
 class Diagnosis(BaseModel):
     """A model's reading of an incident and what it proposes; code decides what runs."""
 
     root_cause: str
-    category: str = Field(
-        "unknown",
-        description="bad_image, bad_command, bad_env, oom, missing_config, job_failure, unschedulable, unknown",
+    category: Annotated[Category, BeforeValidator(_category)] = Field(
+        Category.UNKNOWN, description=", ".join(c.value for c in Category)
     )
     evidence: list[str] = Field(default_factory=list)
     confidence: float = Field(0.0, ge=0.0, le=1.0)

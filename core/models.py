@@ -23,6 +23,10 @@ class FaultKind(StrEnum):
     ROLLOUT_STUCK = "ProgressDeadlineExceeded"
     REPLICAS_UNAVAILABLE = "ReplicasUnavailable"
     JOB_FAILED = "JobFailed"
+    INIT_CONTAINER = "InitContainerFailed"  # an init container cannot pull, crashes or exits non-zero
+    LIVENESS_FAILED = "LivenessProbeFailed"  # restarts caused by a failing liveness probe
+    NOT_READY = "ReadinessProbeFailed"  # Running but never Ready past a grace period
+    FAILED_CREATE = "FailedCreate"  # the controller cannot create pods (quota, LimitRange, admission)
 
 
 class ObjectRef(BaseModel):

@@ -23,6 +23,7 @@ class ActionStatus(StrEnum):
     REFUSED = "refused"  # the policy guard said no
     DRY_RUN = "dry_run"  # validated by the API server, not persisted
     FAILED = "failed"  # the API server said no
+    PROPOSED = "proposed"  # outside what the workload has run before: shown to a person with its diff, not applied
 
 
 class ActionRecord(BaseModel):

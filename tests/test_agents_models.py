@@ -262,5 +262,5 @@ def test_schemas_sent_to_gemini_use_the_documented_json_schema_subset() -> None:
     plain = json.dumps(plain_json_schema(schema))
     assert "discriminator" not in plain and "oneOf" not in plain and '"const"' not in plain
     items = plain_json_schema(schema)["properties"]["proposed_actions"]["items"]
-    assert {"$ref": "#/$defs/RollbackDeployment"} in items["anyOf"]
+    assert {"$ref": "#/$defs/Rollback"} in items["anyOf"]
     assert plain_json_schema(schema)["$defs"]["Scale"]["properties"]["action"]["enum"] == ["scale"]

@@ -16,7 +16,7 @@ import pytest
 from agents import instructions
 from agents.context import MAX_CONTEXT_CHARS, IncidentContext, LogExcerpt, build_context, shrink
 from agents.guardrails import DIAGNOSIS_KEY
-from core.actions import Diagnosis, RollbackDeployment, SetResources
+from core.actions import Diagnosis, Rollback, SetResources
 from core.config import Settings
 from core.models import Evidence, FaultKind, Incident, ObjectRef
 
@@ -248,7 +248,7 @@ def test_remediation_prompt_lists_exactly_the_approved_calls() -> None:
         confidence=0.8,
         proposed_actions=[
             SetResources(namespace="shop", kind="Deployment", name="web", container="web", memory_limit="128Mi"),
-            RollbackDeployment(namespace="shop", name="web", to_revision=1),
+            Rollback(namespace="shop", name="web", to_revision=1),
         ],
     )
     prompt = instructions.render_remediation({DIAGNOSIS_KEY: diagnosis.model_dump(mode="json")})
@@ -264,7 +264,7 @@ def test_remediation_prompt_lists_exactly_the_approved_calls() -> None:
                 "memory_limit": "128Mi",
             },
         },
-        {"tool": "rollback_deployment", "args": {"namespace": "shop", "name": "web", "to_revision": 1}},
+        {"tool": "rollback_deployment", "args": {"kind": "Deployment", "namespace": "shop", "name": "web", "to_revision": 1}},
     ]
     escalated = diagnosis.model_copy(update={"escalate": True})
     assert "There is no approved action" in instructions.render_remediation({DIAGNOSIS_KEY: escalated.model_dump()})

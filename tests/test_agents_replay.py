@@ -33,7 +33,7 @@ from kubernetes import client
 from kubernetes.client.rest import ApiException
 
 from agents.testing import FakeGeminiServer, agent_of, declared_tools, function_responses, gemini_call, gemini_text
-from core.actions import DeletePod, Diagnosis, RollbackDeployment, Scale
+from core.actions import DeletePod, Diagnosis, Rollback, Scale
 from core.config import Settings
 from core.models import FaultKind
 from core.report import ActionStatus
@@ -189,7 +189,7 @@ def _rollback_to_good_revision(namespace: str) -> Callable[[dict[str, Any]], Any
                         root_cause=f"the new revision's image cannot be pulled; revision {good[-1]} ran {GOOD}",
                         category="bad_image",
                         evidence=["ImagePullBackOff"],
-                        proposed_actions=[RollbackDeployment(namespace=namespace, name="web", to_revision=good[-1])],
+                        proposed_actions=[Rollback(namespace=namespace, name="web", to_revision=good[-1])],
                     ),
                 )
         return gemini_text("I could not read the rollout history")

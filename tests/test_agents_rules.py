@@ -13,7 +13,7 @@ import pytest
 from agents.guardrails import action_to_call, canonical_call, escalating_diagnosis, parse_diagnosis
 from agents.offline import Facts, analyze, classify, raised_memory_limit, workload_in_text
 from agents.session import decide_outcome
-from core.actions import Diagnosis, FixProbe, RollbackDeployment, Scale, SetResources
+from core.actions import Diagnosis, FixProbe, Rollback, Scale, SetResources
 from core.models import Evidence, FaultKind, Incident, ObjectRef
 from core.report import ActionRecord, ActionStatus
 
@@ -82,7 +82,7 @@ def test_bad_image_after_rollout_rolls_back_to_the_revision_with_another_image()
     diagnosis = analyze(incident(FaultKind.IMAGE_PULL), WEB, facts, max_memory_factor=2.0)
     assert not diagnosis.escalate
     assert diagnosis.category == "bad_image"
-    assert diagnosis.proposed_actions == [RollbackDeployment(namespace="shop", name="web", to_revision=1)]
+    assert diagnosis.proposed_actions == [Rollback(namespace="shop", name="web", to_revision=1)]
 
 
 def test_bad_image_without_an_earlier_revision_escalates() -> None:
@@ -105,7 +105,7 @@ def test_crash_loop_that_started_with_a_new_revision_rolls_back() -> None:
         logs=["Error: unknown flag: --bad-flag\nUsage: web [flags]"],
     )
     diagnosis = analyze(incident(FaultKind.CRASH_LOOP), WEB, facts, max_memory_factor=2.0)
-    assert diagnosis.proposed_actions == [RollbackDeployment(namespace="shop", name="web", to_revision=1)]
+    assert diagnosis.proposed_actions == [Rollback(namespace="shop", name="web", to_revision=1)]
     assert diagnosis.category == "bad_command"
     assert "unknown flag" in diagnosis.root_cause
 
@@ -242,11 +242,11 @@ def test_a_workload_is_found_in_free_text() -> None:
 
 
 def test_an_action_and_the_matching_tool_call_have_one_spelling() -> None:
-    rollback = RollbackDeployment(namespace="shop", name="web", to_revision=1)
+    rollback = Rollback(namespace="shop", name="web", to_revision=1)
     tool, args = action_to_call(rollback)
     assert tool == "rollback_deployment"
     assert canonical_call(tool, args) == canonical_call(
-        "rollback_deployment", {"namespace": "shop", "name": "web", "to_revision": 1}
+        "rollback_deployment", {"kind": "deployment", "namespace": "shop", "name": "web", "to_revision": 1}
     )
     scale = Scale(namespace="shop", name="web", replicas=2)
     assert canonical_call(*action_to_call(scale)) == canonical_call(
@@ -290,7 +290,7 @@ def _record(status: ActionStatus) -> ActionRecord:
 
 
 def _proposal() -> Diagnosis:
-    return Diagnosis(root_cause="bad image", proposed_actions=[RollbackDeployment(namespace="shop", name="web")])
+    return Diagnosis(root_cause="bad image", proposed_actions=[Rollback(namespace="shop", name="web")])
 
 
 @pytest.mark.parametrize(

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from core.actions import RollbackDeployment, SetImage
+from core.actions import Rollback, SetImage
 from core.config import Settings
 from core.models import FaultKind, Incident, ObjectRef
 from orchestrator.guardrails import (
@@ -244,7 +244,7 @@ def test_the_fence_refuses_a_write_on_a_spec_someone_else_changed_after_the_snap
                                                       "annotations": {"deployment.kubernetes.io/revision": "1"}},
                    "spec": {"template": {"spec": {"containers": [{"name": "app", "image": "shop/web:1.0"}]}}}}]
     history = WorkloadHistory(workload=target, replicasets=history_rs)
-    action = RollbackDeployment(namespace="shop", name="web", to_revision=1)
+    action = Rollback(namespace="shop", name="web", to_revision=1)
     assert guard.check(action, target, history).allowed
     edited = deployment(image="shop/web:2.0-missing", generation=4)
     refused = guard.check(action, edited, WorkloadHistory(workload=edited, replicasets=history_rs))

@@ -13,7 +13,7 @@ from core.actions import (
     Diagnosis,
     FixProbe,
     RestartRollout,
-    RollbackDeployment,
+    Rollback,
     Scale,
     SetArgs,
     SetEnv,
@@ -128,8 +128,8 @@ def refused(decision: Any, *words: str) -> bool:
 @pytest.mark.parametrize(
     "action",
     [
-        RollbackDeployment(namespace=NS, name="web"),
-        RollbackDeployment(namespace=NS, name="web", to_revision=1),
+        Rollback(namespace=NS, name="web"),
+        Rollback(namespace=NS, name="web", to_revision=1),
         SetImage(namespace=NS, name="web", container="web", image="registry.local/web:v1"),
         SetResources(namespace=NS, kind="Deployment", name="web", container="web", memory_limit="256Mi"),
         SetResources(namespace=NS, kind="Deployment", name="web", container="web", memory_limit="96Mi"),
@@ -374,16 +374,16 @@ def test_args_need_content(guard: PolicyGuard, history: WorkloadHistory) -> None
 
 def test_rollback_rules(guard: PolicyGuard, history: WorkloadHistory) -> None:
     assert refused(
-        guard.check(RollbackDeployment(namespace=NS, name="web", to_revision=2), deployment(), history),
+        guard.check(Rollback(namespace=NS, name="web", to_revision=2), deployment(), history),
         "already at revision 2",
     )
     assert refused(
-        guard.check(RollbackDeployment(namespace=NS, name="web", to_revision=9), deployment(), history),
+        guard.check(Rollback(namespace=NS, name="web", to_revision=9), deployment(), history),
         "not in the rollout history",
     )
     first = WorkloadHistory(workload=deployment(revision=1), replicasets=[replicaset(1, "registry.local/web:v1")])
     assert refused(
-        guard.check(RollbackDeployment(namespace=NS, name="web"), deployment(revision=1), first), "no previous revision"
+        guard.check(Rollback(namespace=NS, name="web"), deployment(revision=1), first), "no previous revision"
     )
 
 
@@ -448,7 +448,7 @@ def test_actions_parse_from_model_output() -> None:
             "proposed_actions": [{"action": "rollback", "namespace": NS, "name": "web"}],
         }
     )
-    assert isinstance(diagnosis.proposed_actions[0], RollbackDeployment)
+    assert isinstance(diagnosis.proposed_actions[0], Rollback)
 
 
 def test_hostile_sequence(settings: Settings, scope: IncidentScope, history: WorkloadHistory) -> None:

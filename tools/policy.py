@@ -22,7 +22,7 @@ from core.actions import (
     FixProbe,
     ProposedAction,
     RestartRollout,
-    RollbackDeployment,
+    Rollback,
     Scale,
     SetArgs,
     SetEnv,
@@ -291,7 +291,7 @@ class PolicyGuard:
                     raise _Refused(f"scaling to {action.replicas} replicas is never allowed (minimum 1)")
                 if action.replicas > self.settings.max_replicas:
                     raise _Refused(f"{action.replicas} replicas is above the maximum of {self.settings.max_replicas}")
-            case RollbackDeployment():
+            case Rollback():
                 self._check_rollback(action, target, history)
             case RestartRollout() | DeletePod():
                 pass
@@ -331,7 +331,7 @@ class PolicyGuard:
         return found[1]
 
     @staticmethod
-    def _check_rollback(action: RollbackDeployment, target: dict[str, Any], history: WorkloadHistory) -> None:
+    def _check_rollback(action: Rollback, target: dict[str, Any], history: WorkloadHistory) -> None:
         revisions = history.revisions()
         current = objects.revision(target)
         if action.to_revision is not None:

@@ -25,7 +25,7 @@ from core.actions import (
     FixProbe,
     ProposedAction,
     RestartRollout,
-    RollbackDeployment,
+    Rollback,
     Scale,
     SetArgs,
     SetEnv,
@@ -123,18 +123,21 @@ class WriteTools:
 
     # --- model-facing tools (plain typed parameters, dict results) --------------------------
 
-    def rollback_deployment(self, namespace: str, name: str, to_revision: int | None = None) -> dict[str, Any]:
-        """Roll a Deployment back to an earlier revision's pod template, like `kubectl rollout undo`.
+    def rollback_deployment(
+        self, namespace: str, name: str, to_revision: int | None = None, kind: str = "Deployment"
+    ) -> dict[str, Any]:
+        """Roll a workload back to an earlier revision's pod template, like `kubectl rollout undo`.
 
         Args:
-            namespace: namespace of the Deployment.
-            name: Deployment name.
+            namespace: namespace of the workload.
+            name: workload name.
             to_revision: revision number from get_rollout_history; empty means the previous revision.
+            kind: Deployment, StatefulSet, DaemonSet or CronJob.
 
         Returns:
             {ok, data: {status, summary, diff}, error}; error starts with "refused by policy:" when not allowed.
         """
-        return self._run(RollbackDeployment, namespace=namespace, name=name, to_revision=to_revision)
+        return self._run(Rollback, namespace=namespace, name=name, to_revision=to_revision, kind=kind)
 
     def set_image(
         self, namespace: str, name: str, container: str, image: str, kind: str = "Deployment"
@@ -498,7 +501,7 @@ class WriteTools:
                 stamp = self._clock().strftime("%Y-%m-%dT%H:%M:%SZ")
                 template = {"metadata": {"annotations": {objects.RESTARTED_AT_ANNOTATION: stamp}}}
                 return _Plan("patch", precondition | {"spec": {"template": template}})
-            case RollbackDeployment():
+            case Rollback():
                 return _Plan("replace", self._rollback_body(action, target, history))
         field, _ = objects.find_container(target, action.container) or ("containers", {})
         change: dict[str, Any] = {"name": action.container}
@@ -522,7 +525,7 @@ class WriteTools:
         return _Plan("patch", precondition | {"spec": {"template": {"spec": {field: [change]}}}})
 
     @staticmethod
-    def _rollback_body(action: RollbackDeployment, target: dict[str, Any], history: WorkloadHistory) -> dict[str, Any]:
+    def _rollback_body(action: Rollback, target: dict[str, Any], history: WorkloadHistory) -> dict[str, Any]:
         revisions = history.revisions()
         number = action.to_revision
         if number is None:
