@@ -15,7 +15,14 @@ Rules (first match wins):
 - an env value pointing at a `.invalid` host -> "connection refused"/"no such host", exit 1;
 - `LAB_EXIT_CODE=<n>` (n != 0) -> exits with n after a short run (a failing batch job);
 - `LAB_MEMORY_MI=<n>` above the memory limit -> OOMKilled (exit 137);
-- otherwise: starts, becomes ready, and (for a Job, or with `LAB_RUN_SECONDS`) completes with 0.
+- otherwise: starts, becomes ready, and (for a Job or an init container, or with `LAB_RUN_SECONDS`)
+  completes with 0.
+
+Probes (`answer_probe`): a running program listens on every port its container declares
+(`ports[].containerPort`, or a named port through `ports[].name`) and answers HTTP 200 on
+`HEALTH_PATHS`, 404 elsewhere. httpGet succeeds on a declared port and one of those paths;
+tcpSocket and grpc succeed on a declared port; exec always succeeds. Anything else fails with
+the kubelet's own probe output (connection refused, status code 404, unknown named port).
 """
 
 from __future__ import annotations
@@ -27,15 +34,24 @@ from typing import Any
 
 from pydantic import BaseModel
 
-MISSING_TAG = re.compile(r":[^/:@]*(doesnotexist|does-not-exist|missing|nonexistent|notfound)[^/:@]*$", re.I)
-BAD_FLAG = re.compile(r"^--(bad|invalid|unknown)[\w-]*", re.I)
-INVALID_HOST = re.compile(r"(?:[a-z0-9-]+\.)+invalid\b", re.I)
+MISSING_TAG = re.compile(r":[^/:@]*(doesnotexist|does-not-exist|missing|nonexistent|notfound)[^/:@]*$", re.IGNORECASE)
+BAD_FLAG = re.compile(r"^--(bad|invalid|unknown)[\w-]*", re.IGNORECASE)
+INVALID_HOST = re.compile(r"(?:[a-z0-9-]+\.)+invalid\b", re.IGNORECASE)
 DEFAULT_MEMORY_MI = 32
+HEALTH_PATHS = frozenset({"/", "/healthz", "/readyz", "/livez", "/health", "/ready", "/metrics"})
 
 _QUANTITY = re.compile(r"^([0-9.]+)([A-Za-z]*)$")
 _UNITS = {
-    "": 1, "k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12,
-    "Ki": 1024, "Mi": 1024**2, "Gi": 1024**3, "Ti": 1024**4, "m": 1e-3,
+    "": 1,
+    "k": 1e3,
+    "M": 1e6,
+    "G": 1e9,
+    "T": 1e12,
+    "Ki": 1024,
+    "Mi": 1024**2,
+    "Gi": 1024**3,
+    "Ti": 1024**4,
+    "m": 1e-3,
 }
 
 
@@ -45,6 +61,26 @@ class Fate(StrEnum):
     CRASHES = "crashes"
     OOM = "oom"
     RUNS = "runs"
+
+
+class Role(StrEnum):
+    """What the container is for, which decides whether a healthy program ends by itself."""
+
+    SERVICE = "service"  # an app container of a long-running pod, or a sidecar
+    BATCH = "batch"  # an app container of a pod that runs to completion (a Job's pod)
+    INIT = "init"  # a regular init container: it prepares the pod, then exits 0
+
+
+class ProbeKind(StrEnum):
+    STARTUP = "Startup"
+    LIVENESS = "Liveness"
+    READINESS = "Readiness"
+
+
+class ProbeAnswer(BaseModel, frozen=True):
+    ok: bool
+    output: str = ""  # what the kubelet prints after "<kind> probe failed: "
+    errored: bool = False  # the probe could not even run (the kubelet says "probe errored")
 
 
 class Behaviour(BaseModel, frozen=True):
@@ -98,7 +134,7 @@ def _missing_reference(container: dict[str, Any], exists: Callable[[str, str, st
 def decide(
     container: dict[str, Any],
     *,
-    restart_policy: str,
+    role: Role,
     exists: Callable[[str, str, str | None], bool],
 ) -> Behaviour:
     """Decide what `container` does; `exists(kind, name, key)` answers whether a ConfigMap/Secret (key) exists."""
@@ -109,8 +145,7 @@ def decide(
             fate=Fate.PULL_FAILS,
             reason="ErrImagePull",
             message=(
-                f'failed to pull and unpack image "{image}": failed to resolve reference "{image}": '
-                f"{image}: not found"
+                f'failed to pull and unpack image "{image}": failed to resolve reference "{image}": {image}: not found'
             ),
         )
     missing = _missing_reference(container, exists)
@@ -145,8 +180,8 @@ def decide(
             log_lines=(
                 f"Error: unknown flag: {flag}",
                 f"Usage: {program} [flags]",
-                "      --listen string   address to listen on (default \":8080\")",
-                "      --log-level string   log level (default \"info\")",
+                '      --listen string   address to listen on (default ":8080")',
+                '      --log-level string   log level (default "info")',
             ),
         )
     invalid_host = next((m.group(0) for v in env_values if (m := INVALID_HOST.search(v))), None)
@@ -193,14 +228,50 @@ def decide(
             ),
         )
     run_seconds = _env_value(container, "LAB_RUN_SECONDS")
-    batch = restart_policy != "Always"
+    completes = role is not Role.SERVICE
+    work = {
+        Role.SERVICE: ("listening on :8080", "ready"),
+        Role.BATCH: ("processing 1200 records", "done: 1200 records processed"),
+        Role.INIT: ("preparing /work for the application", "init done"),
+    }[role]
     return Behaviour(
         fate=Fate.RUNS,
-        run_seconds=float(run_seconds) if run_seconds else (1.0 if batch else None),
-        log_lines=(
-            f"{program} {tag} starting",
-            "configuration loaded",
-            "listening on :8080" if not batch else "processing 1200 records",
-            "ready" if not batch else "done: 1200 records processed",
-        ),
+        run_seconds=float(run_seconds) if run_seconds else (1.0 if completes else None),
+        log_lines=(f"{program} {tag} starting", "configuration loaded", *work),
     )
+
+
+def _declared_port(port: int | str, container: dict[str, Any]) -> int | None:
+    """The port number a probe's `port` means, if the container declares it (by number or by name)."""
+    for declared in container.get("ports") or []:
+        if declared.get("containerPort") == port or (isinstance(port, str) and declared.get("name") == port):
+            return int(declared["containerPort"])
+    return None
+
+
+def answer_probe(probe: dict[str, Any], container: dict[str, Any], pod_ip: str) -> ProbeAnswer:
+    """What a running program answers to `probe` (a container's liveness/readiness/startup probe)."""
+    if "exec" in probe:
+        return ProbeAnswer(ok=True)
+    handler = probe.get("httpGet") or probe.get("tcpSocket") or probe.get("grpc") or {}
+    port = handler.get("port", 0)
+    if isinstance(port, str) and not port.isdigit() and _declared_port(port, container) is None:
+        return ProbeAnswer(
+            ok=False, errored=True, output=f'couldn\'t find port: {port} in container "{container["name"]}"'
+        )
+    number = int(port) if isinstance(port, str) and port.isdigit() else port
+    listening = _declared_port(number, container) is not None
+    host = handler.get("host") or pod_ip
+    address = f"{host}:{_declared_port(number, container) or number}"
+    refused = f"dial tcp {address}: connect: connection refused"
+    if "httpGet" in probe:
+        path = handler.get("path") or "/"
+        url = f"{str(handler.get('scheme') or 'HTTP').lower()}://{address}{path}"
+        if not listening:
+            return ProbeAnswer(ok=False, output=f'Get "{url}": {refused}')
+        if path.split("?", 1)[0] not in HEALTH_PATHS:
+            return ProbeAnswer(ok=False, output="HTTP probe failed with statuscode: 404")
+        return ProbeAnswer(ok=True)
+    if "grpc" in probe and not listening:
+        return ProbeAnswer(ok=False, output=f'timeout: failed to connect service "{address}" within 1s')
+    return ProbeAnswer(ok=listening, output="" if listening else refused)
