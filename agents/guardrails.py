@@ -26,7 +26,7 @@ from google.adk.tools.tool_context import ToolContext
 from google.genai import types
 from pydantic import ValidationError
 
-from core.actions import Diagnosis, canonical_kind, parse_action
+from core.actions import Category, Diagnosis, canonical_kind, parse_action
 from core.config import Settings
 from core.models import ObjectRef
 from core.report import ActionRecord, ActionStatus
@@ -95,7 +95,7 @@ def parse_diagnosis(text: str) -> Diagnosis:
 def escalating_diagnosis(reason: str) -> Diagnosis:
     return Diagnosis(
         root_cause="No trustworthy diagnosis: " + reason,
-        category="unknown",
+        category=Category.UNKNOWN,
         confidence=0.0,
         escalate=True,
         escalation_reason=reason,

@@ -16,6 +16,7 @@ results in the conversation. Per agent it decides the next turn:
 
 from __future__ import annotations
 
+import inspect
 import json
 import re
 from collections.abc import AsyncGenerator
@@ -39,7 +40,7 @@ from agents.guardrails import (
     parse_diagnosis,
 )
 from agents.instructions import ACTIONS_BEGIN, ACTIONS_END, INCIDENT_BEGIN, INCIDENT_END, instruction_text
-from core.actions import Diagnosis, Rollback, SetResources
+from core.actions import Category, Diagnosis, Rollback, SetResources
 from core.models import FaultKind, Incident, ObjectRef
 
 MEBI = Decimal(1024**2)
@@ -148,7 +149,7 @@ def _last(found: list[Exchange], tool: str, **match: Any) -> Exchange | None:
     return None
 
 
-# --- the facts and the rules -------------------------------------------------------------------
+# --- the facts -----------------------------------------------------------------------------------
 
 
 @dataclass
@@ -160,9 +161,10 @@ class Facts:
     revisions: list[dict[str, Any]] = field(default_factory=list)  # get_rollout_history revisions
     current_revision: int | None = None
     config: dict[str, Any] | None = None  # get_config_refs data
-    events: list[dict[str, Any]] = field(default_factory=list)
+    events: list[dict[str, Any]] = field(default_factory=list)  # of the workload, its ReplicaSet and the focus pod
     pod: dict[str, Any] | None = None  # describe of the focus pod
     logs: list[str] = field(default_factory=list)
+    jobs: list[dict[str, Any]] = field(default_factory=list)  # describe of a CronJob's last Jobs
 
 
 def _statuses(facts: Facts) -> list[dict[str, Any]]:
@@ -170,13 +172,22 @@ def _statuses(facts: Facts) -> list[dict[str, Any]]:
     return list(pod.get("containerStatuses") or []) + list(pod.get("initContainerStatuses") or [])
 
 
+def _init_statuses(facts: Facts) -> list[dict[str, Any]]:
+    return list((facts.pod or {}).get("initContainerStatuses") or [])
+
+
+def _status_reasons(status: dict[str, Any]) -> set[str]:
+    return {
+        str((status.get(key) or {}).get("reason"))
+        for key in ("state", "lastState")
+        if (status.get(key) or {}).get("reason")
+    }
+
+
 def _reasons(incident: Incident | None, facts: Facts) -> set[str]:
     reasons: set[str] = set()
     for status in _statuses(facts):
-        for key in ("state", "lastState"):
-            state = status.get(key) or {}
-            if state.get("reason"):
-                reasons.add(str(state["reason"]))
+        reasons |= _status_reasons(status)
     for pod in facts.pods:
         if pod.get("reason"):
             reasons.add(str(pod["reason"]))
@@ -185,53 +196,22 @@ def _reasons(incident: Incident | None, facts: Facts) -> set[str]:
     return reasons
 
 
-def _template_containers(facts: Facts) -> list[dict[str, Any]]:
+def _template(facts: Facts) -> dict[str, Any]:
     workload = facts.workload or {}
-    if workload.get("kind") == "Pod":
-        return list(workload.get("containers") or [])
-    return list((workload.get("template") or {}).get("containers") or [])
+    return workload if workload.get("kind") == "Pod" else dict(workload.get("template") or {})
 
 
-def _signature(revision: dict[str, Any]) -> list[tuple[Any, ...]]:
-    return sorted(
-        (
-            c.get("name"),
-            c.get("image"),
-            tuple(c.get("command") or ()),
-            tuple(c.get("args") or ()),
-            tuple(c.get("env_names") or ()),
-        )
-        for c in revision.get("containers") or []
-    )
+def _template_containers(facts: Facts) -> list[dict[str, Any]]:
+    template = _template(facts)
+    return list(template.get("containers") or []) + list(template.get("initContainers") or [])
 
 
-def _changed_fields(old: dict[str, Any], new: dict[str, Any]) -> set[str]:
-    changed: set[str] = set()
-    old_by_name = {c.get("name"): c for c in old.get("containers") or []}
-    for container in new.get("containers") or []:
-        before = old_by_name.get(container.get("name"), {})
-        for key in ("image", "command", "args", "env_names"):
-            if (before.get(key) or None) != (container.get(key) or None):
-                changed.add(key)
-    return changed
+def _evidence_messages(incident: Incident | None) -> list[str]:
+    return [e.message for e in (incident.evidence if incident else []) if e.message]
 
 
-def _current_and_earlier(facts: Facts) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
-    revisions = [r for r in facts.revisions if isinstance(r.get("revision"), int)]
-    current = next((r for r in revisions if r.get("current")), None)
-    if current is None and facts.current_revision is not None:
-        current = next((r for r in revisions if r["revision"] == facts.current_revision), None)
-    if current is None:
-        return None, []
-    earlier = sorted(
-        (r for r in revisions if r["revision"] < current["revision"] and _signature(r) != _signature(current)),
-        key=lambda r: r["revision"],
-    )
-    return current, earlier
-
-
-def _images(revision: dict[str, Any]) -> set[str]:
-    return {str(c.get("image")) for c in revision.get("containers") or [] if c.get("image")}
+def _events(facts: Facts, *reasons: str) -> list[str]:
+    return [str(e.get("message")) for e in facts.events if e.get("reason") in reasons and e.get("message")]
 
 
 def _log_tail(facts: Facts) -> str:
@@ -252,6 +232,214 @@ def _state_messages(facts: Facts) -> list[str]:
     return messages
 
 
+# --- the rollout history: which revision is known-good, and what a revision changed ----------------
+
+_GOOD_WORDS = ("known-good", "known_good", "good", "healthy")
+_BAD_WORDS = ("known-bad", "known_bad", "bad", "failing", "failed")
+_MARK_KEYS = ("known", "health", "verdict", "mark", "marking", "label", "state", "status", "known_state")
+_CHANGE_KEYS = ("changed", "changes", "change", "diff")
+
+
+def _mark_text(revision: dict[str, Any]) -> str:
+    for key in _MARK_KEYS:
+        value = revision.get(key)
+        if isinstance(value, str) and value.strip():
+            return value.strip().lower()
+    return ""
+
+
+def verdict(revision: dict[str, Any]) -> str | None:
+    """`good`, `bad` or None (not known), from the marks get_rollout_history puts on a revision."""
+    if revision.get("known_bad") is True:
+        return "bad"
+    if revision.get("known_good") is True:
+        return "good"
+    text = _mark_text(revision)
+    if any(text.startswith(word) for word in _BAD_WORDS):
+        return "bad"
+    if any(text.startswith(word) for word in _GOOD_WORDS):
+        return "good"
+    return None
+
+
+def how_known(revision: dict[str, Any]) -> str | None:
+    """`recorded` (AMOS saw it healthy) or `inferred` (from ReplicaSet/ControllerRevision status)."""
+    for key in ("source", "known_good_source", "how", "evidence", "known_by"):
+        value = revision.get(key)
+        if isinstance(value, str) and value.strip().lower() in {"recorded", "inferred"}:
+            return value.strip().lower()
+    text = _mark_text(revision)
+    return next((word for word in ("recorded", "inferred") if word in text), None)
+
+
+def _history_is_marked(revisions: list[dict[str, Any]]) -> bool:
+    return any(verdict(r) is not None for r in revisions)
+
+
+def _containers_of(revision: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    found: dict[str, dict[str, Any]] = {}
+    for key in ("containers", "initContainers", "init_containers"):
+        for container in revision.get(key) or []:
+            found[str(container.get("name"))] = container
+    return found
+
+
+_POD_FIELDS = ("nodeSelector", "affinity", "tolerations", "node_selector")
+_CONTAINER_FIELDS = (
+    "image",
+    "command",
+    "args",
+    "env_names",
+    "env",
+    "envFrom",
+    "resources",
+    "livenessProbe",
+    "readinessProbe",
+    "startupProbe",
+)
+_FIELD_WORDS = {
+    "image": "image",
+    "command": "command",
+    "args": "args",
+    "env_names": "env",
+    "env": "env",
+    "envFrom": "envFrom",
+    "resources": "resources",
+    "livenessProbe": "liveness probe",
+    "readinessProbe": "readiness probe",
+    "startupProbe": "startup probe",
+    "nodeSelector": "node selector",
+    "node_selector": "node selector",
+    "affinity": "affinity",
+    "tolerations": "tolerations",
+}
+
+
+def _signature(revision: dict[str, Any]) -> str:
+    shown = {name: {k: c.get(k) for k in _CONTAINER_FIELDS} for name, c in _containers_of(revision).items()}
+    return json.dumps([shown, {k: revision.get(k) for k in _POD_FIELDS}], sort_keys=True, default=str)
+
+
+def _short(value: Any) -> str:
+    if isinstance(value, list) and all(isinstance(item, str) for item in value):
+        return " ".join(value) or "(none)"
+    text = value if isinstance(value, str) else json.dumps(value, sort_keys=True, default=str)
+    return text if len(text) <= 120 else text[:119] + "…"
+
+
+def changes(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    """What revision `new` changed from `old`, in words: "the image of container web changed from a to b"."""
+    found: list[str] = []
+    before, after = _containers_of(old), _containers_of(new)
+    for name, container in after.items():
+        if name not in before:
+            found.append(f"container {name} ({container.get('image')}) added")
+            continue
+        previous = before[name]
+        for key in _CONTAINER_FIELDS:
+            if key == "env" and "env_names" in container:
+                continue
+            was, now = previous.get(key) or None, container.get(key) or None
+            if was == now:
+                continue
+            word = _FIELD_WORDS[key]
+            if key == "env_names":
+                added = sorted(set(now or []) - set(was or []))
+                removed = sorted(set(was or []) - set(now or []))
+                if added:
+                    found.append(f"env {', '.join(added)} added to container {name}")
+                if removed:
+                    found.append(f"env {', '.join(removed)} removed from container {name}")
+            elif was is None:
+                found.append(f"{word} {_short(now)} added to container {name}")
+            elif now is None:
+                found.append(f"the {word} of container {name} removed")
+            else:
+                found.append(f"the {word} of container {name} changed from {_short(was)} to {_short(now)}")
+    found.extend(f"container {name} removed" for name in before if name not in after)
+    for key in _POD_FIELDS:
+        was, now = old.get(key) or None, new.get(key) or None
+        if was != now:
+            word = _FIELD_WORDS[key]
+            found.append(f"the pod's {word} set to {_short(now)}" if now else f"the pod's {word} removed")
+    if not found:
+        stated = next((new[key] for key in _CHANGE_KEYS if new.get(key)), None)
+        if isinstance(stated, list):
+            found = [str(item) for item in stated if item]
+        elif stated:
+            found = [str(stated)]
+    return found
+
+
+def _changed_fields(old: dict[str, Any], new: dict[str, Any]) -> set[str]:
+    fields: set[str] = set()
+    before = _containers_of(old)
+    for name, container in _containers_of(new).items():
+        for key in _CONTAINER_FIELDS:
+            if (before.get(name, {}).get(key) or None) != (container.get(key) or None):
+                fields.add("env_names" if key == "env" else key)
+    return fields
+
+
+def _images(revision: dict[str, Any]) -> set[str]:
+    return {str(c.get("image")) for c in _containers_of(revision).values() if c.get("image")}
+
+
+@dataclass
+class History:
+    """The rollout history read for a decision: the current revision, and which earlier one to return to."""
+
+    current: dict[str, Any] | None
+    target: dict[str, Any] | None  # the newest known-good earlier revision with another template
+    marked: bool  # whether get_rollout_history said which revisions are known-good
+    skipped_bad: list[int] = field(default_factory=list)  # known-bad revisions passed over
+
+    def describe_target(self) -> str:
+        if self.target is None:
+            return ""
+        how = how_known(self.target)
+        if not self.marked:
+            return f"revision {self.target['revision']} (the newest earlier revision with another pod template)"
+        return f"revision {self.target['revision']} (known-good{', ' + how if how else ''})"
+
+
+def read_history(facts: Facts, failing_images: set[str] | None = None) -> History:
+    revisions = sorted((r for r in facts.revisions if isinstance(r.get("revision"), int)), key=lambda r: r["revision"])
+    current = next((r for r in revisions if r.get("current") is True), None)
+    if current is None and facts.current_revision is not None:
+        current = next((r for r in revisions if r["revision"] == facts.current_revision), None)
+    marked = _history_is_marked(revisions)
+    if current is None:
+        return History(current=None, target=None, marked=marked)
+    earlier = [r for r in revisions if r["revision"] < current["revision"] and _signature(r) != _signature(current)]
+    skipped = [r["revision"] for r in earlier if verdict(r) == "bad"]
+    if marked:
+        candidates = [r for r in earlier if verdict(r) == "good"]
+    else:  # a history without marks: the newest earlier template that does not run the failing image
+        candidates = [r for r in earlier if not (_images(r) & (failing_images or set()))]
+    return History(current=current, target=candidates[-1] if candidates else None, marked=marked, skipped_bad=skipped)
+
+
+def _started_with_current(facts: Facts, history: History) -> bool:
+    """Whether the failing pods run the current revision (a fault that came with it), not an old one."""
+    current = history.current
+    if current is None or verdict(current) == "good":
+        return False
+    crashing = {
+        str(p.get("revision_hash"))
+        for p in facts.pods
+        if p.get("revision_hash") and (p.get("restarts") or p.get("reason") or p.get("phase") not in {"Running", None})
+    }
+    current_hash = str(current.get("replicaset") or current.get("hash") or "").rsplit("-", 1)[-1]
+    return not crashing or not current_hash or current_hash in crashing
+
+
+# --- classifying the fault -------------------------------------------------------------------------
+
+PROBE_KINDS = {FaultKind.LIVENESS_FAILED, FaultKind.NOT_READY}
+_QUOTA_WORDS = ("exceeded quota", "forbidden", "limitrange", "maximum", "minimum", "must specify")
+
+
 def classify(incident: Incident | None, facts: Facts) -> FaultKind | None:
     """The fault to reason about: the incident's own kind, refined by what the pods show."""
     reasons = _reasons(incident, facts)
@@ -262,8 +450,16 @@ def classify(incident: Incident | None, facts: Facts) -> FaultKind | None:
         FaultKind.OOM_KILLED,
         FaultKind.ROLLOUT_STUCK,
         FaultKind.REPLICAS_UNAVAILABLE,
+        FaultKind.INIT_CONTAINER,
     }:
         return FaultKind.OOM_KILLED
+    if kind is FaultKind.INIT_CONTAINER:
+        init_reasons = {r for s in _init_statuses(facts) for r in _status_reasons(s)} or reasons
+        if init_reasons & PULL_REASONS:
+            return FaultKind.IMAGE_PULL
+        if "CreateContainerConfigError" in init_reasons:
+            return FaultKind.CONTAINER_CONFIG
+        return FaultKind.INIT_CONTAINER
     if kind in {
         FaultKind.IMAGE_PULL,
         FaultKind.CONTAINER_CONFIG,
@@ -271,23 +467,150 @@ def classify(incident: Incident | None, facts: Facts) -> FaultKind | None:
         FaultKind.JOB_FAILED,
         FaultKind.CRASH_LOOP,
         FaultKind.OOM_KILLED,
+        FaultKind.LIVENESS_FAILED,
+        FaultKind.NOT_READY,
+        FaultKind.FAILED_CREATE,
     }:
         return kind
     if reasons & PULL_REASONS:
         return FaultKind.IMAGE_PULL
     if "CreateContainerConfigError" in reasons or (facts.config or {}).get("missing"):
         return FaultKind.CONTAINER_CONFIG
-    if "Unschedulable" in reasons or any(e.get("reason") == "FailedScheduling" for e in facts.events):
+    if _events(facts, "FailedCreate"):
+        return FaultKind.FAILED_CREATE
+    if "Unschedulable" in reasons or _events(facts, "FailedScheduling"):
         return FaultKind.UNSCHEDULABLE
     if (facts.workload or {}).get("kind") == "Job" and ((facts.workload or {}).get("status") or {}).get("failed"):
         return FaultKind.JOB_FAILED
     if reasons & CRASH_REASONS:
         return FaultKind.CRASH_LOOP
+    if _events(facts, "Unhealthy"):
+        probe = " ".join(_events(facts, "Unhealthy")).lower()
+        return FaultKind.LIVENESS_FAILED if "liveness" in probe else FaultKind.NOT_READY
     return kind
 
 
+def _crash_category(changed: set[str], log: str) -> Category:
+    if "image" in changed:
+        return Category.BAD_IMAGE
+    if changed & {"command", "args"}:
+        return Category.BAD_COMMAND
+    if changed & {"env_names", "envFrom"}:
+        return Category.BAD_ENV
+    lowered = log.lower()
+    if "unknown flag" in lowered or "usage:" in lowered:
+        return Category.BAD_COMMAND
+    if "connection refused" in lowered or "no such host" in lowered:
+        return Category.BAD_ENV
+    return Category.UNKNOWN
+
+
+def category_of(fault: FaultKind | None, changed: set[str], log: str) -> Category:
+    """The root-cause class a fault (and what its revision changed) belongs to."""
+    fixed = {
+        FaultKind.IMAGE_PULL: Category.BAD_IMAGE,
+        FaultKind.CONTAINER_CONFIG: Category.MISSING_CONFIG,
+        FaultKind.OOM_KILLED: Category.OOM,
+        FaultKind.UNSCHEDULABLE: Category.UNSCHEDULABLE,
+        FaultKind.FAILED_CREATE: Category.QUOTA,
+        FaultKind.LIVENESS_FAILED: Category.PROBE,
+        FaultKind.NOT_READY: Category.PROBE,
+        FaultKind.JOB_FAILED: Category.JOB_FAILURE,
+    }
+    if fault in fixed:
+        return fixed[fault]
+    category = _crash_category(changed, log)
+    return Category.BAD_ROLLOUT if category is Category.UNKNOWN and changed else category
+
+
+# --- what a person must do before rolling forward --------------------------------------------------
+
+_MISSING_OBJECT = re.compile(r"^(ConfigMap|Secret) (\S+) not found$")
+_MISSING_KEYS = re.compile(r"^(ConfigMap|Secret) (\S+) has no key (.+)$")
+_KUBELET_MISSING = re.compile(r'(configmap|secret) "([^"]+)" not found', re.IGNORECASE)
+_KUBELET_KEY = re.compile(r"couldn't find key (\S+) in (ConfigMap|Secret) [^/\s]*/?(\S+)", re.IGNORECASE)
+
+
+def missing_config(incident: Incident | None, facts: Facts) -> list[str]:
+    """What is missing, as get_config_refs says it ("ConfigMap x not found", "Secret y has no key k")."""
+    listed = list((facts.config or {}).get("missing") or [])
+    if listed:
+        return listed
+    found: list[str] = []
+    for text in _state_messages(facts) + _evidence_messages(incident) + _events(facts, "Failed"):
+        for kind, name in _KUBELET_MISSING.findall(text):
+            _add(found, f"{'ConfigMap' if kind.lower() == 'configmap' else 'Secret'} {name} not found")
+        for key, kind, name in _KUBELET_KEY.findall(text):
+            _add(found, f"{'ConfigMap' if kind.lower() == 'configmap' else 'Secret'} {name} has no key {key}")
+    return found
+
+
+def _add(items: list[str], item: str) -> None:
+    if item not in items:
+        items.append(item)
+
+
+def config_step(item: str, namespace: str) -> str:
+    """ "Secret db not found" -> "create Secret db in namespace shop"; a missing key -> "create key k in ..." """
+    if match := _MISSING_OBJECT.match(item):
+        return f"create {match.group(1)} {match.group(2)} in namespace {namespace}"
+    if match := _MISSING_KEYS.match(item):
+        keys = [key.strip() for key in match.group(3).split(",")]
+        noun = "key" if len(keys) == 1 else "keys"
+        return f"create {noun} {' and '.join(keys)} in {match.group(1)} {match.group(2)}"
+    return f"provide what this needs: {item}"
+
+
+def _requests(facts: Facts, history: History | None = None) -> list[str]:
+    """The resource requests and limits of each container, as the template asks for them."""
+    containers = _template_containers(facts) or list(
+        _containers_of((history.current if history else None) or {}).values()
+    )
+    found = []
+    for container in containers:
+        resources = container.get("resources") or {}
+        parts = [
+            f"{section.removesuffix('s')} {resource}={value}"
+            for section in ("requests", "limits")
+            for resource, value in sorted((resources.get(section) or {}).items())
+        ]
+        if parts:
+            found.append(f"container {container.get('name')}: {', '.join(parts)}")
+    return found
+
+
+def roll_forward_step(fault: FaultKind | None, ref: str, changed: list[str], missing: list[str], namespace: str) -> str:
+    """The one thing a person must do before rolling the bad revision forward again."""
+    what = "; ".join(changed) or "the change of the bad revision"
+    if fault is FaultKind.CONTAINER_CONFIG and missing:
+        return f"{_sentence(' and '.join(config_step(item, namespace) for item in missing))}, then roll {ref} forward"
+    if fault is FaultKind.IMAGE_PULL:
+        return f"Publish the intended image or fix its reference ({what}), then roll {ref} forward"
+    if fault is FaultKind.OOM_KILLED:
+        return f"Give the container a memory limit that fits what it uses ({what}), then roll {ref} forward"
+    if fault is FaultKind.UNSCHEDULABLE:
+        return f"Ask for what a node can offer or add capacity ({what}), then roll {ref} forward"
+    if fault is FaultKind.FAILED_CREATE:
+        return f"Fit the pods to the namespace's ResourceQuota and LimitRange, or raise them ({what}), then roll {ref} forward"
+    if fault in PROBE_KINDS:
+        return f"Fix the probe or the port and path it checks ({what}), then roll {ref} forward"
+    return f"Fix {what}, then roll {ref} forward"
+
+
+def _sentence(text: str) -> str:
+    return text[:1].upper() + text[1:]
+
+
+# --- the rules -----------------------------------------------------------------------------------
+
+
 def _escalate(
-    root_cause: str, category: str, reason: str, evidence: list[str], steps: list[str], confidence: float = 0.8
+    root_cause: str,
+    category: Category,
+    reason: str,
+    evidence: list[str],
+    steps: list[str],
+    confidence: float = 0.8,
 ) -> Diagnosis:
     return Diagnosis(
         root_cause=root_cause,
@@ -301,21 +624,6 @@ def _escalate(
     )
 
 
-def _crash_category(changed: set[str], log: str) -> str:
-    if "image" in changed:
-        return "bad_image"
-    if changed & {"command", "args"}:
-        return "bad_command"
-    if "env_names" in changed:
-        return "bad_env"
-    lowered = log.lower()
-    if "unknown flag" in lowered or "usage:" in lowered:
-        return "bad_command"
-    if "connection refused" in lowered or "no such host" in lowered:
-        return "bad_env"
-    return "unknown"
-
-
 def raised_memory_limit(limit: str, factor: float) -> str:
     """`limit` times min(2, factor), rounded down to whole Mi (so never past the policy's bound)."""
     new = Decimal(parse_quantity(limit)) * Decimal(str(min(2.0, factor)))  # type: ignore[no-untyped-call]
@@ -323,226 +631,337 @@ def raised_memory_limit(limit: str, factor: float) -> str:
     return f"{int(mebibytes)}Mi"
 
 
+REVISIONED_KINDS = {"Deployment", "StatefulSet", "DaemonSet", "CronJob"}
+RESOURCE_KINDS = {"Deployment", "StatefulSet", "DaemonSet", "Job", "CronJob"}
+
+
+def _failing_images(facts: Facts) -> set[str]:
+    return {str(s.get("image")) for s in _statuses(facts) if _status_reasons(s) & PULL_REASONS and s.get("image")}
+
+
 def analyze(incident: Incident | None, workload: ObjectRef, facts: Facts, *, max_memory_factor: float) -> Diagnosis:
-    """The rules. Deterministic; every branch either proposes one bounded action or escalates."""
-    ns, kind, name = workload.namespace, workload.kind, workload.name
+    """The rules. Deterministic; every branch either proposes one bounded action or escalates.
+
+    Known-good first: a fault that came with the current revision is undone by returning to the
+    newest earlier revision known to have been healthy, whatever the fault; the bounded fixes and
+    escalations below are for faults no known-good revision can undo.
+    """
+    kind = workload.kind
     evidence = [f"{e.reason}: {e.message}".rstrip(": ") for e in (incident.evidence if incident else [])][:3]
     fault = classify(incident, facts)
-    log_tail = _log_tail(facts)
-    config = facts.config or {}
-    current, earlier = _current_and_earlier(facts) if kind == "Deployment" else (None, [])
-
-    if fault is FaultKind.CONTAINER_CONFIG or (fault is None and config.get("missing")):
-        missing = (
-            list(config.get("missing") or [])
-            or [m for m in _state_messages(facts) if "not found" in m or "couldn't find key" in m]
-            or [e.message for e in (incident.evidence if incident else []) if e.message]
-        )
-        what = "; ".join(missing) or "a referenced ConfigMap or Secret"
-        return _escalate(
-            root_cause=f"The pods of {kind}/{name} cannot start: {what}.",
-            category="missing_config",
-            reason=f"missing configuration: {what}. AMOS never creates or edits ConfigMaps or Secrets.",
-            evidence=evidence + [f"missing: {item}" for item in missing],
-            steps=[
-                f"Create {item.removesuffix(' not found')} in namespace {ns}, or fix the reference in {kind}/{name}"
-                for item in missing
-            ]
-            or [f"Find the missing reference of {kind}/{name} in namespace {ns}"],
-            confidence=0.9,
-        )
-
+    history = read_history(facts, _failing_images(facts)) if kind in REVISIONED_KINDS else History(None, None, False)
+    if fault is not None and history.target is not None and _started_with_current(facts, history):
+        return _restore_known_good(incident, workload, facts, fault, history, evidence)
+    if fault is FaultKind.CONTAINER_CONFIG or (fault is None and (facts.config or {}).get("missing")):
+        return _missing_config(incident, workload, facts, history, evidence)
     if fault is FaultKind.UNSCHEDULABLE:
-        scheduler = [
-            e.get("message") for e in facts.events if e.get("reason") == "FailedScheduling" and e.get("message")
-        ]
-        conditions = [
-            c.get("message")
-            for c in (facts.pod or {}).get("conditions") or []
-            if c.get("type") == "PodScheduled" and c.get("message")
-        ]
-        from_evidence = [e.message for e in (incident.evidence if incident else []) if e.message]
-        why = (scheduler[-1:] or conditions[-1:] or from_evidence[-1:] or ["the scheduler gave no reason"])[0]
-        return _escalate(
-            root_cause=f"The pods of {kind}/{name} cannot be scheduled: {why}",
-            category="unschedulable",
-            reason=f"unschedulable: {why}",
-            evidence=evidence + [f"scheduler: {why}"],
-            steps=["Add capacity or fix the pod's node selector, affinity, tolerations or resource requests"],
-            confidence=0.85,
-        )
-
+        return _unschedulable(incident, workload, facts, history, evidence)
+    if fault is FaultKind.FAILED_CREATE:
+        return _failed_create(incident, workload, facts, history, evidence)
+    if fault is FaultKind.OOM_KILLED:
+        return _oom(incident, workload, facts, evidence, max_memory_factor)
     if fault is FaultKind.JOB_FAILED:
-        status = (facts.workload or {}).get("status") or {}
-        conditions = [
-            f"{c.get('type')}: {c.get('reason')}: {c.get('message')}"
-            for c in (facts.workload or {}).get("conditions") or []
-            if c.get("status") == "True"
-        ]
-        tail = log_tail or "(no log lines could be read)"
-        return _escalate(
-            root_cause=f"Job {name} failed ({status.get('failed', '?')} failed pods). Last log lines:\n{tail}",
-            category="job_failure",
-            reason=f"Job {name} failed; a failed batch run needs a human. Log tail:\n{tail}",
-            evidence=evidence + conditions + [f"log tail: {tail}"],
-            steps=[f"Read the full log of Job {name} in namespace {ns}, fix the cause, then re-run the Job"],
-            confidence=0.8,
-        )
+        return _job_failed(workload, facts, history, evidence)
+    if fault in PROBE_KINDS:
+        return _probe(workload, facts, history, fault, evidence)
+    if fault in {FaultKind.IMAGE_PULL, FaultKind.CRASH_LOOP, FaultKind.INIT_CONTAINER}:
+        return _no_revision_to_return_to(workload, facts, history, fault, evidence)
+    return _escalate(
+        root_cause=f"The offline rules recognise no known pattern for {kind}/{workload.name}.",
+        category=Category.UNKNOWN,
+        reason="no offline rule matched the incident; a human (or a model) must diagnose it",
+        evidence=evidence + _state_messages(facts)[:2],
+        steps=[f"Investigate {kind}/{workload.name} in namespace {workload.namespace}"],
+        confidence=0.2,
+    )
 
-    if fault is FaultKind.IMAGE_PULL:
-        failing = sorted(
-            {
-                str(s.get("image"))
-                for s in _statuses(facts)
-                if (s.get("state") or {}).get("reason") in PULL_REASONS and s.get("image")
-            }
+
+def _symptom(fault: FaultKind, incident: Incident | None, facts: Facts) -> str:
+    """The failure in the cluster's words: the scheduler's, the admission's or the kubelet's message."""
+    if fault is FaultKind.UNSCHEDULABLE:
+        found = _events(facts, "FailedScheduling")
+    elif fault is FaultKind.FAILED_CREATE:
+        found = _events(facts, "FailedCreate")
+    elif fault in PROBE_KINDS:
+        found = _events(facts, "Unhealthy")
+    else:
+        found = [m for m in _state_messages(facts) if m]
+    found = found or _evidence_messages(incident)
+    return found[-1] if found else ""
+
+
+def _restore_known_good(
+    incident: Incident | None,
+    workload: ObjectRef,
+    facts: Facts,
+    fault: FaultKind,
+    history: History,
+    evidence: list[str],
+) -> Diagnosis:
+    assert history.current is not None and history.target is not None
+    ns, kind, name = workload.namespace, workload.kind, workload.name
+    ref = f"{kind}/{name}"
+    current, target = history.current, history.target
+    changed = changes(target, current)
+    log_tail = _log_tail(facts)
+    category = category_of(fault, _changed_fields(target, current), log_tail)
+    missing = missing_config(incident, facts) if fault is FaultKind.CONTAINER_CONFIG else []
+    symptom = _symptom(fault, incident, facts)
+    what = "; ".join(changed) or "a change of its pod template"
+    root_cause = (
+        f"The {fault.value} of {ref} started with revision {current['revision']} ({what}). "
+        f"AMOS returns it to {history.describe_target()}."
+    )
+    if missing:
+        root_cause += f" Missing: {'; '.join(missing)}."
+    elif symptom:
+        root_cause += f" The cluster says: {symptom}"
+    if log_tail and fault not in {FaultKind.IMAGE_PULL, FaultKind.CONTAINER_CONFIG, FaultKind.UNSCHEDULABLE}:
+        root_cause += f"\nLast log lines:\n{log_tail}"
+    skipped = (
+        [f"known-bad revisions passed over: {', '.join(str(n) for n in history.skipped_bad)}"]
+        if history.skipped_bad
+        else []
+    )
+    return Diagnosis(
+        root_cause=root_cause,
+        category=category,
+        evidence=(
+            evidence
+            + [f"revision {current['revision']} is current; it brought: {what}"]
+            + [f"{history.describe_target()} is the rollback target"]
+            + skipped
+            + ([f"missing: {item}" for item in missing] or ([f"cluster: {symptom}"] if symptom else []))
+            + ([f"log tail: {log_tail}"] if log_tail else [])
+        )[:8],
+        confidence=0.9 if history.marked else 0.8,
+        proposed_actions=[
+            Rollback.model_validate({"namespace": ns, "name": name, "kind": kind, "to_revision": target["revision"]})
+        ],
+        human_steps=[roll_forward_step(fault, ref, changed, missing, ns)],
+    )
+
+
+def _no_known_good(history: History) -> str:
+    """Why there is no revision to return to, for the report."""
+    if history.current is None:
+        return "there is no rollout history to return to"
+    if history.marked:
+        bad = f" (known-bad: {', '.join(str(n) for n in history.skipped_bad)})" if history.skipped_bad else ""
+        return f"no earlier revision is known-good{bad}, and AMOS never rolls back to one it has not seen healthy"
+    return "there is no earlier revision with another pod template to return to"
+
+
+def _missing_config(
+    incident: Incident | None, workload: ObjectRef, facts: Facts, history: History, evidence: list[str]
+) -> Diagnosis:
+    ns, kind, name = workload.namespace, workload.kind, workload.name
+    missing = missing_config(incident, facts) or _evidence_messages(incident)
+    what = "; ".join(missing) or "a referenced ConfigMap or Secret"
+    steps = [f"{_sentence(config_step(item, ns))}, or fix the reference in {kind}/{name}" for item in missing]
+    return _escalate(
+        root_cause=f"The pods of {kind}/{name} cannot start: {what}.",
+        category=Category.MISSING_CONFIG,
+        reason=f"missing configuration: {what}. AMOS never creates or edits ConfigMaps or Secrets"
+        + (f", and {_no_known_good(history)}." if kind in REVISIONED_KINDS else "."),
+        evidence=evidence + [f"missing: {item}" for item in missing],
+        steps=steps or [f"Find the missing reference of {kind}/{name} in namespace {ns}"],
+        confidence=0.9,
+    )
+
+
+def _unschedulable(
+    incident: Incident | None, workload: ObjectRef, facts: Facts, history: History, evidence: list[str]
+) -> Diagnosis:
+    kind, name = workload.kind, workload.name
+    conditions = [
+        c.get("message")
+        for c in (facts.pod or {}).get("conditions") or []
+        if c.get("type") == "PodScheduled" and c.get("message")
+    ]
+    why = (
+        _events(facts, "FailedScheduling")[-1:]
+        or conditions[-1:]
+        or _evidence_messages(incident)[-1:]
+        or ["the scheduler gave no reason"]
+    )[0]
+    asked = _requests(facts, history)
+    return _escalate(
+        root_cause=f"The pods of {kind}/{name} cannot be scheduled: {why}"
+        + (f" The pods ask for {'; '.join(asked)}." if asked else ""),
+        category=Category.UNSCHEDULABLE,
+        reason=f"unschedulable: {why}"
+        + (f" Requested: {'; '.join(asked)}." if asked else "")
+        + (f" {_sentence(_no_known_good(history))}." if kind in REVISIONED_KINDS else ""),
+        evidence=evidence + [f"scheduler: {why}"] + [f"request: {item}" for item in asked],
+        steps=["Add capacity or fix the pod's node selector, affinity, tolerations or resource requests"],
+        confidence=0.85,
+    )
+
+
+def _failed_create(
+    incident: Incident | None, workload: ObjectRef, facts: Facts, history: History, evidence: list[str]
+) -> Diagnosis:
+    kind, name, ns = workload.kind, workload.name, workload.namespace
+    why = (_events(facts, "FailedCreate")[-1:] or _evidence_messages(incident)[-1:] or ["no message was recorded"])[0]
+    asked = _requests(facts, history)
+    quota = "quota" in why.lower()
+    return _escalate(
+        root_cause=f"The controller of {kind}/{name} cannot create its pods; the API server refused them: {why}"
+        + (f" The pods ask for {'; '.join(asked)}." if asked else ""),
+        category=Category.QUOTA,
+        reason=f"pod creation refused by admission: {why}"
+        + (f" Requested: {'; '.join(asked)}." if asked else "")
+        + (f" {_sentence(_no_known_good(history))}." if kind in REVISIONED_KINDS else ""),
+        evidence=evidence + [f"admission: {why}"] + [f"request: {item}" for item in asked],
+        steps=[
+            f"Raise the ResourceQuota of namespace {ns} or lower the requests of {kind}/{name}"
+            if quota
+            else f"Fit the resources of {kind}/{name} to the LimitRange of namespace {ns}, or change the LimitRange"
+        ],
+        confidence=0.85,
+    )
+
+
+def _memory_limit(container: dict[str, Any] | None) -> str | None:
+    value = (((container or {}).get("resources") or {}).get("limits") or {}).get("memory")
+    return str(value) if value else None
+
+
+def _oom(
+    incident: Incident | None, workload: ObjectRef, facts: Facts, evidence: list[str], max_memory_factor: float
+) -> Diagnosis:
+    kind, name, ns = workload.kind, workload.name, workload.namespace
+    named = next((e.container for e in (incident.evidence if incident else []) if e.container), None)
+    oom = [s.get("name") for s in _statuses(facts) if "OOMKilled" in _status_reasons(s)]
+    container_name = named or (oom[0] if oom else None)
+    containers = _template_containers(facts)
+    container = next((c for c in containers if c.get("name") == container_name), None)
+    if container is None and len(containers) == 1:
+        container = containers[0]
+    pod = facts.pod or {}
+    pod_containers = list(pod.get("containers") or []) + list(pod.get("initContainers") or [])
+    in_pod = next((c for c in pod_containers if c.get("name") == (container or {}).get("name", container_name)), None)
+    template_limit, pod_limit = _memory_limit(container), _memory_limit(in_pod)
+    limit = template_limit or pod_limit  # the pod's own limit is the effective one when the template has none
+    source = "the pod template" if template_limit else "the namespace's LimitRange default, as set on the pod"
+    if kind not in RESOURCE_KINDS or container is None or not limit:
+        why = (
+            "the container has no memory limit (neither in its template nor from a LimitRange), so the kill came "
+            "from node memory pressure"
+            if container is not None and not limit
+            else f"AMOS changes resources only on a workload with a pod template, not on {kind}/{name}"
         )
-        if not failing and current is not None:
-            failing = sorted(_images(current))
-        messages = [m for m in _state_messages(facts) if any(r in m for r in PULL_REASONS)]
-        candidates = [r for r in earlier if not (_images(r) & set(failing))]
-        if current is not None and candidates:
-            target = candidates[-1]
-            return Diagnosis(
-                root_cause=(
-                    f"Revision {current['revision']} of Deployment/{name} uses image {', '.join(failing)}, "
-                    f"which cannot be pulled; revision {target['revision']} ran "
-                    f"{', '.join(sorted(_images(target)))}."
-                ),
-                category="bad_image",
-                evidence=(
-                    evidence
-                    + messages[:2]
-                    + [
-                        f"current revision {current['revision']} images: {', '.join(sorted(_images(current)))}",
-                        f"revision {target['revision']} images: {', '.join(sorted(_images(target)))}",
-                    ]
-                )[:8],
-                confidence=0.9,
-                proposed_actions=[Rollback(namespace=ns, name=name, to_revision=target["revision"])],
-                human_steps=[
-                    f"Publish the intended image or fix its reference before rolling Deployment/{name} forward again"
-                ],
-            )
+        tail = _log_tail(facts)
         return _escalate(
-            root_cause=f"Image {', '.join(failing) or '?'} of {kind}/{name} cannot be pulled, and there is no "
-            "earlier revision with another image to return to.",
-            category="bad_image",
-            reason="the image cannot be pulled and no earlier revision exists to roll back to",
+            root_cause=f"Container {container_name or '?'} of {kind}/{name} was OOMKilled; {why}."
+            + (f" Last log lines:\n{tail}" if tail and kind == "Pod" else ""),
+            category=Category.OOM,
+            reason=f"OOMKilled, but no bounded fix applies: {why}",
+            evidence=evidence + ([f"log tail: {tail}"] if tail else []),
+            steps=["Size the container's memory request and limit for what it really uses"],
+        )
+    new_limit = raised_memory_limit(limit, max_memory_factor)
+    return Diagnosis(
+        root_cause=(
+            f"Container {container['name']} of {kind}/{name} needs more memory than its limit of {limit} "
+            f"(from {source}) and is OOMKilled (exit code 137)."
+        ),
+        category=Category.OOM,
+        evidence=(
+            evidence
+            + [
+                f"container {container['name']} memory limit {limit}, from {source}",
+                f"last termination reason OOMKilled ({', '.join(str(o) for o in oom) or 'evidence'})",
+            ]
+        )[:8],
+        confidence=0.85,
+        proposed_actions=[
+            SetResources.model_validate(
+                {"namespace": ns, "kind": kind, "name": name, "container": container["name"], "memory_limit": new_limit}
+            )
+        ],
+        human_steps=[
+            f"Find out why {container['name']} needs more than {limit}; AMOS raised the limit to {new_limit} as a "
+            + "bounded stopgap"
+        ],
+    )
+
+
+def _job_failed(workload: ObjectRef, facts: Facts, history: History, evidence: list[str]) -> Diagnosis:
+    kind, name, ns = workload.kind, workload.name, workload.namespace
+    log_tail = _log_tail(facts)
+    tail = log_tail or "(no log lines could be read)"
+    described = [facts.workload or {}] if kind == "Job" else facts.jobs
+    conditions = [
+        f"Job {job.get('name')}: {c.get('type')}: {c.get('reason')}: {c.get('message')}"
+        for job in described
+        for c in job.get("conditions") or []
+        if c.get("status") == "True"
+    ]
+    if kind == "CronJob":
+        runs = len(facts.jobs) or "some"
+        return _escalate(
+            root_cause=f"CronJob {name} keeps failing: its last {runs} run(s) failed. Last log lines:\n{tail}",
+            category=Category.JOB_FAILURE,
+            reason=f"the runs of CronJob {name} fail and {_no_known_good(history)}. Log tail:\n{tail}",
+            evidence=evidence + conditions + [f"log tail: {tail}"],
+            steps=[f"Read the log of the last failed Job of CronJob {name} in namespace {ns} and fix its job template"],
+            confidence=0.75,
+        )
+    status = (facts.workload or {}).get("status") or {}
+    return _escalate(
+        root_cause=f"Job {name} failed ({status.get('failed', '?')} failed pods). Last log lines:\n{tail}",
+        category=Category.JOB_FAILURE,
+        reason=f"Job {name} failed; a failed batch run needs a human. Log tail:\n{tail}",
+        evidence=evidence + conditions + [f"log tail: {tail}"],
+        steps=[f"Read the full log of Job {name} in namespace {ns}, fix the cause, then re-run the Job"],
+        confidence=0.8,
+    )
+
+
+def _probe(workload: ObjectRef, facts: Facts, history: History, fault: FaultKind, evidence: list[str]) -> Diagnosis:
+    kind, name = workload.kind, workload.name
+    which = "liveness" if fault is FaultKind.LIVENESS_FAILED else "readiness"
+    said = _events(facts, "Unhealthy")[-1:] or ["no probe event was recorded"]
+    return _escalate(
+        root_cause=f"The {which} probe of {kind}/{name} fails: {said[0]}",
+        category=Category.PROBE,
+        reason=f"{which} probe failing: {said[0]}; "
+        + (_no_known_good(history) if kind in REVISIONED_KINDS else "a bare Pod cannot be rolled back"),
+        evidence=evidence + [f"probe: {said[0]}"],
+        steps=[f"Fix the {which} probe of {kind}/{name} or the endpoint it checks"],
+        confidence=0.75,
+    )
+
+
+def _no_revision_to_return_to(
+    workload: ObjectRef, facts: Facts, history: History, fault: FaultKind, evidence: list[str]
+) -> Diagnosis:
+    kind, name, ns = workload.kind, workload.name, workload.namespace
+    log_tail = _log_tail(facts)
+    if fault is FaultKind.IMAGE_PULL:
+        failing = sorted(_failing_images(facts) or (_images(history.current) if history.current else set()))
+        messages = [m for m in _state_messages(facts) if any(r in m for r in PULL_REASONS)]
+        why = _no_known_good(history) if kind in REVISIONED_KINDS else f"{kind}/{name} keeps no revisions"
+        return _escalate(
+            root_cause=f"Image {', '.join(failing) or '?'} of {kind}/{name} cannot be pulled, and {why}.",
+            category=Category.BAD_IMAGE,
+            reason=f"the image cannot be pulled and {why}",
             evidence=evidence + messages[:2],
             steps=["Fix the image reference or the registry credentials of the workload"],
         )
-
-    if fault is FaultKind.OOM_KILLED:
-        named = next((e.container for e in (incident.evidence if incident else []) if e.container), None)
-        oom = [
-            s.get("name")
-            for s in _statuses(facts)
-            if "OOMKilled" in {(s.get("state") or {}).get("reason"), (s.get("lastState") or {}).get("reason")}
-        ]
-        container_name = named or (oom[0] if oom else None)
-        containers = _template_containers(facts)
-        container = next((c for c in containers if c.get("name") == container_name), None)
-        if container is None and len(containers) == 1:
-            container = containers[0]
-        limit = ((container or {}).get("resources") or {}).get("limits", {}).get("memory")
-        if kind not in {"Deployment", "Job"} or container is None or not limit:
-            why = (
-                "the container has no memory limit, so the kill came from node memory pressure"
-                if container and not limit
-                else f"AMOS changes resources only on a Deployment or Job, not on {kind}/{name}"
-            )
-            return _escalate(
-                root_cause=f"Container {container_name or '?'} of {kind}/{name} was OOMKilled; {why}.",
-                category="oom",
-                reason=f"OOMKilled, but no bounded fix applies: {why}",
-                evidence=evidence,
-                steps=["Size the container's memory request and limit for what it really uses"],
-            )
-        new_limit = raised_memory_limit(str(limit), max_memory_factor)
-        return Diagnosis(
-            root_cause=(
-                f"Container {container['name']} of {kind}/{name} needs more memory than its limit of "
-                f"{limit} and is OOMKilled (exit code 137)."
-            ),
-            category="oom",
-            evidence=(
-                evidence
-                + [
-                    f"container {container['name']} memory limit {limit}",
-                    f"last termination reason OOMKilled ({', '.join(str(o) for o in oom) or 'evidence'})",
-                ]
-            )[:8],
-            confidence=0.85,
-            proposed_actions=[
-                SetResources.model_validate(
-                    {
-                        "namespace": ns,
-                        "kind": kind,
-                        "name": name,
-                        "container": container["name"],
-                        "memory_limit": new_limit,
-                    }
-                )
-            ],
-            human_steps=[
-                (
-                    f"Find out why {container['name']} needs more than {limit}; AMOS raised the limit to "
-                    f"{new_limit} as a bounded stopgap"
-                )
-            ],
-        )
-
-    if fault is FaultKind.CRASH_LOOP:
-        crashing_hashes = {
-            str(p.get("revision_hash"))
-            for p in facts.pods
-            if p.get("revision_hash") and (p.get("restarts") or p.get("reason") in CRASH_REASONS)
-        }
-        current_hash = str((current or {}).get("replicaset") or "").rsplit("-", 1)[-1] if current else ""
-        new_revision_crashes = not crashing_hashes or not current_hash or current_hash in crashing_hashes
-        if current is not None and earlier and new_revision_crashes:
-            target = earlier[-1]
-            changed = _changed_fields(target, current)
-            return Diagnosis(
-                root_cause=(
-                    f"The crash loop of Deployment/{name} started with revision {current['revision']}, which "
-                    f"changed {', '.join(sorted(changed)) or 'the pod template'} from revision "
-                    f"{target['revision']}." + (f" Last log lines:\n{log_tail}" if log_tail else "")
-                ),
-                category=_crash_category(changed, log_tail),
-                evidence=(
-                    evidence
-                    + [
-                        (
-                            f"revision {current['revision']} is current; revision {target['revision']} "
-                            f"differs in {', '.join(sorted(changed)) or 'its template'}"
-                        )
-                    ]
-                    + ([f"log tail: {log_tail}"] if log_tail else [])
-                )[:8],
-                confidence=0.8,
-                proposed_actions=[Rollback(namespace=ns, name=name, to_revision=target["revision"])],
-                human_steps=[f"Fix the change introduced in revision {current['revision']} before rolling forward"],
-            )
-        tail = log_tail or "(no log lines could be read)"
-        return _escalate(
-            root_cause=f"{kind}/{name} is crash looping and there is no earlier revision to return to. "
-            f"Last log lines:\n{tail}",
-            category=_crash_category(set(), log_tail),
-            reason="crash loop with no earlier healthy revision; the program or its configuration must be fixed",
-            evidence=evidence + [f"log tail: {tail}"],
-            steps=[f"Read the log of {kind}/{name} in namespace {ns} and fix the program or its configuration"],
-            confidence=0.7,
-        )
-
+    tail = log_tail or "(no log lines could be read)"
+    what = "init container fails" if fault is FaultKind.INIT_CONTAINER else "is crash looping"
+    why = _no_known_good(history) if kind in REVISIONED_KINDS else f"a bare {kind} keeps no revisions"
     return _escalate(
-        root_cause=f"The offline rules recognise no known pattern for {kind}/{name}.",
-        category="unknown",
-        reason="no offline rule matched the incident; a human (or a model) must diagnose it",
-        evidence=evidence + _state_messages(facts)[:2],
-        steps=[f"Investigate {kind}/{name} in namespace {ns}"],
-        confidence=0.2,
+        root_cause=f"{kind}/{name} {what}, and {why}. Last log lines:\n{tail}",
+        category=_crash_category(set(), log_tail),
+        reason=f"{'init container failure' if fault is FaultKind.INIT_CONTAINER else 'crash loop'}: {why}; "
+        "the program or its configuration must be fixed",
+        evidence=evidence + _state_messages(facts)[:2] + [f"log tail: {tail}"],
+        steps=[f"Read the log of {kind}/{name} in namespace {ns} and fix the program or its configuration"],
+        confidence=0.7,
     )
 
 
@@ -557,13 +976,53 @@ def _text(text: str) -> types.Part:
     return types.Part.from_text(text=text)
 
 
+def _parameters(tool: Any) -> set[str]:
+    func = getattr(tool, "func", None)
+    if func is None:
+        return set()
+    try:
+        return set(inspect.signature(func).parameters)
+    except (TypeError, ValueError):
+        return set()
+
+
+def history_call(tools: dict[str, Any], namespace: str, kind: str, name: str) -> types.Part | None:
+    """The get_rollout_history call for this workload, in whichever signature the tool declares."""
+    tool = tools.get("get_rollout_history")
+    if tool is None or kind not in REVISIONED_KINDS:
+        return None
+    parameters = _parameters(tool)
+    if {"kind", "name"} <= parameters:
+        return _call("get_rollout_history", namespace=namespace, kind=kind, name=name)
+    if "workload_kind" in parameters and "workload_name" in parameters:
+        return _call("get_rollout_history", namespace=namespace, workload_kind=kind, workload_name=name)
+    if kind == "Deployment":
+        return _call("get_rollout_history", namespace=namespace, deployment=name)
+    return None
+
+
+_FAILED_STATES = {"Error", "CrashLoopBackOff", "OOMKilled", "RunContainerError", "ContainerCannotRun"}
+
+
+def _crashed_container(pod: dict[str, Any]) -> tuple[str | None, bool] | None:
+    """(container, previous) of a container whose log tells why it failed: an init container first."""
+    for status in list(pod.get("initContainerStatuses") or []) + list(pod.get("containerStatuses") or []):
+        reasons = _status_reasons(status)
+        state, last = status.get("state") or {}, status.get("lastState") or {}
+        if reasons & _FAILED_STATES or state.get("exitCode") not in (None, 0) or last.get("exitCode") not in (None, 0):
+            restarted = bool(status.get("restartCount")) and last.get("state") == "terminated"
+            return str(status.get("name")), restarted
+    return None
+
+
 def diagnosis_turn(llm_request: LlmRequest, *, max_memory_factor: float) -> list[types.Part]:
+    """Three rounds of reads (the workload; its focus pod and owners' events; the crash log), then the rules."""
     found = exchanges(llm_request)
     identity = incident_from_request(llm_request)
     if identity is None:
         diagnosis = _escalate(
             root_cause="The offline rules could not tell which workload the incident is about.",
-            category="unknown",
+            category=Category.UNKNOWN,
             reason="no workload named (expected 'Kind/name -n namespace')",
             evidence=[],
             steps=["Name the workload as Kind/name -n namespace"],
@@ -573,52 +1032,92 @@ def diagnosis_turn(llm_request: LlmRequest, *, max_memory_factor: float) -> list
     incident = identity if isinstance(identity, Incident) else None
     workload = identity.workload if isinstance(identity, Incident) else identity
     ns, kind, name = workload.namespace, workload.kind, workload.name
-    tools = set(llm_request.tools_dict)
+    tools = dict(llm_request.tools_dict)
+
+    def offered(calls: list[types.Part | None]) -> list[types.Part]:
+        return [c for c in calls if c is not None and c.function_call and c.function_call.name in tools]
 
     described = _last(found, "describe", kind=kind, name=name)
     if described is None:
-        calls = [_call("describe", namespace=ns, kind=kind, name=name)]
+        calls: list[types.Part | None] = [_call("describe", namespace=ns, kind=kind, name=name)]
         if kind != "Pod":
             calls.append(_call("list_pods", namespace=ns, workload_kind=kind, workload_name=name))
             calls.append(_call("get_events", namespace=ns, kind=kind, name=name))
-        if kind == "Deployment":
-            calls.append(_call("get_rollout_history", namespace=ns, deployment=name))
+        calls.append(history_call(tools, ns, kind, name))
         calls.append(_call("get_config_refs", namespace=ns, kind=kind, name=name))
-        return [call for call in calls if call.function_call and call.function_call.name in tools]
+        return offered(calls)
 
     facts = Facts(workload=_data(described))
-    pods = (_data(_last(found, "list_pods")) or {}).get("pods") or []
-    facts.pods = list(pods)
+    facts.pods = list((_data(_last(found, "list_pods")) or {}).get("pods") or [])
     history = _data(_last(found, "get_rollout_history")) or {}
     facts.revisions = list(history.get("revisions") or [])
     facts.current_revision = history.get("current_revision")
     facts.config = _data(_last(found, "get_config_refs"))
 
     focus = name if kind == "Pod" else _focus_pod(facts.pods, incident)
-    if focus is not None and kind != "Pod" and _last(found, "describe", kind="Pod", name=focus) is None:
-        calls = [
-            _call("describe", namespace=ns, kind="Pod", name=focus),
-            _call("get_events", namespace=ns, kind="Pod", name=focus),
-        ]
+    second = {"Pod", "ReplicaSet", "Job"} - {kind}
+    read_second = any(
+        (e.name in {"describe", "get_events"} and e.args.get("kind") in second)
+        or (e.name == "get_events" and e.args.get("kind") == "Pod")
+        for e in found
+    )
+    if not read_second:
+        calls = []
+        if focus is not None:
+            if kind != "Pod":
+                calls.append(_call("describe", namespace=ns, kind="Pod", name=focus))
+            calls.append(_call("get_events", namespace=ns, kind="Pod", name=focus))
+        current = read_history(facts).current or {}
+        if kind == "Deployment" and current.get("replicaset"):  # FailedCreate is an event of the ReplicaSet
+            calls.append(_call("get_events", namespace=ns, kind="ReplicaSet", name=str(current["replicaset"])))
+        for job in _jobs_of(incident)[-MAX_JOBS_READ:]:
+            calls.append(_call("describe", namespace=ns, kind="Job", name=job))
         row = next((p for p in facts.pods if p.get("name") == focus), {})
-        if row.get("restarts") or kind == "Job" or row.get("phase") == "Failed":
+        if (
+            focus is not None
+            and kind != "Pod"
+            and (row.get("restarts") or kind == "Job" or row.get("phase") == "Failed")
+        ):
             calls.append(
                 _call("get_pod_logs", namespace=ns, pod=focus, previous=bool(row.get("restarts")), tail_lines=50)
             )
-        return [call for call in calls if call.function_call and call.function_call.name in tools]
-    if kind == "Pod" and focus is not None:
+        if calls and offered(calls):
+            return offered(calls)
+    if kind == "Pod":
         facts.pod = facts.workload
     elif focus is not None:
         facts.pod = _data(_last(found, "describe", kind="Pod", name=focus))
+    crashed = _crashed_container(facts.pod) if facts.pod else None
+    if kind == "Pod" and crashed is None and facts.pod:
+        crashed = (None, False)  # a bare Pod is escalated with whatever its log says
+    if focus is not None and crashed is not None and _last(found, "get_pod_logs") is None:
+        container, previous = crashed
+        calls = [_call("get_pod_logs", namespace=ns, pod=focus, container=container, previous=previous, tail_lines=50)]
+        if offered(calls):
+            return offered(calls)
     for exchange in found:
+        data = _data(exchange) or {}
         if exchange.name == "get_events":
-            facts.events.extend((_data(exchange) or {}).get("events") or [])
-        elif exchange.name == "get_pod_logs":
-            log = (_data(exchange) or {}).get("log")
-            if log:
-                facts.logs.append(str(log))
+            facts.events.extend(data.get("events") or [])
+        elif exchange.name == "get_pod_logs" and data.get("log"):
+            facts.logs.append(str(data["log"]))
+        elif exchange.name == "describe" and exchange.args.get("kind") == "Job" and kind != "Job" and data:
+            facts.jobs.append(data)
+    facts.logs.reverse()  # the newest read (a named container's previous run) first
     diagnosis = analyze(incident, workload, facts, max_memory_factor=max_memory_factor)
     return [_call(SET_MODEL_RESPONSE, **diagnosis.model_dump(mode="json"))]
+
+
+MAX_JOBS_READ = 3
+
+
+def _jobs_of(incident: Incident | None) -> list[str]:
+    return [ref.name for ref in (incident.affected if incident else []) if ref.kind == "Job"]
+
+
+def _newest_pod_of(incident: Incident | None) -> str | None:
+    pods = [ref.name for ref in (incident.affected if incident else []) if ref.kind == "Pod"]
+    return pods[-1] if pods else None
 
 
 def _focus_pod(pods: list[dict[str, Any]], incident: Incident | None) -> str | None:
@@ -631,7 +1130,9 @@ def _focus_pod(pods: list[dict[str, Any]], incident: Incident | None) -> str | N
         p for p in live if p.get("reason") or p.get("restarts") or p.get("phase") not in {"Running", "Succeeded"}
     ]
     chosen = (unhealthy or live)[-1:]
-    return str(chosen[0]["name"]) if chosen else None
+    if chosen:
+        return str(chosen[0]["name"])
+    return _newest_pod_of(incident) if not pods else None
 
 
 def approved_calls(llm_request: LlmRequest) -> list[tuple[str, dict[str, Any]]]:

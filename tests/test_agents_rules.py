@@ -191,7 +191,8 @@ def test_missing_secret_found_from_the_kubelet_message_alone() -> None:
     )
     job = ObjectRef(kind="Job", namespace="shop", name="nightly")
     diagnosis = analyze(incident(FaultKind.REPLICAS_UNAVAILABLE, job), job, facts, max_memory_factor=2.0)
-    assert diagnosis.escalate and 'secret "db" not found' in (diagnosis.escalation_reason or "")
+    assert diagnosis.escalate and "Secret db not found" in (diagnosis.escalation_reason or "")
+    assert diagnosis.human_steps == ["Create Secret db in namespace shop, or fix the reference in Job/nightly"]
 
 
 def test_failed_job_escalates_with_the_log_tail() -> None:
