@@ -9,6 +9,7 @@ instead of failing the incident.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -30,6 +31,9 @@ MAX_HISTORY_CHARS = 600
 MAX_CONTEXT_CHARS = 24_000  # the whole context as JSON; logs are cut further past this
 LOG_TAIL_LINES = 80
 
+MAX_JOBS = 3  # a CronJob's last failed runs
+REVISIONED_KINDS = {"Deployment", "StatefulSet", "DaemonSet", "CronJob"}
+
 _POD_FAULTS = {
     FaultKind.CRASH_LOOP,
     FaultKind.IMAGE_PULL,
@@ -37,7 +41,11 @@ _POD_FAULTS = {
     FaultKind.CONTAINER_CONFIG,
     FaultKind.UNSCHEDULABLE,
     FaultKind.JOB_FAILED,
+    FaultKind.INIT_CONTAINER,
+    FaultKind.LIVENESS_FAILED,
+    FaultKind.NOT_READY,
 }
+_NO_LOG_FAULTS = {FaultKind.IMAGE_PULL, FaultKind.CONTAINER_CONFIG, FaultKind.UNSCHEDULABLE, FaultKind.FAILED_CREATE}
 
 
 class ReadToolsLike(Protocol):
@@ -51,7 +59,7 @@ class ReadToolsLike(Protocol):
 
     def describe(self, namespace: str, kind: str, name: str) -> dict[str, Any]: ...
 
-    def get_rollout_history(self, namespace: str, deployment: str) -> dict[str, Any]: ...
+    def get_rollout_history(self, namespace: str, *args: Any, **kwargs: Any) -> dict[str, Any]: ...
 
     def get_config_refs(self, namespace: str, kind: str, name: str) -> dict[str, Any]: ...
 
@@ -83,6 +91,7 @@ class IncidentContext(BaseModel):
     current_revision: int | None = None
     config_refs: list[dict[str, Any]] = Field(default_factory=list)
     missing_config: list[str] = Field(default_factory=list)
+    failed_jobs: list[dict[str, Any]] = Field(default_factory=list)  # a CronJob's last failed runs
     history: list[str] = Field(default_factory=list)  # earlier attempts on this incident, oldest first
     gaps: list[str] = Field(default_factory=list)  # reads that failed, with the tool's error
     truncated: bool = False
@@ -138,14 +147,20 @@ def revision_summary(revision: dict[str, Any]) -> dict[str, Any]:
         "current": bool(revision.get("current")),
         "ready": f"{revision.get('ready', 0)}/{revision.get('replicas', 0)}",
     }
-    if revision.get("change_cause"):
-        summary["change_cause"] = revision["change_cause"]
+    for key in ("change_cause", *_REVISION_MARKS):
+        if revision.get(key) not in (None, "", []):
+            summary[key] = revision[key]
     containers = []
-    for container in revision.get("containers") or []:
-        shown = {key: container[key] for key in ("name", "image", "command", "args", "env_names") if key in container}
+    for container in list(revision.get("containers") or []) + list(revision.get("initContainers") or []):
+        shown = {key: container[key] for key in _REVISION_FIELDS if key in container}
         containers.append(shown)
     summary["containers"] = containers
     return summary
+
+
+# What get_rollout_history says about a revision (known-good / known-bad, how it knows, what it changed).
+_REVISION_MARKS = ("known", "health", "verdict", "mark", "source", "changed", "changes", "known_good", "known_bad")
+_REVISION_FIELDS = ("name", "image", "command", "args", "env_names", "envFrom", "resources")
 
 
 def pick_focus_pod(pods: list[dict[str, Any]], incident: Incident) -> str | None:
@@ -168,7 +183,15 @@ def pick_focus_pod(pods: list[dict[str, Any]], incident: Incident) -> str | None
 
 
 def _container_statuses(pod: dict[str, Any]) -> list[dict[str, Any]]:
-    return list(pod.get("containerStatuses") or []) + list(pod.get("initContainerStatuses") or [])
+    """Init containers first: while one fails, the app containers only wait (`PodInitializing`)."""
+    return list(pod.get("initContainerStatuses") or []) + list(pod.get("containerStatuses") or [])
+
+
+def _failing(status: dict[str, Any]) -> bool:
+    state = status.get("state") or {}
+    waiting = state.get("reason") if state.get("state") == "waiting" else None
+    exit_code = state.get("exitCode") if state.get("state") == "terminated" else 0
+    return bool(status.get("restartCount")) or waiting not in (None, "PodInitializing") or exit_code not in (0, None)
 
 
 def _log_container(statuses: list[dict[str, Any]], incident: Incident) -> tuple[str | None, bool]:
@@ -180,12 +203,40 @@ def _log_container(statuses: list[dict[str, Any]], incident: Incident) -> tuple[
             chosen = status
             break
     if chosen is None:
-        chosen = next((s for s in statuses if not s.get("ready") or s.get("restartCount")), None)
+        chosen = next((s for s in statuses if _failing(s)), None) or next(
+            (s for s in statuses if not s.get("ready") and (s.get("state") or {}).get("reason") != "PodInitializing"),
+            None,
+        )
     if chosen is None:
         return named, False
     last = chosen.get("lastState") or {}
     previous = bool(chosen.get("restartCount")) and last.get("state") == "terminated"
     return str(chosen.get("name")), previous
+
+
+_WORKLOAD_STATUS_FIELDS = (
+    "revision",
+    "replicas",
+    "status",
+    "conditions",
+    "completions",
+    "backoffLimit",
+    "updateStrategy",
+    "schedule",
+    "suspend",
+)
+_SCHEDULING_FIELDS = ("nodeSelector", "affinity", "tolerations")
+
+
+def _history_arguments(read_tools: ReadToolsLike, namespace: str, kind: str, name: str) -> dict[str, Any]:
+    """get_rollout_history's arguments in the signature the tool has (`deployment=` before it knew other kinds)."""
+    try:
+        parameters = set(inspect.signature(read_tools.get_rollout_history).parameters)
+    except (TypeError, ValueError):
+        parameters = set()
+    if "deployment" in parameters:
+        return {"namespace": namespace, "deployment": name}
+    return {"namespace": namespace, "kind": kind, "name": name}
 
 
 def build_context(incident: Incident, read_tools: ReadToolsLike, history: list[str]) -> IncidentContext:
@@ -219,17 +270,13 @@ def build_context(incident: Incident, read_tools: ReadToolsLike, history: list[s
     if workload.kind == "Pod":
         pod_rows = [{"name": workload.name}]
     if isinstance(described, dict):
+        spec = described if workload.kind == "Pod" else dict(described.get("template") or {})
         if workload.kind == "Pod":
-            containers = described.get("containers")
             status = {key: described.get(key) for key in ("phase", "reason", "message", "node", "conditions")}
         else:
-            containers = (described.get("template") or {}).get("containers")
-            status = {
-                key: described[key]
-                for key in ("revision", "replicas", "status", "conditions", "completions", "backoffLimit")
-                if key in described
-            }
-        context.spec_excerpt, cut_spec = _yaml({"containers": containers}, MAX_SPEC_CHARS)
+            status = {key: described[key] for key in _WORKLOAD_STATUS_FIELDS if key in described}
+        shown = {key: spec[key] for key in ("initContainers", "containers", *_SCHEDULING_FIELDS) if spec.get(key)}
+        context.spec_excerpt, cut_spec = _yaml(shown, MAX_SPEC_CHARS)
         context.workload_status, cut_status = _yaml(status, MAX_STATUS_CHARS)
         truncated = truncated or cut_spec or cut_status
         context.current_revision = described.get("revision")
@@ -241,9 +288,33 @@ def build_context(incident: Incident, read_tools: ReadToolsLike, history: list[s
             pod_rows, truncated = pod_rows[-MAX_PODS:], True
         context.pods = pod_rows
 
+    events: list[dict[str, Any]] = []
+    if workload.kind in REVISIONED_KINDS:
+        rollout = read(
+            read_tools.get_rollout_history, **_history_arguments(read_tools, ns, workload.kind, workload.name)
+        )
+        if isinstance(rollout, dict):
+            revisions = [revision_summary(r) for r in rollout.get("revisions") or []]
+            if len(revisions) > MAX_REVISIONS:
+                revisions, truncated = revisions[-MAX_REVISIONS:], True
+            context.rollout_history = revisions
+            context.current_revision = rollout.get("current_revision", context.current_revision)
+            current: dict[str, Any] = next((r for r in rollout.get("revisions") or [] if r.get("current")), {})
+            if workload.kind == "Deployment" and current.get("replicaset"):
+                # A ReplicaSet that cannot create pods (quota, LimitRange, admission) says so in its own events.
+                rs_events = read(read_tools.get_events, namespace=ns, kind="ReplicaSet", name=current["replicaset"])
+                events.extend((rs_events or {}).get("events") or [])
+
+    if workload.kind == "CronJob":
+        for job in [ref.name for ref in incident.affected if ref.kind == "Job"][-MAX_JOBS:]:
+            data = read(read_tools.describe, namespace=ns, kind="Job", name=job)
+            if isinstance(data, dict):
+                context.failed_jobs.append(
+                    {key: data[key] for key in ("name", "created", "status", "conditions") if key in data}
+                )
+
     focus = pick_focus_pod(pod_rows, incident) if incident.kind in _POD_FAULTS or pod_rows else None
     context.focus_pod = focus
-    events: list[dict[str, Any]] = []
     if focus is not None:
         pod = described if workload.kind == "Pod" else read(read_tools.describe, namespace=ns, kind="Pod", name=focus)
         if isinstance(pod, dict):
@@ -259,7 +330,7 @@ def build_context(incident: Incident, read_tools: ReadToolsLike, history: list[s
             )
             truncated = truncated or cut
             container, previous = _log_container(statuses, incident)
-            if incident.kind not in {FaultKind.IMAGE_PULL, FaultKind.CONTAINER_CONFIG, FaultKind.UNSCHEDULABLE}:
+            if incident.kind not in _NO_LOG_FAULTS:
                 reads = [previous, False] if previous else [False]
                 for prev in reads[:MAX_LOG_EXCERPTS]:
                     log = read(
@@ -286,15 +357,6 @@ def build_context(incident: Incident, read_tools: ReadToolsLike, history: list[s
     if len(events) > MAX_EVENTS:
         events, truncated = events[-MAX_EVENTS:], True
     context.events = [_clip(format_event(event), MAX_EVENT_CHARS)[0] for event in events]
-
-    if workload.kind == "Deployment":
-        rollout = read(read_tools.get_rollout_history, namespace=ns, deployment=workload.name)
-        if isinstance(rollout, dict):
-            revisions = [revision_summary(r) for r in rollout.get("revisions") or []]
-            if len(revisions) > MAX_REVISIONS:
-                revisions, truncated = revisions[-MAX_REVISIONS:], True
-            context.rollout_history = revisions
-            context.current_revision = rollout.get("current_revision", context.current_revision)
 
     refs = read(read_tools.get_config_refs, namespace=ns, kind=workload.kind, name=workload.name)
     if isinstance(refs, dict):
