@@ -21,7 +21,11 @@ def _container(**fields: Any) -> dict[str, Any]:
 
 @pytest.mark.parametrize(
     ("role", "ends_by_itself", "last_line"),
-    [(Role.SERVICE, False, "ready"), (Role.BATCH, True, "done: 1200 records processed"), (Role.INIT, True, "init done")],
+    [
+        (Role.SERVICE, False, "ready"),
+        (Role.BATCH, True, "done: 1200 records processed"),
+        (Role.INIT, True, "init done"),
+    ],
 )
 def test_a_healthy_program_ends_by_itself_only_when_its_role_completes(
     role: Role, ends_by_itself: bool, last_line: str

@@ -1,0 +1,177 @@
+"""Init containers on the lab's real API server: they run in order before the app, fail like app containers, and
+the pod heals when the spec is fixed. Statuses are read the way `kubectl get pods` prints them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from kubernetes import client
+
+from lab.cluster import LabCluster
+from lab.workloads import container, deployment, job, pods_of, rollout_complete, wait_for
+from tests.test_lab import _kubectl
+
+pytestmark = pytest.mark.lab
+
+
+def _with_init(manifest: dict[str, Any], *init_containers: dict[str, Any]) -> dict[str, Any]:
+    manifest["spec"]["template"]["spec"]["initContainers"] = list(init_containers)
+    return manifest
+
+
+def _kubectl_status(lab: LabCluster, namespace: str, pod: str) -> str:
+    """The STATUS column of `kubectl get pod`, which kubectl derives from initContainerStatuses."""
+    return _kubectl(lab, "-n", namespace, "get", "pod", pod, "--no-headers").split()[2]
+
+
+def _init_status(pod: client.V1Pod, name: str) -> client.V1ContainerStatus:
+    return next(s for s in pod.status.init_container_statuses or [] if s.name == name)
+
+
+def _condition(pod: client.V1Pod, kind: str) -> client.V1PodCondition:
+    return next(c for c in pod.status.conditions or [] if c.type == kind)
+
+
+def test_init_containers_run_in_order_while_the_app_waits_then_the_pod_is_ready(
+    api_client: client.ApiClient, namespace: str
+) -> None:
+    manifest = _with_init(
+        deployment("api", "shop/api:2.0"),
+        container("shop/migrate:1.0", name="migrate", env={"LAB_RUN_SECONDS": "3"}),
+        container("shop/warm:1.0", name="warm"),
+    )
+    client.AppsV1Api(api_client).create_namespaced_deployment(namespace, manifest)
+
+    def initializing() -> client.V1Pod | None:
+        pods = [p for p in pods_of(api_client, namespace, "app=api") if p.status.init_container_statuses]
+        return next((p for p in pods if _init_status(p, "migrate").state.running), None)
+
+    pod = wait_for(initializing, what="the first init container running")
+    app = pod.status.container_statuses[0]
+    assert app.state.waiting.reason == "PodInitializing" and not app.ready
+    assert _init_status(pod, "warm").state.waiting.reason == "PodInitializing"
+    initialized = _condition(pod, "Initialized")
+    assert initialized.status == "False" and initialized.reason == "ContainersNotInitialized"
+    assert initialized.message == "containers with incomplete status: [migrate warm]"
+    assert pod.status.phase == "Pending"
+
+    wait_for(lambda: rollout_complete(api_client, namespace, "api"), what="Ready after both init containers")
+    pod = pods_of(api_client, namespace, "app=api")[0]
+    migrate, warm = _init_status(pod, "migrate"), _init_status(pod, "warm")
+    for status in (migrate, warm):
+        assert (status.state.terminated.reason, status.state.terminated.exit_code, status.ready) == (
+            "Completed",
+            0,
+            True,
+        )
+    assert migrate.state.terminated.finished_at <= warm.state.terminated.started_at
+    assert _condition(pod, "Initialized").status == "True"
+    events = (
+        client.CoreV1Api(api_client)
+        .list_namespaced_event(namespace, field_selector=f"involvedObject.name={pod.metadata.name},reason=Started")
+        .items
+    )
+    assert {e.involved_object.field_path for e in events} == {
+        "spec.initContainers{migrate}",
+        "spec.initContainers{warm}",
+        "spec.containers{app}",
+    }
+
+
+@pytest.mark.parametrize(
+    ("options", "kubectl_status", "log_text"),
+    [
+        ({"image": "shop/migrate:1.0-missing"}, "Init:ImagePullBackOff", None),
+        ({"image": "shop/migrate:1.0-crash"}, "Init:CrashLoopBackOff", "Traceback (most recent call last)"),
+        ({"image": "shop/migrate:1.0", "args": ["--bad-flag"]}, "Init:CrashLoopBackOff", "unknown flag"),
+        (
+            {"image": "shop/migrate:1.0", "env": {"LAB_EXIT_CODE": "3"}},
+            "Init:CrashLoopBackOff",
+            "exiting with status 3",
+        ),
+    ],
+    ids=["missing-image", "crashing-image", "bad-args", "exit-code"],
+)
+def test_a_failing_init_container_blocks_the_app_and_a_fixed_spec_heals(
+    lab: LabCluster,
+    api_client: client.ApiClient,
+    namespace: str,
+    options: dict[str, Any],
+    kubectl_status: str,
+    log_text: str | None,
+) -> None:
+    image = options.pop("image")
+    manifest = _with_init(deployment("api", "shop/api:2.0"), container(image, name="migrate", **options))
+    client.AppsV1Api(api_client).create_namespaced_deployment(namespace, manifest)
+
+    def shown_as_wanted() -> client.V1Pod | None:
+        pods = pods_of(api_client, namespace, "app=api")
+        return next((p for p in pods if _kubectl_status(lab, namespace, p.metadata.name) == kubectl_status), None)
+
+    pod = wait_for(shown_as_wanted, what=f"kubectl showing {kubectl_status}")
+    assert pod.status.phase == "Pending"
+    assert pod.status.container_statuses[0].state.waiting.reason == "PodInitializing"
+    assert _condition(pod, "Initialized").status == "False"
+    migrate = _init_status(pod, "migrate")
+    core = client.CoreV1Api(api_client)
+    if log_text is None:
+        events = core.list_namespaced_event(namespace, field_selector=f"involvedObject.name={pod.metadata.name}").items
+        assert any(
+            e.reason == "Failed"
+            and e.involved_object.field_path == "spec.initContainers{migrate}"
+            and "not found" in e.message
+            for e in events
+        )
+    else:
+        assert migrate.restart_count >= 1 and migrate.last_state.terminated.exit_code != 0
+        assert log_text in core.read_namespaced_pod_log(
+            pod.metadata.name, namespace, container="migrate", previous=True
+        )
+
+    _kubectl(
+        lab,
+        "-n",
+        namespace,
+        "patch",
+        "deployment",
+        "api",
+        "--type=json",
+        "-p",
+        '[{"op": "replace", "path": "/spec/template/spec/initContainers/0",'
+        ' "value": {"name": "migrate", "image": "shop/migrate:1.0"}}]',
+    )
+    wait_for(lambda: rollout_complete(api_client, namespace, "api"), timeout=60, what="Ready after the fix")
+
+
+def test_a_job_whose_init_container_exits_non_zero_fails_with_init_error(
+    lab: LabCluster, api_client: client.ApiClient, namespace: str
+) -> None:
+    manifest = job("report", backoff_limit=0)
+    manifest["spec"]["template"]["spec"]["initContainers"] = [
+        container("shop/fetch:1.0", name="fetch", env={"LAB_EXIT_CODE": "2"})
+    ]
+    client.BatchV1Api(api_client).create_namespaced_job(namespace, manifest)
+
+    def failed_pod() -> client.V1Pod | None:
+        return next((p for p in pods_of(api_client, namespace, "job-name=report") if p.status.phase == "Failed"), None)
+
+    pod = wait_for(failed_pod, what="the Job's pod Failed")
+    fetch = _init_status(pod, "fetch")
+    assert (fetch.state.terminated.reason, fetch.state.terminated.exit_code, fetch.restart_count) == ("Error", 2, 0)
+    assert pod.status.container_statuses[0].state.waiting.reason == "PodInitializing"
+    assert _kubectl_status(lab, namespace, pod.metadata.name) == "Init:Error"
+
+
+def test_a_sidecar_keeps_running_beside_the_app_and_counts_for_readiness(
+    lab: LabCluster, api_client: client.ApiClient, namespace: str
+) -> None:
+    sidecar = container("shop/proxy:1.0", name="proxy")
+    sidecar["restartPolicy"] = "Always"
+    manifest = _with_init(deployment("api", "shop/api:2.0"), sidecar)
+    client.AppsV1Api(api_client).create_namespaced_deployment(namespace, manifest)
+    wait_for(lambda: rollout_complete(api_client, namespace, "api"), what="Ready with its sidecar")
+    pod = pods_of(api_client, namespace, "app=api")[0]
+    proxy = _init_status(pod, "proxy")
+    assert proxy.state.running and proxy.ready and proxy.started
+    assert _kubectl(lab, "-n", namespace, "get", "pod", pod.metadata.name, "--no-headers").split()[1] == "2/2"
