@@ -1,13 +1,13 @@
-"""What AMOS did about one incident, in a shape that e-mails, Events and metrics can share."""
+"""What AMOS did about one incident, in a shape that e-mails, chat messages, webhooks, Events and metrics share."""
 
 from __future__ import annotations
 
 from datetime import datetime
-from enum import StrEnum
+from enum import IntEnum, StrEnum
 
 from pydantic import BaseModel, Field
 
-from core.models import Incident, ObjectRef
+from core.models import FaultKind, Incident, ObjectRef
 
 
 class Outcome(StrEnum):
@@ -16,6 +16,31 @@ class Outcome(StrEnum):
     ESCALATED = "escalated"  # a human must act; nothing more will be tried
     RECOMMENDED = "recommended"  # dry-run or GitOps-managed: a proposal, no change
     INCONCLUSIVE = "inconclusive"  # verification could not tell; escalated
+    APPROVAL_NEEDED = "approval_needed"  # a validated proposal waits for a person's approval; nothing changed
+    SUPERSEDED = "superseded"  # healthy, but a person changed the spec during verification: not AMOS's fix
+
+
+class Severity(IntEnum):
+    """How urgently a person must look; channels filter and sort on it (higher is more urgent)."""
+
+    INFO = 1  # a recommendation: nothing changed, nothing is waiting
+    NOTICE = 2  # AMOS changed something and it worked (or is still trying)
+    ACTION_REQUIRED = 3  # a person must act: escalation, approval, outage
+
+    @property
+    def label(self) -> str:
+        return self.name.lower().replace("_", "-")
+
+
+_SEVERITY = {
+    Outcome.FIXED: Severity.NOTICE,
+    Outcome.ROLLED_BACK: Severity.NOTICE,
+    Outcome.ESCALATED: Severity.ACTION_REQUIRED,
+    Outcome.RECOMMENDED: Severity.INFO,
+    Outcome.INCONCLUSIVE: Severity.ACTION_REQUIRED,
+    Outcome.APPROVAL_NEEDED: Severity.ACTION_REQUIRED,
+    Outcome.SUPERSEDED: Severity.NOTICE,
+}
 
 
 class ActionStatus(StrEnum):
@@ -37,6 +62,32 @@ class ActionRecord(BaseModel):
     diff: str = ""
 
 
+class AttemptRecord(BaseModel):
+    """One attempt's actions and verdict, so a report never presents a rolled-back change as live."""
+
+    number: int
+    actions: list[ActionRecord] = Field(default_factory=list)
+    verification: str = ""
+    rolled_back: bool = False
+
+
+class FailingWorkload(BaseModel):
+    """One workload of a namespace outage, with its own short diagnosis."""
+
+    workload: ObjectRef
+    kind: FaultKind | None = None
+    diagnosis: str = ""
+    category: str = ""
+
+
+class NamespaceOutage(BaseModel):
+    """Every failing workload of a namespace AMOS will not act in, reported in one message."""
+
+    namespace: str
+    total_workloads: int
+    failing: list[FailingWorkload] = Field(default_factory=list)
+
+
 class IncidentReport(BaseModel):
     """The story of one remediation attempt, as engineers will read it."""
 
@@ -45,7 +96,7 @@ class IncidentReport(BaseModel):
     attempt: int
     max_attempts: int
     root_cause: str = ""
-    category: str = Field("", description="the Diagnosis category, e.g. bad_image, oom, missing_config")
+    category: str = Field(default="", description="the Diagnosis category, e.g. bad_image, oom, missing_config")
     confidence: float | None = None
     evidence: list[str] = Field(default_factory=list)
     actions: list[ActionRecord] = Field(default_factory=list)
@@ -58,7 +109,22 @@ class IncidentReport(BaseModel):
     tokens: int = 0
     started_at: datetime
     finished_at: datetime
+    spec_generation: int | None = None  # the workload's generation the report is about (folds repeated reports)
+    attempts: list[AttemptRecord] = Field(
+        default_factory=list, description="per attempt; when empty, `actions` and `verification` tell the story"
+    )
+    revision_before: int | None = Field(
+        default=None, description="the workload's rollout revision before AMOS's first change (for the undo command)"
+    )
+    proposal_id: str | None = Field(
+        default=None, description="the stored proposal an APPROVAL_NEEDED report asks about"
+    )
+    outage: NamespaceOutage | None = None
 
     @property
     def subject(self) -> str:
         return f"[AMOS] {self.outcome.value}: {self.incident.title}"
+
+    @property
+    def severity(self) -> Severity:
+        return Severity.ACTION_REQUIRED if self.outage is not None else _SEVERITY[self.outcome]

@@ -1,9 +1,38 @@
-"""Tells engineers what AMOS did: renders an incident report as an e-mail and delivers it by SMTP.
+"""Tells engineers what AMOS did: renders an incident report for e-mail, Slack and a JSON webhook, and delivers
+it through a durable outbox in the cluster (per-channel threads, back-off, dedup by delivery key).
 
-Everything is redacted before rendering, and delivery never raises: it returns a `DeliveryResult`.
+Everything is redacted before rendering, and delivery never raises: it returns a result.
 """
 
+from notifications.channels import ChannelSet, ChannelSettings, EmailChannel
+from notifications.delivery import Channel, ChannelName, Delivery, DeliveryStatus
 from notifications.mailer import DeliveryResult, Mailer, RetryPolicy
+from notifications.outbox import Outbox, OutboxError, OutboxPolicy, OutboxStats
 from notifications.render import RenderedMessage, render_report
+from notifications.sample import TestNotifyResult, sample_report, send_test_notification
+from notifications.slack import SlackChannel
+from notifications.webhook import WebhookChannel
 
-__all__ = ["DeliveryResult", "Mailer", "RenderedMessage", "RetryPolicy", "render_report"]
+__all__ = [
+    "Channel",
+    "ChannelName",
+    "ChannelSet",
+    "ChannelSettings",
+    "Delivery",
+    "DeliveryResult",
+    "DeliveryStatus",
+    "EmailChannel",
+    "Mailer",
+    "Outbox",
+    "OutboxError",
+    "OutboxPolicy",
+    "OutboxStats",
+    "RenderedMessage",
+    "RetryPolicy",
+    "SlackChannel",
+    "TestNotifyResult",
+    "WebhookChannel",
+    "render_report",
+    "sample_report",
+    "send_test_notification",
+]

@@ -1,8 +1,9 @@
-"""Delivers rendered notifications by SMTP, retrying transient failures, and never raises.
+"""Delivers rendered notifications by SMTP and never raises.
 
-An e-mail that cannot be sent must not stop a remediation, so every outcome is a
-`DeliveryResult` the caller can record. `send` blocks; from async code, call it
-with `asyncio.to_thread`.
+An e-mail that cannot be sent must not stop a remediation, so every outcome is a result the
+caller can record: `send` retries transient failures itself (`DeliveryResult`), `send_once`
+tries once and says whether a retry can help (`Delivery`, for the outbox, which owns retries).
+Both block: never call them on an incident thread.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import smtplib
 import ssl
 from datetime import UTC, datetime
 from email.message import EmailMessage
+from email.policy import SMTP
 from email.utils import format_datetime, make_msgid
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -28,10 +30,20 @@ from tenacity import (
 
 from core.config import Settings
 from core.redaction import Redactor
-from core.report import IncidentReport
-from notifications.render import RenderedMessage, render_report
+from core.report import IncidentReport, Severity
+from notifications.delivery import Delivery, DeliveryStatus
+from notifications.render import DEFAULT_CLUSTER, RenderedMessage, render_report
 
 logger = logging.getLogger(__name__)
+
+# RFC 5322 allows 998 characters a line: a subject that fits is never folded, so no strict parser sees a
+# continuation line right after `Subject:`; longer ones fold at spaces.
+MAIL_POLICY = SMTP.clone(max_line_length=998)
+_PRIORITY = {
+    Severity.ACTION_REQUIRED: ("1 (Highest)", "high"),
+    Severity.NOTICE: ("3 (Normal)", "normal"),
+    Severity.INFO: ("5 (Lowest)", "low"),
+}
 
 
 class RetryPolicy(BaseModel):
@@ -58,9 +70,10 @@ class DeliveryResult(BaseModel):
 class Mailer:
     """Sends notifications to `engineer_email` through the SMTP server described in the settings."""
 
-    def __init__(self, settings: Settings, retry: RetryPolicy | None = None) -> None:
+    def __init__(self, settings: Settings, retry: RetryPolicy | None = None, *, cluster: str = DEFAULT_CLUSTER) -> None:
         self._settings = settings
         self._retry = retry or RetryPolicy()
+        self.cluster = cluster
         password = settings.smtp_password.get_secret_value() if settings.smtp_password else ""
         # Server replies and exception texts are passed through this before they are logged or returned.
         self._scrub = Redactor([password])
@@ -74,7 +87,7 @@ class Mailer:
         if not self.configured:
             return self._not_configured()
         try:
-            rendered = render_report(report, redactor)
+            rendered = render_report(report, redactor, cluster=self.cluster)
         except Exception as error:  # a template bug must not stop the remediation that is reporting
             logger.exception("could not render the report of incident %s", report.incident.id)
             return DeliveryResult(delivered=False, error=f"could not render the report: {self._describe(error)}")
@@ -111,15 +124,33 @@ class Mailer:
         logger.info("e-mail %r delivered to %s (attempt %d)", rendered.subject, message["To"], attempts)
         return DeliveryResult(delivered=True, attempts=attempts)
 
-    def build_message(self, rendered: RenderedMessage) -> EmailMessage:
+    def send_once(self, rendered: RenderedMessage, delivery_id: str) -> Delivery:
+        """One try; the Message-ID derives from `delivery_id`, so a mailbox can drop a re-sent duplicate."""
+        if not self.configured:
+            return Delivery(status=DeliveryStatus.PERMANENT, error=self._not_configured().error or "")
+        try:
+            refused = self._deliver(self.build_message(rendered, delivery_id))
+        except Exception as error:  # noqa: BLE001 - classified, never raised: the outbox decides what comes next
+            status = DeliveryStatus.TRANSIENT if _is_transient(error) else DeliveryStatus.PERMANENT
+            return Delivery(status=status, error=self._describe(error))
+        if refused:
+            logger.warning("e-mail %r delivered, but refused for %s", rendered.subject, ", ".join(sorted(refused)))
+        return Delivery(status=DeliveryStatus.DELIVERED)
+
+    def build_message(self, rendered: RenderedMessage, delivery_id: str | None = None) -> EmailMessage:
         """A multipart/alternative message: plain text first, HTML preferred by clients that can show it."""
         sender = self._settings.from_email
-        message = EmailMessage()
+        domain = sender.rpartition("@")[2] or "localhost"
+        message = EmailMessage(policy=MAIL_POLICY)
         message["Subject"] = rendered.subject
         message["From"] = sender
         message["To"] = self._settings.engineer_email or ""
         message["Date"] = format_datetime(datetime.now(UTC))
-        message["Message-ID"] = make_msgid(domain=sender.rpartition("@")[2] or None)
+        message["Message-ID"] = f"<amos.{delivery_id}@{domain}>" if delivery_id else make_msgid(domain=domain)
+        priority, importance = _PRIORITY[rendered.severity]
+        message["X-Priority"] = priority
+        message["Importance"] = importance
+        message["X-AMOS-Severity"] = rendered.severity.label
         message.set_content(rendered.text)
         message.add_alternative(rendered.html, subtype="html")
         return message

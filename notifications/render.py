@@ -1,20 +1,21 @@
 """Turns an `IncidentReport` into the e-mail an engineer reads: a subject, a plain-text body and an HTML body.
 
-The wording lives in `templates/`; the report is redacted before any template sees it.
+The wording lives in `summary.py` and `templates/`; the report is redacted before any template sees it.
 """
 
 from __future__ import annotations
 
-from datetime import datetime
 from pathlib import Path
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from pydantic import BaseModel, ConfigDict
 
 from core.redaction import Redactor
-from core.report import IncidentReport
+from core.report import IncidentReport, Severity
+from notifications.summary import summarize
 
 _TEMPLATES = Path(__file__).parent / "templates"
+DEFAULT_CLUSTER = "kubernetes"
 
 
 class RenderedMessage(BaseModel):
@@ -25,17 +26,21 @@ class RenderedMessage(BaseModel):
     subject: str
     text: str
     html: str
+    severity: Severity = Severity.NOTICE
 
 
-def render_report(report: IncidentReport, redactor: Redactor | None = None) -> RenderedMessage:
+def render_report(
+    report: IncidentReport, redactor: Redactor | None = None, *, cluster: str = DEFAULT_CLUSTER
+) -> RenderedMessage:
     """Render `report`; without a redactor, the pattern rules still apply (they need no known values)."""
     safe = (redactor or Redactor()).redact(report)
-    context = {"report": safe, "incident": safe.incident, "duration": _duration(safe.started_at, safe.finished_at)}
+    summary = summarize(safe, cluster)
+    context = {"report": safe, "incident": safe.incident, "s": summary}
     return RenderedMessage(
-        # A header must be one line, whatever ended up in a workload name.
-        subject=" ".join(safe.subject.split()),
+        subject=summary.subject,
         text=_TEXT.get_template("report.txt.j2").render(context),
         html=_HTML.get_template("report.html.j2").render(context),
+        severity=summary.severity,
     )
 
 
@@ -49,23 +54,12 @@ def _environment(*, autoescape: bool) -> Environment:
         keep_trailing_newline=True,
     )
     environment.filters["percent"] = _percent
-    environment.filters["when"] = _when
     environment.filters["diff_lines"] = _diff_lines
     return environment
 
 
 def _percent(value: float) -> str:
     return f"{value:.0%}"
-
-
-def _when(moment: datetime) -> str:
-    return moment.isoformat(sep=" ", timespec="seconds")
-
-
-def _duration(started: datetime, finished: datetime) -> str:
-    seconds = max(0, round((finished - started).total_seconds()))
-    minutes, seconds = divmod(seconds, 60)
-    return f"{minutes}m {seconds}s" if minutes else f"{seconds}s"
 
 
 def _diff_lines(diff: str) -> list[tuple[str, str]]:

