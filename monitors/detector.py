@@ -116,6 +116,7 @@ class FaultDetector:
         self._episodes: dict[str, _Episode] = {}
         self._pending: set[str] = set()  # episodes not emitted yet
         self._history: OrderedDict[str, _Past] = OrderedDict()
+        self._fault_ended: OrderedDict[ObjectRef, datetime] = OrderedDict()  # workload -> when its last fault ended
         self._outbox: deque[Incident] = deque()
         self._lock = threading.Lock()
         self._emit_lock = threading.RLock()  # one deliverer at a time keeps sink calls in order
@@ -154,6 +155,19 @@ class FaultDetector:
     def open_incidents(self) -> list[Incident]:
         with self._lock:
             return [e.incident(IncidentState.OPEN) for e in self._episodes.values() if e.emitted]
+
+    def open_workloads(self, namespace: str) -> list[ObjectRef]:
+        """The workloads of `namespace` with an open incident now, each once (a CronJob once, however many runs failed)."""
+        with self._lock:
+            found = {e.workload for e in self._episodes.values() if e.emitted and e.workload.namespace == namespace}
+        return sorted(found, key=lambda w: (w.kind, w.name))
+
+    def last_fault_at(self, workload: ObjectRef, now: datetime) -> datetime | None:
+        """`now` while any object carries a fault of `workload`, else when its last fault ended (None: none seen)."""
+        with self._lock:
+            if any(e.workload == workload for e in self._episodes.values()):
+                return now
+            return self._fault_ended.get(workload)
 
     def subjects(self, kind: str, namespace: str | None = None) -> set[ObjectRef]:
         """Objects of `kind` (in `namespace`, or anywhere) that currently carry a fault."""
@@ -206,6 +220,10 @@ class FaultDetector:
             return
         del self._episodes[fingerprint]
         self._pending.discard(fingerprint)
+        self._fault_ended[episode.workload] = now  # even a blip: a revision that blipped is not yet known-good
+        self._fault_ended.move_to_end(episode.workload)
+        while len(self._fault_ended) > self._history_size:
+            self._fault_ended.popitem(last=False)
         if not episode.emitted:  # gone within its window: a blip, not an incident
             return
         self._outbox.append(episode.incident(IncidentState.RESOLVED))

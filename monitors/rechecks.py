@@ -4,6 +4,7 @@ A pod stuck Unschedulable, or a Deployment short of replicas, becomes a fault by
 time alone; the watch loop leaves a recheck here and the ticker runs it when due.
 One entry per object, replaced by its next event, dropped when the object goes;
 handlers update it before they report faults, so a stale recheck never has the last word.
+A check may set its own next recheck (the lock is re-entrant).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ Check = Callable[[datetime], None]
 class Rechecks:
     def __init__(self) -> None:
         self._due: dict[ObjectRef, tuple[datetime, Check]] = {}
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
 
     def __len__(self) -> int:
         return len(self._due)

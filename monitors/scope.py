@@ -57,7 +57,9 @@ class Scope:
         """After a re-list: the opted-out `kind` objects of `namespace` (all when None) are exactly these."""
         with self._lock:
             self._opted_out = {
-                ref for ref in self._opted_out if ref.kind != kind or (namespace is not None and ref.namespace != namespace)
+                ref
+                for ref in self._opted_out
+                if ref.kind != kind or (namespace is not None and ref.namespace != namespace)
             } | set(opted)
 
     def covers(self, workload: ObjectRef, annotations: Mapping[str, str]) -> bool:

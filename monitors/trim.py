@@ -13,11 +13,14 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
+from monitors.templates import hash_pod_template
+
 REVISION_ANNOTATION = "deployment.kubernetes.io/revision"
 POD_TEMPLATE_HASH_LABEL = "pod-template-hash"
 _POD_CONDITIONS = frozenset({"PodScheduled", "ContainersReady"})
 _DEPLOYMENT_CONDITIONS = frozenset({"Progressing", "Available"})
-_JOB_CONDITIONS = frozenset({"Failed"})
+_JOB_CONDITIONS = frozenset({"Failed", "Complete"})
+_CREATE_CONDITIONS = frozenset({"ReplicaFailure"})  # set by the ReplicaSet controller when it cannot create pods
 
 ApiObject = Mapping[str, Any]
 
@@ -54,8 +57,12 @@ class ContainerView(View):
     running: bool = False
     waiting_reason: str | None = None
     waiting_message: str = ""
+    started_at: datetime | None = None  # when the current run started, if it is running
     terminated: TerminationView | None = None  # current state
     last_terminated: TerminationView | None = None  # lastState: why the previous run ended
+    liveness_probe: bool = False  # from the spec: the kubelet kills it when the probe fails
+    readiness_probe: bool = False
+    restartable: bool = False  # an init container with restartPolicy Always: a sidecar, not a step before the app
 
 
 class ObjectView(View):
@@ -80,11 +87,15 @@ class PodView(ObjectView):
     pod_template_hash: str | None = None
     created: datetime | None = None
     deleted: datetime | None = None  # deletionTimestamp: the pod is on its way out
+    initialized: bool = True  # the Initialized condition: every (non-sidecar) init container has completed
     containers: tuple[ContainerView, ...] = ()
 
     @classmethod
     def from_api(cls, obj: ApiObject, keep_annotations: Collection[str] = ()) -> PodView:
         meta, spec, status = _parts(obj)
+        init_specs = {c.get("name"): c for c in spec.get("initContainers") or []}
+        app_specs = {c.get("name"): c for c in spec.get("containers") or []}
+        initialized = next((c for c in status.get("conditions") or [] if c.get("type") == "Initialized"), None)
         return cls(
             **_object_fields(meta, status, keep_annotations, _POD_CONDITIONS),
             phase=status.get("phase") or "Pending",
@@ -92,15 +103,21 @@ class PodView(ObjectView):
             pod_template_hash=(meta.get("labels") or {}).get(POD_TEMPLATE_HASH_LABEL),
             created=meta.get("creationTimestamp"),
             deleted=meta.get("deletionTimestamp"),
+            initialized=initialized is None or initialized.get("status") == "True",
             containers=tuple(
-                [_container(c, init=True) for c in status.get("initContainerStatuses") or []]
-                + [_container(c, init=False) for c in status.get("containerStatuses") or []]
+                [_container(c, init_specs.get(c["name"]), init=True) for c in status.get("initContainerStatuses") or []]
+                + [_container(c, app_specs.get(c["name"]), init=False) for c in status.get("containerStatuses") or []]
             ),
         )
+
+    @property
+    def app_containers(self) -> tuple[ContainerView, ...]:
+        return tuple(c for c in self.containers if not c.init)
 
 
 class ReplicaSetView(ObjectView):
     revision: str | None = None
+    template_hash: str | None = None  # its pod-template-hash label: the template's identity
 
     @property
     def deployment(self) -> str | None:
@@ -111,12 +128,14 @@ class ReplicaSetView(ObjectView):
     def from_api(cls, obj: ApiObject, keep_annotations: Collection[str] = ()) -> ReplicaSetView:
         meta, _, status = _parts(obj)
         return cls(
-            **_object_fields(meta, status, keep_annotations, frozenset()),
+            **_object_fields(meta, status, keep_annotations, _CREATE_CONDITIONS),
             revision=(meta.get("annotations") or {}).get(REVISION_ANNOTATION),
+            template_hash=(meta.get("labels") or {}).get(POD_TEMPLATE_HASH_LABEL),
         )
 
 
 class DeploymentView(ObjectView):
+    revision: str | None = None
     generation: int = 0
     observed_generation: int = 0
     replicas: int = 1
@@ -131,6 +150,7 @@ class DeploymentView(ObjectView):
         replicas = spec.get("replicas")
         return cls(
             **_object_fields(meta, status, keep_annotations, _DEPLOYMENT_CONDITIONS),
+            revision=(meta.get("annotations") or {}).get(REVISION_ANNOTATION),
             generation=meta.get("generation") or 0,
             observed_generation=status.get("observedGeneration") or 0,
             replicas=1 if replicas is None else replicas,
@@ -142,15 +162,110 @@ class DeploymentView(ObjectView):
 
 
 class JobView(ObjectView):
+    created: datetime | None = None
     failed: int = 0
+    template_hash: str = ""  # of its pod template, comparable with its CronJob's jobTemplate (see `templates`)
+
+    @property
+    def cron_job(self) -> str | None:
+        owner = self.controller
+        return owner.name if owner is not None and owner.kind == "CronJob" else None
+
+    @property
+    def succeeded(self) -> bool:
+        complete = self.condition("Complete")
+        return complete is not None and complete.status == "True"
+
+    @property
+    def has_failed(self) -> bool:
+        failed = self.condition("Failed")
+        return failed is not None and failed.status == "True"
 
     @classmethod
     def from_api(cls, obj: ApiObject, keep_annotations: Collection[str] = ()) -> JobView:
-        meta, _, status = _parts(obj)
+        meta, spec, status = _parts(obj)
         return cls(
             **_object_fields(meta, status, keep_annotations, _JOB_CONDITIONS),
+            created=meta.get("creationTimestamp"),
             failed=status.get("failed") or 0,
+            template_hash=hash_pod_template(spec.get("template") or {}),
         )
+
+
+class StatefulSetView(ObjectView):
+    generation: int = 0
+    observed_generation: int = 0
+    replicas: int = 1
+    ready_replicas: int = 0
+    available_replicas: int = 0
+    updated_replicas: int = 0
+    current_revision: str = ""
+    update_revision: str = ""
+    partition: int = 0
+    on_delete: bool = False  # updateStrategy OnDelete: the controller never replaces pods by itself
+
+    @classmethod
+    def from_api(cls, obj: ApiObject, keep_annotations: Collection[str] = ()) -> StatefulSetView:
+        meta, spec, status = _parts(obj)
+        strategy = spec.get("updateStrategy") or {}
+        replicas = spec.get("replicas")
+        return cls(
+            **_object_fields(meta, status, keep_annotations, _CREATE_CONDITIONS),
+            generation=meta.get("generation") or 0,
+            observed_generation=status.get("observedGeneration") or 0,
+            replicas=1 if replicas is None else replicas,
+            ready_replicas=status.get("readyReplicas") or 0,
+            available_replicas=status.get("availableReplicas") or 0,
+            updated_replicas=status.get("updatedReplicas") or 0,
+            current_revision=status.get("currentRevision") or "",
+            update_revision=status.get("updateRevision") or "",
+            partition=(strategy.get("rollingUpdate") or {}).get("partition") or 0,
+            on_delete=strategy.get("type") == "OnDelete",
+        )
+
+
+class DaemonSetView(ObjectView):
+    generation: int = 0
+    observed_generation: int = 0
+    desired: int = 0  # desiredNumberScheduled
+    ready: int = 0
+    available: int = 0
+    unavailable: int = 0
+    updated: int = 0  # updatedNumberScheduled
+    on_delete: bool = False
+
+    @classmethod
+    def from_api(cls, obj: ApiObject, keep_annotations: Collection[str] = ()) -> DaemonSetView:
+        meta, spec, status = _parts(obj)
+        return cls(
+            **_object_fields(meta, status, keep_annotations, _CREATE_CONDITIONS),
+            generation=meta.get("generation") or 0,
+            observed_generation=status.get("observedGeneration") or 0,
+            desired=status.get("desiredNumberScheduled") or 0,
+            ready=status.get("numberReady") or 0,
+            available=status.get("numberAvailable") or 0,
+            unavailable=status.get("numberUnavailable") or 0,
+            updated=status.get("updatedNumberScheduled") or 0,
+            on_delete=(spec.get("updateStrategy") or {}).get("type") == "OnDelete",
+        )
+
+
+class CronJobView(ObjectView):
+    @classmethod
+    def from_api(cls, obj: ApiObject, keep_annotations: Collection[str] = ()) -> CronJobView:
+        meta, _, status = _parts(obj)
+        return cls(**_object_fields(meta, status, keep_annotations, frozenset()))
+
+
+class ControllerRevisionView(ObjectView):
+    """A StatefulSet's or DaemonSet's stored template; its name is the template's identity."""
+
+    revision: int = 0
+
+    @classmethod
+    def from_api(cls, obj: ApiObject, keep_annotations: Collection[str] = ()) -> ControllerRevisionView:
+        meta = obj.get("metadata") or {}
+        return cls(**_object_fields(meta, {}, keep_annotations, frozenset()), revision=obj.get("revision") or 0)
 
 
 def _parts(obj: ApiObject) -> tuple[ApiObject, ApiObject, ApiObject]:
@@ -184,9 +299,10 @@ def _object_fields(
     }
 
 
-def _container(status: ApiObject, *, init: bool) -> ContainerView:
+def _container(status: ApiObject, spec: ApiObject | None, *, init: bool) -> ContainerView:
     state = status.get("state") or {}
     waiting = state.get("waiting") or {}
+    spec = spec or {}
     return ContainerView(
         name=status["name"],
         init=init,
@@ -195,8 +311,12 @@ def _container(status: ApiObject, *, init: bool) -> ContainerView:
         running="running" in state,
         waiting_reason=waiting.get("reason"),
         waiting_message=waiting.get("message") or "",
+        started_at=(state.get("running") or {}).get("startedAt"),
         terminated=_termination(state.get("terminated")),
         last_terminated=_termination((status.get("lastState") or {}).get("terminated")),
+        liveness_probe=bool(spec.get("livenessProbe")),
+        readiness_probe=bool(spec.get("readinessProbe")),
+        restartable=init and spec.get("restartPolicy") == "Always",
     )
 
 

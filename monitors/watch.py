@@ -1,4 +1,11 @@
-"""The watch loop: list, then watch, Pods, ReplicaSets, Deployments and Jobs, and feed the detector.
+"""The watch loop: list, then watch, every workload kind and its pods, and feed the detector.
+
+Streams: ReplicaSets, Deployments, StatefulSets, DaemonSets, CronJobs, Jobs and
+Pods, plus ControllerRevisions when someone listens for known-good revisions.
+The pod stream lists only after the others (or after a timeout), so its first
+pods are judged against filled owner indexes and opt-outs. A stream the role may
+not list (403) counts as synced, is retried slowly, and says once what is not
+detected without it.
 
 Each stream lists once and watches from the list's resourceVersion. When the
 version has expired (410 Gone) it lists again and reconciles: objects that
@@ -29,18 +36,52 @@ from tenacity import Retrying, retry_if_exception, wait_exponential
 
 from core.config import Settings
 from core.models import ObjectRef
+from monitors.cronjobs import CronJobRuns, RunOutcome, cron_job_faults, latest_finished
 from monitors.detector import Clock, FaultDetector, utc_now
-from monitors.owners import OwnerIndex
-from monitors.patterns import deployment_faults, deployment_recheck_at, job_faults, pod_faults, pod_recheck_at
+from monitors.health import (
+    STABLE_WINDOW_SECONDS,
+    daemonset_healthy,
+    deployment_healthy,
+    statefulset_healthy,
+)
+from monitors.known_good import KnownGood, OnHealthy
+from monitors.onsets import Onsets
+from monitors.owners import OwnerIndex, workload_of_job
+from monitors.patterns import (
+    daemonset_faults,
+    daemonset_unavailable,
+    deployment_faults,
+    deployment_recheck_at,
+    failed_create_faults,
+    job_faults,
+    pod_faults,
+    pod_recheck_at,
+    statefulset_faults,
+    statefulset_unavailable,
+    workload_recheck_at,
+)
 from monitors.rechecks import Rechecks
+from monitors.revisions import Revision, RevisionIndex
 from monitors.scope import Scope, namespace_in_scope, opted_out, watched_namespaces
-from monitors.trim import DeploymentView, JobView, PodView, ReplicaSetView
+from monitors.trim import (
+    ControllerRevisionView,
+    CronJobView,
+    DaemonSetView,
+    DeploymentView,
+    JobView,
+    PodView,
+    ReplicaSetView,
+    StatefulSetView,
+)
 
 log = logging.getLogger(__name__)
 
 LIST_PAGE_SIZE = 500
 CONNECT_TIMEOUT_SECONDS = 5.0
 LIST_READ_TIMEOUT_SECONDS = 60.0
+OWNERS_SYNC_TIMEOUT_SECONDS = 30.0  # the pod stream's first list waits this long for the owner streams
+FORBIDDEN_RETRY_SECONDS = 300.0
+WORKLOAD_KINDS = ("Deployment", "StatefulSet", "DaemonSet", "CronJob", "Job")
 
 ApiObject = dict[str, Any]
 
@@ -53,6 +94,7 @@ class _Stream:
     list_fn: Callable[..., Any]
     namespace: str | None = None
     synced: threading.Event = field(default_factory=threading.Event)
+    forbidden: bool = False
 
     @property
     def args(self) -> dict[str, Any]:
@@ -79,12 +121,19 @@ class Watcher:
         tick_seconds: float = 0.2,
         watch_timeout_seconds: int = 300,
         max_backoff_seconds: float = 10.0,
+        on_healthy: OnHealthy | None = None,
+        stable_window_seconds: float = STABLE_WINDOW_SECONDS,
     ) -> None:
+        """`on_healthy`, when given, hears of each workload revision that turned healthy and stayed so."""
         self.settings = settings
         self.detector = detector
         self.owners = OwnerIndex()
         self.scope = Scope(settings)
         self.rechecks = Rechecks()
+        self.onsets = Onsets()
+        self.runs = CronJobRuns()
+        self.revisions = RevisionIndex()
+        self.known_good = KnownGood(on_healthy, stable_window_seconds) if on_healthy is not None else None
         self.reconnects = 0  # streams lost to an error (connection dropped, API server restarted, ...)
         self.relists = 0  # lists after a stream's first one, for any reason (410 Gone included)
         self._clock = clock
@@ -95,7 +144,11 @@ class Watcher:
         self._streams = self._plan(api_client)
         self._handlers: dict[str, Callable[[str, ApiObject, datetime], None]] = {
             "ReplicaSet": self._on_replica_set,
+            "ControllerRevision": self._on_controller_revision,
             "Deployment": self._on_deployment,
+            "StatefulSet": self._on_stateful_set,
+            "DaemonSet": self._on_daemon_set,
+            "CronJob": self._on_cron_job,
             "Job": self._on_job,
             "Pod": self._on_pod,
         }
@@ -106,12 +159,24 @@ class Watcher:
 
     def _plan(self, api: client.ApiClient) -> list[_Stream]:
         core, apps, batch = client.CoreV1Api(api), client.AppsV1Api(api), client.BatchV1Api(api)
-        kinds = (
+        kinds = [
             ("ReplicaSet", apps.list_replica_set_for_all_namespaces, apps.list_namespaced_replica_set),
             ("Deployment", apps.list_deployment_for_all_namespaces, apps.list_namespaced_deployment),
+            ("StatefulSet", apps.list_stateful_set_for_all_namespaces, apps.list_namespaced_stateful_set),
+            ("DaemonSet", apps.list_daemon_set_for_all_namespaces, apps.list_namespaced_daemon_set),
+            ("CronJob", batch.list_cron_job_for_all_namespaces, batch.list_namespaced_cron_job),
             ("Job", batch.list_job_for_all_namespaces, batch.list_namespaced_job),
             ("Pod", core.list_pod_for_all_namespaces, core.list_namespaced_pod),
-        )
+        ]
+        if self.known_good is not None:  # only known-good revisions need them
+            kinds.insert(
+                1,
+                (
+                    "ControllerRevision",
+                    apps.list_controller_revision_for_all_namespaces,
+                    apps.list_namespaced_controller_revision,
+                ),
+            )
         namespaces = watched_namespaces(self.settings)
         if namespaces is None:
             return [_Stream(kind, every) for kind, every, _ in kinds]
@@ -167,7 +232,25 @@ class Watcher:
             return
         if stream.synced.is_set():
             self._count("relists")
-        version = self._list(stream)
+        elif stream.kind == "Pod":
+            self._wait_for_owner_streams()
+        try:
+            version = self._list(stream)
+        except ApiException as error:
+            if error.status != 403:
+                raise
+            if not stream.forbidden:
+                log.warning(
+                    "%s: forbidden (%s); %s faults are not detected until the role allows list and watch",
+                    stream,
+                    error.reason,
+                    stream.kind,
+                )
+            stream.forbidden = True
+            stream.synced.set()
+            self._sleep(FORBIDDEN_RETRY_SECONDS)
+            return
+        stream.forbidden = False
         stream.synced.set()
         streaming_since = time.monotonic()
         try:
@@ -183,12 +266,22 @@ class Watcher:
                 raise  # failing fast: back off before listing again
             log.info("%s lost after a healthy run (%s); listing again", stream, error)
 
+    def _wait_for_owner_streams(self) -> None:
+        deadline = time.monotonic() + OWNERS_SYNC_TIMEOUT_SECONDS
+        for other in self._streams:
+            while other.kind != "Pod" and not other.synced.wait(0.2):
+                if self._stop.is_set() or time.monotonic() > deadline:
+                    return
+
     def _list(self, stream: _Stream) -> str:
         items: list[ApiObject] = []
         token: str | None = None
         while True:
             response = stream.list_fn(
-                **stream.args, limit=LIST_PAGE_SIZE, _continue=token, _preload_content=False,
+                **stream.args,
+                limit=LIST_PAGE_SIZE,
+                _continue=token,
+                _preload_content=False,
                 _request_timeout=(CONNECT_TIMEOUT_SECONDS, LIST_READ_TIMEOUT_SECONDS),
             )
             page = json.loads(response.data)
@@ -206,7 +299,10 @@ class Watcher:
         try:
             while not self._stop.is_set():
                 for event in watcher.stream(  # type: ignore[no-untyped-call]
-                    stream.list_fn, **stream.args, resource_version=version, allow_watch_bookmarks=True,
+                    stream.list_fn,
+                    **stream.args,
+                    resource_version=version,
+                    allow_watch_bookmarks=True,
                     timeout_seconds=self._watch_timeout,
                     _request_timeout=(CONNECT_TIMEOUT_SECONDS, self._watch_timeout + 30.0),
                 ):
@@ -220,21 +316,37 @@ class Watcher:
     def _reconcile(self, stream: _Stream, items: list[ApiObject], now: datetime) -> None:
         """Make state match a fresh list: forget what is gone, then take every object as new."""
         in_scope = [o for o in items if namespace_in_scope(o["metadata"].get("namespace", ""), self.settings)]
-        if stream.kind == "ReplicaSet":
-            self.owners.replace(stream.namespace, (ReplicaSetView.from_api(o) for o in in_scope))
+        kind, namespace = stream.kind, stream.namespace
+        present = {_ref(kind, o) for o in in_scope}
+
+        def kept(ref: ObjectRef) -> bool:
+            return ref.kind != kind or ref in present or namespace not in (None, ref.namespace)
+
+        if kind == "ReplicaSet":
+            replica_sets = [ReplicaSetView.from_api(o) for o in in_scope]
+            self.owners.replace(namespace, replica_sets)
+            self.revisions.replace(kind, namespace, replica_sets)
+        elif kind == "ControllerRevision":
+            self.revisions.replace(kind, namespace, (ControllerRevisionView.from_api(o) for o in in_scope))
             return
-        present = {_ref(stream.kind, o) for o in in_scope}
-        for gone in self.detector.subjects(stream.kind, stream.namespace) - present:
+        elif kind == "Job":
+            self.owners.replace(namespace, (JobView.from_api(o) for o in in_scope), kind="Job")
+            self.runs.replace_active(namespace, {(ref.namespace, ref.name) for ref in present})
+        elif kind == "CronJob":
+            self.runs.forget_where(present, namespace)
+        for gone in self.detector.subjects(kind, namespace) - present:
             self.detector.forget(gone, now)
-        self.rechecks.cancel_where(
-            lambda s: s.kind != stream.kind or s in present or stream.namespace not in (None, s.namespace)
-        )
-        if stream.kind in ("Deployment", "Job"):  # before any pod is judged against it
-            opted = [_ref(stream.kind, o) for o in in_scope if opted_out(o["metadata"].get("annotations") or {},
-                                                                         self.settings)]
-            self.scope.replace_workloads(stream.kind, stream.namespace, opted)
+        self.rechecks.cancel_where(kept)
+        self.onsets.retain(kept)
+        if self.known_good is not None:
+            self.known_good.retain(kept)
+        if kind in WORKLOAD_KINDS:  # before any pod is judged against it
+            opted = [
+                _ref(kind, o) for o in in_scope if opted_out(o["metadata"].get("annotations") or {}, self.settings)
+            ]
+            self.scope.replace_workloads(kind, namespace, opted)
         for obj in in_scope:
-            self._dispatch(stream.kind, "ADDED", obj, now)
+            self._dispatch(kind, "ADDED", obj, now)
 
     # ---- events ----------------------------------------------------------------------------------
     def _dispatch(self, kind: str, event_type: str, obj: ApiObject, now: datetime) -> None:
@@ -247,11 +359,26 @@ class Watcher:
             log.warning("skipping %s %s/%s: %s", kind, meta.get("namespace"), meta.get("name"), error)
 
     def _on_replica_set(self, event_type: str, obj: ApiObject, now: datetime) -> None:
-        replica_set = ReplicaSetView.from_api(obj)
+        replica_set = ReplicaSetView.from_api(obj, self._keep)
+        ref = ObjectRef(kind="ReplicaSet", namespace=replica_set.namespace, name=replica_set.name)
         if event_type == "DELETED":
             self.owners.forget(replica_set.namespace, replica_set.name)
+            self.revisions.forget(replica_set)
+            self.detector.forget(ref, now)
+            return
+        self.owners.observe(replica_set)
+        self.revisions.observe(replica_set)
+        deployment = replica_set.deployment
+        workload = ref if deployment is None else ObjectRef(kind="Deployment", namespace=ref.namespace, name=deployment)
+        covered = self.scope.covers(workload, replica_set.annotations)
+        self.detector.observe(ref, failed_create_faults(replica_set, ref, workload, now) if covered else [], now)
+
+    def _on_controller_revision(self, event_type: str, obj: ApiObject, now: datetime) -> None:
+        revision = ControllerRevisionView.from_api(obj)
+        if event_type == "DELETED":
+            self.revisions.forget(revision)
         else:
-            self.owners.observe(replica_set)
+            self.revisions.observe(revision)
 
     def _on_pod(self, event_type: str, obj: ApiObject, now: datetime) -> None:
         pod = PodView.from_api(obj, self._keep)
@@ -273,31 +400,113 @@ class Watcher:
     def _on_deployment(self, event_type: str, obj: ApiObject, now: datetime) -> None:
         deployment = DeploymentView.from_api(obj, self._keep)
         ref = ObjectRef(kind="Deployment", namespace=deployment.namespace, name=deployment.name)
-        if self._workload_gone_or_out(event_type, ref, deployment.annotations, now):
-            return
-        check = partial(self._evaluate_deployment, deployment)
-        self.rechecks.set(ref, deployment_recheck_at(deployment, self.settings), check, now)
-        check(now)
+        if not self._workload_gone_or_out(event_type, ref, deployment.annotations, now):
+            self._evaluate_deployment(deployment, now)
 
     def _evaluate_deployment(self, deployment: DeploymentView, now: datetime) -> None:
         ref = ObjectRef(kind="Deployment", namespace=deployment.namespace, name=deployment.name)
+        current = None
+        if deployment_healthy(deployment) and deployment.revision and deployment.revision.isdigit():
+            current = self.revisions.by_number(ref, int(deployment.revision))
+        due = [deployment_recheck_at(deployment, self.settings), self._known_good(ref, current, now)]
+        self.rechecks.set(ref, _earliest(due), partial(self._evaluate_deployment, deployment), now)
         self.detector.observe(ref, deployment_faults(deployment, now, self.settings), now)
+
+    def _on_stateful_set(self, event_type: str, obj: ApiObject, now: datetime) -> None:
+        sts = StatefulSetView.from_api(obj, self._keep)
+        ref = ObjectRef(kind="StatefulSet", namespace=sts.namespace, name=sts.name)
+        if not self._workload_gone_or_out(event_type, ref, sts.annotations, now):
+            self._evaluate_stateful_set(sts, now)
+
+    def _evaluate_stateful_set(self, sts: StatefulSetView, now: datetime) -> None:
+        ref = ObjectRef(kind="StatefulSet", namespace=sts.namespace, name=sts.name)
+        since = self.onsets.track(ref, statefulset_unavailable(sts), now)
+        current = None
+        if statefulset_healthy(sts):
+            named = ObjectRef(kind="ControllerRevision", namespace=sts.namespace, name=sts.update_revision)
+            current = self.revisions.by_name(ref, sts.update_revision) or Revision(named, None, sts.update_revision)
+        due = [workload_recheck_at(since, self.settings), self._known_good(ref, current, now)]
+        self.rechecks.set(ref, _earliest(due), partial(self._evaluate_stateful_set, sts), now)
+        faults = statefulset_faults(sts, since, now, self.settings) + failed_create_faults(sts, ref, ref, now)
+        self.detector.observe(ref, faults, now)
+
+    def _on_daemon_set(self, event_type: str, obj: ApiObject, now: datetime) -> None:
+        ds = DaemonSetView.from_api(obj, self._keep)
+        ref = ObjectRef(kind="DaemonSet", namespace=ds.namespace, name=ds.name)
+        if not self._workload_gone_or_out(event_type, ref, ds.annotations, now):
+            self._evaluate_daemon_set(ds, now)
+
+    def _evaluate_daemon_set(self, ds: DaemonSetView, now: datetime) -> None:
+        ref = ObjectRef(kind="DaemonSet", namespace=ds.namespace, name=ds.name)
+        since = self.onsets.track(ref, daemonset_unavailable(ds), now)
+        current = self.revisions.newest(ref) if daemonset_healthy(ds) else None
+        due = [workload_recheck_at(since, self.settings), self._known_good(ref, current, now)]
+        self.rechecks.set(ref, _earliest(due), partial(self._evaluate_daemon_set, ds), now)
+        faults = daemonset_faults(ds, since, now, self.settings) + failed_create_faults(ds, ref, ref, now)
+        self.detector.observe(ref, faults, now)
+
+    def _on_cron_job(self, event_type: str, obj: ApiObject, now: datetime) -> None:
+        cron_job = CronJobView.from_api(obj, self._keep)
+        ref = ObjectRef(kind="CronJob", namespace=cron_job.namespace, name=cron_job.name)
+        if event_type == "DELETED":
+            self.runs.forget(ref)
+        if not self._workload_gone_or_out(event_type, ref, cron_job.annotations, now):
+            self._evaluate_cron_job(ref, now)
+
+    def _evaluate_cron_job(self, ref: ObjectRef, now: datetime) -> None:
+        """One fault for all the CronJob's runs; its newest finished run, if it succeeded, is a healthy template."""
+        runs = self.runs.runs(ref)
+        covered = self.scope.covers(ref, {})
+        latest = latest_finished(runs)
+        current = None
+        if covered and latest is not None and latest.outcome is RunOutcome.SUCCEEDED and latest.template_hash:
+            current = Revision(
+                ObjectRef(kind="Job", namespace=ref.namespace, name=latest.job), None, latest.template_hash
+            )
+        self.rechecks.set(ref, self._known_good(ref, current, now), partial(self._evaluate_cron_job, ref), now)
+        self.detector.observe(ref, cron_job_faults(ref, runs, now) if covered else [], now)
 
     def _on_job(self, event_type: str, obj: ApiObject, now: datetime) -> None:
         job = JobView.from_api(obj, self._keep)
         ref = ObjectRef(kind="Job", namespace=job.namespace, name=job.name)
+        workload = workload_of_job(job)
+        if workload.kind == "CronJob":  # a run: judged with the CronJob's other runs
+            if event_type == "DELETED":
+                self.owners.forget(job.namespace, job.name, kind="Job")
+                self.runs.job_deleted(workload, job.name)
+            else:
+                self.owners.observe(job)
+                self.runs.record(workload, job)
+            self._evaluate_cron_job(workload, now)
+            return
+        if event_type == "DELETED":
+            self.owners.forget(job.namespace, job.name, kind="Job")
+        else:
+            self.owners.observe(job)
         if not self._workload_gone_or_out(event_type, ref, job.annotations, now):
             self.detector.observe(ref, job_faults(job, now), now)
 
-    def _workload_gone_or_out(self, event_type: str, ref: ObjectRef, annotations: dict[str, str], now: datetime) -> bool:
+    def _known_good(self, workload: ObjectRef, current: Revision | None, now: datetime) -> datetime | None:
+        """Tell `known_good` what is healthy now; return when to look again for it."""
+        if self.known_good is None:
+            return None
+        return self.known_good.observe(workload, current, self.detector.last_fault_at(workload, now), now)
+
+    def _workload_gone_or_out(
+        self, event_type: str, ref: ObjectRef, annotations: dict[str, str], now: datetime
+    ) -> bool:
         """Deleted or opted out: drop its faults (its pods' too, for an opt-out) and stop here."""
         if event_type == "DELETED":
             self.scope.forget_workload(ref)
             self.rechecks.cancel(ref)
+            self.onsets.forget(ref)
+            if self.known_good is not None:
+                self.known_good.forget(ref)
             self.detector.forget(ref, now)
             return True
         if self.scope.note_workload(ref, annotations):
             self.rechecks.cancel(ref)
+            self.onsets.forget(ref)
             self.detector.forget_workload(ref, now)
             return True
         return False
@@ -318,6 +527,10 @@ class Watcher:
     def _count(self, counter: str) -> None:
         with self._lock:
             setattr(self, counter, getattr(self, counter) + 1)
+
+
+def _earliest(times: list[datetime | None]) -> datetime | None:
+    return min((t for t in times if t is not None), default=None)
 
 
 def _ref(kind: str, obj: ApiObject) -> ObjectRef:
