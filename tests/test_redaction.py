@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from core.models import Evidence, FaultKind, Incident, ObjectRef
-from core.redaction import REDACTED, Redactor, redact_env
+from core.redaction import ELLIPSIS, REDACTED, Redactor, clip_text, redact_env
 from core.report import ActionRecord, ActionStatus, IncidentReport, Outcome
 
 
@@ -103,6 +103,11 @@ def test_secret_shapes_are_redacted_without_knowing_the_value(text: str, expecte
         "GET https://api.example.com:8443/v1/items?page=2 returned 503",
         "missing Bearer token in request; PWD=/app",
         "0/3 nodes are available: 3 Insufficient cpu.",
+        "find / -name x -print",
+        "docker run -p8080:80 web",
+        "ssh://git@github.com/org/repo.git",
+        "tests pass with --verbose",
+        "the key is in the vault",
     ],
 )
 def test_ordinary_text_is_untouched(text: str) -> None:
@@ -207,3 +212,21 @@ def test_a_hostile_100kb_line_is_redacted_in_linear_time(unit: str) -> None:
     Redactor(["s3cr3t-value"]).redact_text(line)
 
     assert time.monotonic() - started < 2  # a quadratic rule takes minutes here
+
+
+def test_identifier_fields_and_flags_that_are_not_secret_stay_as_they_are() -> None:
+    redactor = Redactor(["s3cr3t-value"])
+
+    redacted = redactor.redact({"kind": "Pod", "name": "web", "automountServiceAccountToken": True,
+                                "message": "login s3cr3t-value failed for web"})  # fmt: skip
+
+    assert redacted == {"kind": "Pod", "name": "web", "automountServiceAccountToken": True,
+                        "message": f"login {REDACTED} failed for web"}  # fmt: skip
+
+
+def test_clip_text_marks_the_cut_and_starts_a_kept_end_on_a_whole_line() -> None:
+    text = "first line\nsecond line\nthird line"
+
+    assert clip_text(text, 100) == text
+    assert clip_text(text, 18, keep="end") == ELLIPSIS + "third line"
+    assert clip_text(text, 8, keep="start") == "first l" + ELLIPSIS
