@@ -89,6 +89,7 @@ class IncidentContext(BaseModel):
     events: list[str] = Field(default_factory=list)
     rollout_history: list[dict[str, Any]] = Field(default_factory=list)
     current_revision: int | None = None
+    rollback_target: dict[str, Any] | None = None  # get_rollout_history's choice: {revision, source, reason}
     config_refs: list[dict[str, Any]] = Field(default_factory=list)
     missing_config: list[str] = Field(default_factory=list)
     failed_jobs: list[dict[str, Any]] = Field(default_factory=list)  # a CronJob's last failed runs
@@ -235,7 +236,7 @@ def _history_arguments(read_tools: ReadToolsLike, namespace: str, kind: str, nam
     except (TypeError, ValueError):
         parameters = set()
     if "deployment" in parameters:
-        return {"namespace": namespace, "deployment": name}
+        return {"namespace": namespace, "deployment": name} | ({"kind": kind} if "kind" in parameters else {})
     return {"namespace": namespace, "kind": kind, "name": name}
 
 
@@ -299,6 +300,8 @@ def build_context(incident: Incident, read_tools: ReadToolsLike, history: list[s
                 revisions, truncated = revisions[-MAX_REVISIONS:], True
             context.rollout_history = revisions
             context.current_revision = rollout.get("current_revision", context.current_revision)
+            if isinstance(rollout.get("rollback_target"), dict):
+                context.rollback_target = rollout["rollback_target"]
             current: dict[str, Any] = next((r for r in rollout.get("revisions") or [] if r.get("current")), {})
             if workload.kind == "Deployment" and current.get("replicaset"):
                 # A ReplicaSet that cannot create pods (quota, LimitRange, admission) says so in its own events.

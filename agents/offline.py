@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import math
 import re
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
@@ -165,6 +166,7 @@ class Facts:
     pod: dict[str, Any] | None = None  # describe of the focus pod
     logs: list[str] = field(default_factory=list)
     jobs: list[dict[str, Any]] = field(default_factory=list)  # describe of a CronJob's last Jobs
+    rollback_target: dict[str, Any] | None = None  # get_rollout_history's {revision, source, reason}
 
 
 def _statuses(facts: Facts) -> list[dict[str, Any]]:
@@ -249,10 +251,12 @@ def _mark_text(revision: dict[str, Any]) -> str:
 
 
 def verdict(revision: dict[str, Any]) -> str | None:
-    """`good`, `bad` or None (not known), from the marks get_rollout_history puts on a revision."""
+    """`good`, `bad` or None (not known), from the marks get_rollout_history puts on a revision
+    (`known_good: recorded|inferred`, `known_bad: true`, or a word such as "known-good")."""
     if revision.get("known_bad") is True:
         return "bad"
-    if revision.get("known_good") is True:
+    known_good = revision.get("known_good")
+    if known_good is True or (isinstance(known_good, str) and known_good.strip()):
         return "good"
     text = _mark_text(revision)
     if any(text.startswith(word) for word in _BAD_WORDS):
@@ -264,7 +268,7 @@ def verdict(revision: dict[str, Any]) -> str | None:
 
 def how_known(revision: dict[str, Any]) -> str | None:
     """`recorded` (AMOS saw it healthy) or `inferred` (from ReplicaSet/ControllerRevision status)."""
-    for key in ("source", "known_good_source", "how", "evidence", "known_by"):
+    for key in ("known_good", "source", "known_good_source", "how"):
         value = revision.get(key)
         if isinstance(value, str) and value.strip().lower() in {"recorded", "inferred"}:
             return value.strip().lower()
@@ -273,7 +277,8 @@ def how_known(revision: dict[str, Any]) -> str | None:
 
 
 def _history_is_marked(revisions: list[dict[str, Any]]) -> bool:
-    return any(verdict(r) is not None for r in revisions)
+    """Whether the history says what is known-good at all (then an unmarked revision is not a target)."""
+    return any("known_good" in r or "known_bad" in r or verdict(r) is not None for r in revisions)
 
 
 def _containers_of(revision: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -393,31 +398,45 @@ class History:
     target: dict[str, Any] | None  # the newest known-good earlier revision with another template
     marked: bool  # whether get_rollout_history said which revisions are known-good
     skipped_bad: list[int] = field(default_factory=list)  # known-bad revisions passed over
+    reason: str | None = None  # the tool's words on the target (or on why there is none)
 
     def describe_target(self) -> str:
         if self.target is None:
             return ""
-        how = how_known(self.target)
+        how = how_known(self.target) or str(self.target.get("note") or "").split(":", 1)[0].strip() or None
+        if how not in {"recorded", "inferred"}:
+            how = None
         if not self.marked:
             return f"revision {self.target['revision']} (the newest earlier revision with another pod template)"
         return f"revision {self.target['revision']} (known-good{', ' + how if how else ''})"
 
 
+def _number(revision: dict[str, Any]) -> float:
+    number = revision.get("revision")
+    return float(number) if isinstance(number, int) else math.inf  # a CronJob's unrecorded current template
+
+
 def read_history(facts: Facts, failing_images: set[str] | None = None) -> History:
-    revisions = sorted((r for r in facts.revisions if isinstance(r.get("revision"), int)), key=lambda r: r["revision"])
+    entries = [r for r in facts.revisions if isinstance(r.get("revision"), int) or r.get("current") is True]
+    revisions = sorted(entries, key=_number)
     current = next((r for r in revisions if r.get("current") is True), None)
     if current is None and facts.current_revision is not None:
-        current = next((r for r in revisions if r["revision"] == facts.current_revision), None)
-    marked = _history_is_marked(revisions)
+        current = next((r for r in revisions if r.get("revision") == facts.current_revision), None)
+    marked = _history_is_marked(revisions) or facts.rollback_target is not None
+    reason = str((facts.rollback_target or {}).get("reason") or "") or None
     if current is None:
-        return History(current=None, target=None, marked=marked)
-    earlier = [r for r in revisions if r["revision"] < current["revision"] and _signature(r) != _signature(current)]
-    skipped = [r["revision"] for r in earlier if verdict(r) == "bad"]
-    if marked:
+        return History(current=None, target=None, marked=marked, reason=reason)
+    earlier = [r for r in revisions if _number(r) < _number(current) and _signature(r) != _signature(current)]
+    skipped = [int(r["revision"]) for r in earlier if verdict(r) == "bad"]
+    chosen = (facts.rollback_target or {}).get("revision")
+    if isinstance(chosen, int):  # the tool's choice (it compares template digests, not what AMOS is shown)
+        candidates = [r for r in revisions if r.get("revision") == chosen and r is not current and verdict(r) != "bad"]
+    elif marked:
         candidates = [r for r in earlier if verdict(r) == "good"]
     else:  # a history without marks: the newest earlier template that does not run the failing image
         candidates = [r for r in earlier if not (_images(r) & (failing_images or set()))]
-    return History(current=current, target=candidates[-1] if candidates else None, marked=marked, skipped_bad=skipped)
+    target = candidates[-1] if candidates else None
+    return History(current=current, target=target, marked=marked, skipped_bad=skipped, reason=reason)
 
 
 def _started_with_current(facts: Facts, history: History) -> bool:
@@ -729,7 +748,10 @@ def _restore_known_good(
         evidence=(
             evidence
             + [f"revision {current['revision']} is current; it brought: {what}"]
-            + [f"{history.describe_target()} is the rollback target"]
+            + [
+                f"{history.describe_target()} is the rollback target"
+                + (f": {history.reason}" if history.reason else "")
+            ]
             + skipped
             + ([f"missing: {item}" for item in missing] or ([f"cluster: {symptom}"] if symptom else []))
             + ([f"log tail: {log_tail}"] if log_tail else [])
@@ -748,7 +770,8 @@ def _no_known_good(history: History) -> str:
         return "there is no rollout history to return to"
     if history.marked:
         bad = f" (known-bad: {', '.join(str(n) for n in history.skipped_bad)})" if history.skipped_bad else ""
-        return f"no earlier revision is known-good{bad}, and AMOS never rolls back to one it has not seen healthy"
+        said = f" ({history.reason})" if history.reason and history.target is None else ""
+        return f"no earlier revision is known-good{bad}{said}, and AMOS never rolls back to one it has not seen healthy"
     return "there is no earlier revision with another pod template to return to"
 
 
@@ -996,6 +1019,8 @@ def history_call(tools: dict[str, Any], namespace: str, kind: str, name: str) ->
         return _call("get_rollout_history", namespace=namespace, kind=kind, name=name)
     if "workload_kind" in parameters and "workload_name" in parameters:
         return _call("get_rollout_history", namespace=namespace, workload_kind=kind, workload_name=name)
+    if "deployment" in parameters and "kind" in parameters:
+        return _call("get_rollout_history", namespace=namespace, deployment=name, kind=kind)
     if kind == "Deployment":
         return _call("get_rollout_history", namespace=namespace, deployment=name)
     return None
@@ -1052,6 +1077,7 @@ def diagnosis_turn(llm_request: LlmRequest, *, max_memory_factor: float) -> list
     history = _data(_last(found, "get_rollout_history")) or {}
     facts.revisions = list(history.get("revisions") or [])
     facts.current_revision = history.get("current_revision")
+    facts.rollback_target = history.get("rollback_target") if isinstance(history.get("rollback_target"), dict) else None
     facts.config = _data(_last(found, "get_config_refs"))
 
     focus = name if kind == "Pod" else _focus_pod(facts.pods, incident)

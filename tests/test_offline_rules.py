@@ -49,12 +49,11 @@ def rev(number: int, *containers: dict[str, Any], mark: str | None = None, curre
 
 
 def facts(*revisions: dict[str, Any], **more: Any) -> Facts:
-    current = next(r["revision"] for r in revisions if r["current"])
-    template = next(r for r in revisions if r["current"])["containers"]
+    current = next((r for r in revisions if r["current"]), {})
     return Facts(
-        workload={"kind": "Deployment", "name": "orders", "template": {"containers": template}},
+        workload={"kind": "Deployment", "name": "orders", "template": {"containers": current.get("containers", [])}},
         revisions=list(revisions),
-        current_revision=current,
+        current_revision=current.get("revision"),
         **more,
     )
 
@@ -121,6 +120,16 @@ def test_back_to_back_bad_rollouts_restore_the_first_revision_not_the_crashing_o
     diagnosis = run(FaultKind.IMAGE_PULL, found)
     assert diagnosis.proposed_actions == rollback_to(1)
     assert any("known-bad revisions passed over: 2" in item for item in diagnosis.evidence)
+
+
+def test_a_history_that_marks_nothing_good_has_no_target() -> None:
+    unmarked = {"known_good": None, "known_bad": False}
+    found = facts(rev(1) | unmarked, rev(2, app("shop/orders:2-missing"), current=True) | unmarked)
+    found.pod = pulling("shop/orders:2-missing")
+    diagnosis = run(FaultKind.IMAGE_PULL, found)
+    assert diagnosis.escalate and "no earlier revision is known-good" in (diagnosis.escalation_reason or "")
+    inferred = facts(rev(1) | {"known_good": "inferred"}, rev(2, app("shop/orders:2-missing"), current=True))
+    assert run(FaultKind.IMAGE_PULL, inferred).proposed_actions == rollback_to(1)
 
 
 def test_a_known_bad_revision_is_never_the_target_and_without_a_known_good_one_amos_escalates_saying_so() -> None:
@@ -286,6 +295,47 @@ def test_every_kind_with_history_is_rolled_back_by_its_own_kind(kind: str) -> No
     assert f"then roll {kind}/orders forward" in diagnosis.human_steps[0]
 
 
+def test_the_tools_rollback_target_is_taken_and_its_reason_reported() -> None:
+    found = facts(
+        rev(1, app("shop/orders:0.9"), mark="known-good"),
+        rev(2, app("shop/orders:1.0"), mark="known-good"),
+        rev(3, app("shop/orders:1.1-missing"), current=True),
+        pod=pulling("shop/orders:1.1-missing"),
+        rollback_target={"revision": 1, "source": "recorded", "reason": "revision 1 was seen healthy (recorded)"},
+    )
+    diagnosis = run(FaultKind.IMAGE_PULL, found)
+    assert diagnosis.proposed_actions == rollback_to(1)
+    assert any("revision 1 was seen healthy (recorded)" in item for item in diagnosis.evidence)
+    none = facts(
+        rev(1, app("shop/orders:0.9")),
+        rev(2, app("shop/orders:1.1-missing"), current=True),
+        rollback_target={
+            "revision": None,
+            "reason": "no known-good revision to roll back to: every earlier one failed",
+        },
+    )
+    refused = run(FaultKind.IMAGE_PULL, none)
+    assert refused.escalate and "every earlier one failed" in (refused.escalation_reason or "")
+
+
+def test_a_cronjob_whose_current_template_was_never_seen_succeeding_returns_to_the_last_good_one() -> None:
+    cron = ObjectRef(kind="CronJob", namespace="shop", name="report")
+    current = {
+        "revision": None,
+        "name": "current job template",
+        "current": True,
+        "known_good": None,
+        "containers": [app(env_names=["LAB_EXIT_CODE"])],
+    }
+    found = facts(rev(1, mark="known-good (recorded)"), rev(2, app("shop/orders:1.1"), mark="known-good"))
+    found.revisions.append(current)
+    found.current_revision = None
+    found.workload = {"kind": "CronJob", "name": "report"}
+    diagnosis = run(FaultKind.JOB_FAILED, found, cron)
+    assert diagnosis.proposed_actions == rollback_to(2, cron)
+    assert "env LAB_EXIT_CODE added to container orders" in diagnosis.root_cause
+
+
 def test_a_failing_cronjob_without_a_good_template_escalates_counting_its_runs() -> None:
     cron = ObjectRef(kind="CronJob", namespace="shop", name="report")
     jobs = [{"name": f"report-{n}", "conditions": [{"type": "Failed", "status": "True"}]} for n in range(3)]
@@ -315,6 +365,8 @@ def test_revision_marks_are_read_whatever_their_spelling() -> None:
     assert verdict({"known": "known-good (recorded)"}) == "good"
     assert verdict({"health": "known-bad"}) == "bad"
     assert verdict({"known_good": True}) == "good"
+    assert verdict({"known_good": "inferred", "known_bad": False}) == "good"
+    assert verdict({"known_good": None, "known_bad": False}) is None
     assert verdict({"state": "current"}) is None
 
 
@@ -346,6 +398,12 @@ def test_the_history_call_follows_the_tools_signature() -> None:
     new = history_call({"get_rollout_history": Tool(by_kind)}, "shop", "StatefulSet", "db")
     assert new is not None and new.function_call is not None
     assert new.function_call.args == {"namespace": "shop", "kind": "StatefulSet", "name": "db"}
+
+    def by_deployment_and_kind(namespace: str, deployment: str, kind: str = "Deployment") -> None: ...
+
+    both = history_call({"get_rollout_history": Tool(by_deployment_and_kind)}, "shop", "DaemonSet", "agent")
+    assert both is not None and both.function_call is not None
+    assert both.function_call.args == {"namespace": "shop", "deployment": "agent", "kind": "DaemonSet"}
     old = {"get_rollout_history": Tool(by_deployment)}
     assert history_call(old, "shop", "StatefulSet", "db") is None
     legacy = history_call(old, "shop", "Deployment", "web")
