@@ -383,9 +383,9 @@ def cross_check(settings: Settings, sources: Mapping[str, str] | None = None) ->
         errors.append(f"{name('smtp_username')} is set but {name('smtp_password')} is not")
     if settings.smtp_password is not None and not settings.smtp_username:
         warnings.append(f"{name('smtp_password')} is set but {name('smtp_username')} is not: it is not used")
-    if settings.smtp_host and settings.smtp_port == 465 and settings.smtp_security is not SmtpSecurity.TLS:
+    if settings.smtp_host and settings.smtp_port == 465 and settings.smtp_security != SmtpSecurity.TLS:
         warnings.append(f"{name('smtp_port')} 465 is implicit TLS: set {name('smtp_security')} to tls")
-    if settings.smtp_username and settings.smtp_security is SmtpSecurity.NONE and settings.smtp_host not in _LOOPBACK:
+    if settings.smtp_username and settings.smtp_security == SmtpSecurity.NONE and settings.smtp_host not in _LOOPBACK:
         warnings.append(f"{name('smtp_security')} is none: the SMTP password would cross the network unencrypted")
     provider = settings.model_provider
     if provider is ModelProvider.GEMINI and settings.google_api_key is None and not settings.use_vertexai:

@@ -237,7 +237,8 @@ PERMISSIONS: tuple[Permission, ...] = (
 
 def _namespaces(where: Where, settings: Settings) -> list[str]:
     if where is Where.WATCHED:
-        return watched_namespaces(settings) or [""]  # "" asks for every namespace
+        watched = watched_namespaces(settings)
+        return [""] if watched is None else watched  # "" asks for every namespace
     if where is Where.OWN:
         return [settings.own_namespace] if settings.leader_election else []
     if where is Where.STATE:
@@ -389,13 +390,13 @@ def check_smtp(settings: Settings, *, send_test_mail: bool = False) -> list[Find
 def _smtp_handshake(settings: Settings, password: str) -> None:
     host, port, timeout = settings.smtp_host or "", settings.smtp_port, settings.smtp_timeout_seconds
     smtp: smtplib.SMTP
-    if settings.smtp_security is SmtpSecurity.TLS:
+    if settings.smtp_security == SmtpSecurity.TLS:
         smtp = smtplib.SMTP_SSL(host, port, timeout=timeout, context=ssl.create_default_context())
     else:
         smtp = smtplib.SMTP(host, port, timeout=timeout)
     try:
         smtp.ehlo()
-        if settings.smtp_security is SmtpSecurity.STARTTLS:
+        if settings.smtp_security == SmtpSecurity.STARTTLS:
             smtp.starttls(context=ssl.create_default_context())  # SMTPNotSupportedError when not offered
             smtp.ehlo()
         if settings.smtp_username:

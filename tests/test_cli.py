@@ -26,8 +26,15 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 def _amos(*args: str, env: dict[str, str] | None = None, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "main.py", *args], cwd=REPO, capture_output=True, text=True,
-                          timeout=timeout, env={"PATH": "/usr/bin:/bin", "HOME": str(Path.home()), **(env or {})})
+    return subprocess.run(
+        [sys.executable, "main.py", *args],
+        check=False,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={"PATH": "/usr/bin:/bin", "HOME": str(Path.home()), **(env or {})},
+    )
 
 
 def _one_clean_line(stderr: str) -> str:
@@ -39,11 +46,18 @@ def _one_clean_line(stderr: str) -> str:
 
 def _kubeconfig(tmp_path: Path, server: str) -> Path:
     path = tmp_path / "kubeconfig"
-    path.write_text(json.dumps({
-        "apiVersion": "v1", "kind": "Config", "current-context": "c",
-        "clusters": [{"name": "c", "cluster": {"server": server, "insecure-skip-tls-verify": True}}],
-        "users": [{"name": "u", "user": {"token": "t"}}],
-        "contexts": [{"name": "c", "context": {"cluster": "c", "user": "u"}}]}))
+    path.write_text(
+        json.dumps(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "current-context": "c",
+                "clusters": [{"name": "c", "cluster": {"server": server, "insecure-skip-tls-verify": True}}],
+                "users": [{"name": "u", "user": {"token": "t"}}],
+                "contexts": [{"name": "c", "context": {"cluster": "c", "user": "u"}}],
+            }
+        )
+    )
     return path
 
 
@@ -160,14 +174,19 @@ def test_kubectl_type_names_are_understood() -> None:
 
 
 @pytest.mark.lab
-def test_diagnose_tells_not_found_from_healthy_from_faulty(lab: LabCluster, api_client: client.ApiClient,
-                                                         namespace: str) -> None:
+def test_diagnose_tells_not_found_from_healthy_from_faulty(
+    lab: LabCluster, api_client: client.ApiClient, namespace: str
+) -> None:
     env = {"KUBECONFIG": str(lab.kubeconfig)}
     create(api_client, namespace, deployment("web"))
     create(api_client, namespace, deployment("api", image="shop/api:1.0-missing"))
     wait_for(lambda: rollout_complete(api_client, namespace, "web"), what="web rolled out")
-    wait_for(lambda: any(waiting_reasons(p) & {"ErrImagePull", "ImagePullBackOff"}
-                         for p in pods_of(api_client, namespace, "app=api")), what="api failing")
+    wait_for(
+        lambda: any(
+            waiting_reasons(p) & {"ErrImagePull", "ImagePullBackOff"} for p in pods_of(api_client, namespace, "app=api")
+        ),
+        what="api failing",
+    )
 
     typo = _amos("diagnose", "deploy/wbe", "-n", namespace, env=env)
     assert typo.returncode == ExitCode.USAGE

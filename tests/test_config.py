@@ -93,8 +93,10 @@ def test_unknown_variables_and_file_keys_are_warned_about_with_a_suggestion(
     ("env", "expected"),
     [
         ({"AMOS_SMTP_HOST": "mail"}, "AMOS_SMTP_HOST is set but AMOS_ENGINEER_EMAIL is not"),
-        ({"AMOS_SMTP_HOST": "mail", "AMOS_ENGINEER_EMAIL": "a@b", "AMOS_SMTP_USERNAME": "u"},
-         "AMOS_SMTP_USERNAME is set but AMOS_SMTP_PASSWORD is not"),
+        (
+            {"AMOS_SMTP_HOST": "mail", "AMOS_ENGINEER_EMAIL": "a@b", "AMOS_SMTP_USERNAME": "u"},
+            "AMOS_SMTP_USERNAME is set but AMOS_SMTP_PASSWORD is not",
+        ),
         ({"AMOS_MODEL_PROVIDER": "gemini"}, "AMOS_MODEL_PROVIDER is gemini but neither GOOGLE_API_KEY"),
         ({"AMOS_MODEL_PROVIDER": "openai"}, "AMOS_MODEL_PROVIDER is openai but neither AMOS_OPENAI_BASE_URL"),
         ({"GOOGLE_GENAI_USE_VERTEXAI": "true"}, "GOOGLE_GENAI_USE_VERTEXAI needs GOOGLE_CLOUD_PROJECT"),
