@@ -2,13 +2,16 @@
 
 Instructions are InstructionProviders (callables), which also means ADK does not
 substitute `{name}` in them: log lines full of braces stay as they are. Text from the
-cluster is wrapped in <untrusted> blocks; the `untrusted` filter keeps it from closing
-the block or forging the machine-readable markers.
+cluster or a model is wrapped in <untrusted> blocks, and every such field, in a block or
+not, passes the `untrusted` filter, which keeps it from closing the block or forging the
+machine-readable markers.
 """
 
 from __future__ import annotations
 
 import json
+import re
+import unicodedata
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -20,23 +23,63 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
 from agents.context import IncidentContext
 from agents.guardrails import ACTION_WRITE_TOOLS, action_to_call, approved_actions, session_diagnosis
+from core.actions import Category
 from core.config import Settings
 
 PROMPTS_DIR = Path(__file__).resolve().parent.parent / "prompts"
 CONTEXT_KEY = "incident_context"  # session state: IncidentContext as JSON
-CATEGORIES = ("bad_image", "bad_command", "bad_env", "oom", "missing_config", "job_failure", "unschedulable", "unknown")
+CATEGORIES = tuple(category.value for category in Category)
 INCIDENT_BEGIN, INCIDENT_END = "BEGIN_AMOS_INCIDENT", "END_AMOS_INCIDENT"
 ACTIONS_BEGIN, ACTIONS_END = "BEGIN_AMOS_ACTIONS", "END_AMOS_ACTIONS"
-_MARKERS = (INCIDENT_BEGIN, INCIDENT_END, ACTIONS_BEGIN, ACTIONS_END)
 
 
-def untrusted(value: Any) -> str:
-    """Neutralise what could end an <untrusted> block or forge a marker line."""
-    text = str(value)
-    text = text.replace("</untrusted", "</ untrusted").replace("<untrusted", "< untrusted")
-    for marker in _MARKERS:
-        text = text.replace(marker, marker.replace("_AMOS_", "_amos_"))
-    return text
+# Characters a reader does not see but a parser or a model may: format characters (zero-width
+# space and joiners, bidi controls, tags), variation selectors, fillers that render as blanks.
+_INVISIBLE_EXTRA = frozenset("\u034f\u115f\u1160\u17b4\u17b5\u180b\u180c\u180d\u180e\u3164\uffa0")
+_LINE_SEPARATORS = frozenset("\u2028\u2029\x85\x0b\x0c")
+_TAG_OPENERS = re.compile("[<\uff1c\ufe64\u2329\u3008\u27e8]")  # `<` and the brackets that look like it
+_MARKER = re.compile(
+    "|".join(re.escape(marker) for marker in (INCIDENT_BEGIN, INCIDENT_END, ACTIONS_BEGIN, ACTIONS_END)), re.IGNORECASE
+)
+_MARKER_WORD = re.compile("_amos_", re.IGNORECASE)
+
+
+def _visible(char: str) -> str:
+    if char in "\n\t":
+        return char
+    if char in _LINE_SEPARATORS:
+        return "\n"
+    category = unicodedata.category(char)
+    if category in {"Cc", "Cf", "Cs", "Co", "Cn"} or char in _INVISIBLE_EXTRA:
+        return ""
+    if category == "Mn" and ("\ufe00" <= char <= "\ufe0f" or "\U000e0100" <= char <= "\U000e01ef"):
+        return ""  # variation selectors
+    return char
+
+
+def untrusted(value: Any, inline: bool = False) -> str:
+    """Neutralise what could end an <untrusted> block or forge a marker line, however it is spelled.
+
+    Invisible characters are dropped first (so `</untr\u200busted>` is seen as what it is),
+    every `<` is written `&lt;` (no case or spelling of a closing tag survives), and the
+    machine-readable markers lose their exact spelling in any case. `inline` also folds lines,
+    for a field printed outside a block.
+    """
+    text = "".join(_visible(char) for char in str(value))
+    text = _TAG_OPENERS.sub("&lt;", text)
+    text = _MARKER.sub(lambda match: _MARKER_WORD.sub("_amos_", match[0]), text)
+    return " ".join(text.split()) if inline else text
+
+
+def block_json(value: Any) -> str:
+    """JSON for a machine-readable block: the same data, but no `<`, marker or invisible character in its text.
+
+    The block sits outside any <untrusted> fence, so the strings in it (from the cluster or a
+    model) are written with JSON escapes a parser decodes back to the same value.
+    """
+    text = json.dumps(value, sort_keys=True)  # ensure_ascii: every non-ASCII character is a \u escape
+    text = text.replace("<", "\\u003c")
+    return _MARKER_WORD.sub(lambda match: "\\u005f" + match[0][1:-1] + "\\u005f", text)
 
 
 def _to_yaml(value: Any) -> str:
@@ -91,7 +134,7 @@ def render_diagnosis(context: IncidentContext | None, settings: Settings) -> str
     return render(
         "diagnosis.j2",
         context=context,
-        incident_json=context.incident.model_dump_json() if context else "",
+        incident_json=block_json(context.incident.model_dump(mode="json")) if context else "",
         max_memory_factor=f"{settings.max_memory_factor:g}",
         max_memory_factor_text=f"a factor of {factor:g}",
         max_replicas=settings.max_replicas,
@@ -113,7 +156,7 @@ def render_remediation(state: Any) -> str:
         "remediation.j2",
         diagnosis=diagnosis,
         actions=actions,
-        actions_json="\n".join(json.dumps(call, sort_keys=True) for call in calls),
+        actions_json="\n".join(block_json(call) for call in calls),
         tool_names=ACTION_WRITE_TOOLS,
     )
 
