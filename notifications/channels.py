@@ -1,16 +1,19 @@
 """Which channels exist and which reports each one gets: configuration, per-channel outcome filters,
 routing by namespace, and the e-mail channel (the Mailer behind the `Channel` contract).
 
-Configuration is read from the environment (`AMOS_` prefix, the same names `core.config.Settings`
-uses) until Settings carries these fields; complex values are JSON, as for Settings.
+Configuration comes from `Settings` where it has the field (`ChannelSettings.from_settings`) and from the
+environment otherwise, under the same `AMOS_` names and formats (outcome lists comma-separated or JSON;
+`AMOS_NOTIFY_ROUTES` is a JSON map of namespace to channel names).
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Collection, Mapping, Sequence
+from typing import Annotated, Any
 
-from pydantic import Field, SecretStr, ValidationError
-from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
+from pydantic import BeforeValidator, Field, SecretStr, ValidationError
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict, SettingsError
 
 from core.config import ConfigError, Settings
 from core.report import IncidentReport, Outcome
@@ -21,8 +24,34 @@ from notifications.slack import SlackChannel
 from notifications.webhook import WebhookChannel
 
 
+def _outcome_list(value: Any) -> Any:
+    """`escalated,approval_needed` or a JSON list, as `Settings` reads lists; empty means every outcome."""
+    if isinstance(value, str):
+        text = value.strip()
+        if text.startswith("["):
+            try:
+                value = json.loads(text)
+            except ValueError:
+                return value  # reported by the list validation with the raw text
+        else:
+            value = [item.strip() for item in text.split(",") if item.strip()]
+    return value or None
+
+
+Outcomes = Annotated[list[Outcome] | None, NoDecode, BeforeValidator(_outcome_list)]
+SETTINGS_FIELDS = (
+    "cluster_name",
+    "slack_webhook_url",
+    "webhook_url",
+    "webhook_secret",
+    "email_outcomes",
+    "slack_outcomes",
+    "webhook_outcomes",
+)
+
+
 class ChannelSettings(BaseSettings):
-    """Chat and webhook channels, filters and routes; e-mail itself stays configured by `Settings`."""
+    """Chat and webhook channels, filters and routes; the SMTP server itself is configured by `Settings`."""
 
     model_config = SettingsConfigDict(env_prefix="AMOS_", extra="ignore")
 
@@ -30,25 +59,31 @@ class ChannelSettings(BaseSettings):
     slack_webhook_url: SecretStr | None = None
     webhook_url: str | None = Field(default=None, pattern=r"^https?://")
     webhook_secret: SecretStr | None = None
-    email_outcomes: list[Outcome] | None = Field(default=None, description="outcomes mailed; unset means all")
-    slack_outcomes: list[Outcome] | None = None
-    webhook_outcomes: list[Outcome] | None = None
+    email_outcomes: Outcomes = Field(default=None, description="outcomes mailed; unset or empty means all")
+    slack_outcomes: Outcomes = None
+    webhook_outcomes: Outcomes = None
     notify_routes: dict[str, list[ChannelName]] = Field(
         default_factory=dict, description="namespace -> the only channels its reports go to; others get all"
     )
     notify_timeout_seconds: float = Field(default=10.0, gt=0, le=300)
 
     @classmethod
-    def from_env(cls) -> ChannelSettings:
-        """Read the environment; a wrong value is one `ConfigError` line naming the variable."""
+    def from_env(cls, **values: Any) -> ChannelSettings:
+        """Read the environment (`values` win); a wrong value is one `ConfigError` line naming the variable."""
         try:
-            return cls()
+            return cls(**values)
         except ValidationError as error:
             first = error.errors()[0]
             field = str(first["loc"][0]) if first["loc"] else "channels"
             raise ConfigError(f"invalid setting 'AMOS_{field.upper()}': {first['msg']}") from None
-        except SettingsError as error:  # a value that is not the JSON a list or map needs
+        except SettingsError as error:  # a value that is not the JSON a map needs
             raise ConfigError(f"invalid notification setting: {error}") from None
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> ChannelSettings:
+        """`Settings` values (config file or environment) where `Settings` has the field, the environment otherwise."""
+        values = {name: getattr(settings, name) for name in SETTINGS_FIELDS if getattr(settings, name, None)}
+        return cls.from_env(**values)
 
     def outcomes(self, channel: ChannelName) -> list[Outcome] | None:
         return {

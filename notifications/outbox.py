@@ -24,9 +24,10 @@ from datetime import UTC, datetime, timedelta
 from kubernetes import client
 from pydantic import BaseModel, ConfigDict, Field
 
+from core.config import Settings
 from core.redaction import Redactor
 from core.report import IncidentReport
-from notifications.channels import ChannelSet
+from notifications.channels import ChannelSet, ChannelSettings
 from notifications.delivery import ChannelName, Delivery, DeliveryStatus
 from notifications.outbox_records import (
     ChannelDelivery,
@@ -78,6 +79,12 @@ class OutboxPolicy(BaseModel):
     enqueue_timeout_seconds: float = Field(
         default=30.0, gt=0, description="API errors on enqueue are retried this long"
     )
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> OutboxPolicy:
+        """The production policy; `outbox_retry_hours` sets the deadline where `Settings` has it."""
+        hours = getattr(settings, "outbox_retry_hours", None)
+        return cls(deadline_seconds=float(hours) * 3600) if hours else cls()
 
     def backoff(self, attempts: int) -> float:
         return float(min(self.max_backoff_seconds, self.initial_backoff_seconds * 2 ** max(0, attempts - 1)))
@@ -135,6 +142,28 @@ class Outbox:
         self._lock = threading.Lock()
         self._threads: list[threading.Thread] = []
         self._namespace_ready = False
+
+    @classmethod
+    def from_settings(
+        cls,
+        api_client: client.ApiClient,
+        settings: Settings,
+        *,
+        is_leader: Callable[[], bool] = lambda: True,
+        identity: str = "",
+        redactor: Redactor | None = None,
+    ) -> Outbox:
+        """The service's outbox: channels, filters and routes from the settings, entries in the state namespace."""
+        channels = ChannelSet.from_settings(settings, ChannelSettings.from_settings(settings))
+        return cls(
+            api_client,
+            channels,
+            namespace=settings.store_namespace,
+            is_leader=is_leader,
+            identity=identity,
+            policy=OutboxPolicy.from_settings(settings),
+            redactor=redactor,
+        )
 
     # --- the caller's side ------------------------------------------------------------------------------------
 
