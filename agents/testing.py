@@ -6,6 +6,8 @@
 - `FakeGeminiServer`: a local HTTP server speaking `POST /v1beta/models/{model}:generateContent`
   (JSON, camelCase, function calls), scripted the same way, so the real google-genai
   client and ADK's `Gemini` model run unchanged against it.
+- `FakeOpenAIServer`: the same for `POST /v1/chat/completions` (tool calls), so the real
+  `openai` client and AMOS's OpenAI-compatible adapter run unchanged against it.
 
 Which agent is asking is read from the tools it offers, as the offline model does:
 `set_model_response` -> diagnosis, a write tool -> remediation, `diagnosis` -> coordinator.
@@ -142,21 +144,19 @@ def declared_tools(body: dict[str, Any]) -> list[str]:
     return names
 
 
-class FakeGeminiServer:
-    """`POST /v1beta/models/{model}:generateContent` on 127.0.0.1, answering from per-agent scripts.
+class _ScriptedServer:
+    """A local HTTP server answering POSTs from per-agent scripts; subclasses speak one API."""
 
-    Every request body is kept in `requests` as (agent, body); a request it has no step for
-    gets HTTP 500 with a message, which the client reports as a model error.
-    """
+    thread_name = "fake-model"
 
-    def __init__(self, scripts: dict[str, Sequence[GeminiStep]]) -> None:
+    def __init__(self, scripts: dict[str, Sequence[Any]]) -> None:
         self.scripts = {agent: list(steps) for agent, steps in scripts.items()}
         self.positions: dict[str, int] = {}
         self.requests: list[tuple[str, dict[str, Any]]] = []
         self.headers: list[dict[str, str]] = []
         self._lock = threading.Lock()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self._thread = threading.Thread(target=self._server.serve_forever, name="fake-gemini", daemon=True)
+        self._thread = threading.Thread(target=self._server.serve_forever, name=self.thread_name, daemon=True)
 
     @property
     def base_url(self) -> str:
@@ -172,29 +172,21 @@ class FakeGeminiServer:
         self._server.server_close()
         self._thread.join(timeout=5)
 
-    def answer(self, path: str, body: dict[str, Any], headers: dict[str, str]) -> tuple[int, dict[str, Any]]:
-        if not path.endswith(":generateContent"):
-            return 404, {"error": {"code": 404, "message": f"not found: {path}", "status": "NOT_FOUND"}}
-        model = path.rsplit("/", 1)[-1].removesuffix(":generateContent")
-        agent = agent_of(declared_tools(body))
+    def next_step(self, agent: str, body: dict[str, Any], headers: dict[str, str]) -> tuple[bool, Any]:
+        """(found, step) for `agent`, the body kept; a callable step is called with the body."""
         with self._lock:
             self.requests.append((agent, body))
             self.headers.append(headers)
             steps = self.scripts.get(agent) or []
             position = self.positions.get(agent, 0)
             if position >= len(steps):
-                message = f"fake Gemini: no scripted step {position + 1} for agent {agent}"
-                return 500, {"error": {"code": 500, "message": message, "status": "INTERNAL"}}
+                return False, f"no scripted step {position + 1} for agent {agent}"
             self.positions[agent] = position + 1
             step = steps[position]
-        if callable(step):
-            step = step(body)
-        parts = [gemini_text(step)] if isinstance(step, str) else [step] if isinstance(step, dict) else list(step)
-        return 200, {
-            "candidates": [{"content": {"role": "model", "parts": parts}, "finishReason": "STOP", "index": 0}],
-            "usageMetadata": {"promptTokenCount": 200, "candidatesTokenCount": 30, "totalTokenCount": 230},
-            "modelVersion": model,
-        }
+        return True, step(body) if callable(step) else step
+
+    def answer(self, path: str, body: dict[str, Any], headers: dict[str, str]) -> tuple[int, dict[str, Any]]:
+        raise NotImplementedError
 
     def _handler(self) -> type[BaseHTTPRequestHandler]:
         server = self
@@ -218,6 +210,88 @@ class FakeGeminiServer:
                 return
 
         return Handler
+
+
+class FakeGeminiServer(_ScriptedServer):
+    """`POST /v1beta/models/{model}:generateContent` on 127.0.0.1, answering from per-agent scripts.
+
+    Every request body is kept in `requests` as (agent, body); a request it has no step for
+    gets HTTP 500 with a message, which the client reports as a model error.
+    """
+
+    thread_name = "fake-gemini"
+
+    def answer(self, path: str, body: dict[str, Any], headers: dict[str, str]) -> tuple[int, dict[str, Any]]:
+        if not path.endswith(":generateContent"):
+            return 404, {"error": {"code": 404, "message": f"not found: {path}", "status": "NOT_FOUND"}}
+        model = path.rsplit("/", 1)[-1].removesuffix(":generateContent")
+        found, step = self.next_step(agent_of(declared_tools(body)), body, headers)
+        if not found:
+            return 500, {"error": {"code": 500, "message": f"fake Gemini: {step}", "status": "INTERNAL"}}
+        parts = [gemini_text(step)] if isinstance(step, str) else [step] if isinstance(step, dict) else list(step)
+        return 200, {
+            "candidates": [{"content": {"role": "model", "parts": parts}, "finishReason": "STOP", "index": 0}],
+            "usageMetadata": {"promptTokenCount": 200, "candidatesTokenCount": 30, "totalTokenCount": 230},
+            "modelVersion": model,
+        }
+
+
+# --- a fake OpenAI-compatible endpoint (Ollama, vLLM, ...) ----------------------------------------
+
+
+def openai_call(tool: str, /, **args: Any) -> dict[str, Any]:
+    return {"name": tool, "arguments": args}
+
+
+def openai_declared_tools(body: dict[str, Any]) -> list[str]:
+    return [str((tool.get("function") or {}).get("name", "")) for tool in body.get("tools") or []]
+
+
+def openai_tool_results(body: dict[str, Any]) -> list[str]:
+    """The content of every tool message in a Chat Completions request (JSON text of the tool result)."""
+    return [
+        str(message.get("content") or "") for message in body.get("messages") or [] if message.get("role") == "tool"
+    ]
+
+
+class FakeOpenAIServer(_ScriptedServer):
+    """`POST /v1/chat/completions` on 127.0.0.1, answering from per-agent scripts.
+
+    A step is a text, an `openai_call(...)`, a list of calls, or a callable of the request body.
+    `base_url` ends in `/v1`, as AMOS's `openai_base_url` does for Ollama.
+    """
+
+    thread_name = "fake-openai"
+
+    @property
+    def base_url(self) -> str:
+        return super().base_url + "/v1"
+
+    def answer(self, path: str, body: dict[str, Any], headers: dict[str, str]) -> tuple[int, dict[str, Any]]:
+        if not path.endswith("/chat/completions"):
+            return 404, {"error": {"message": f"not found: {path}", "type": "not_found"}}
+        found, step = self.next_step(agent_of(openai_declared_tools(body)), body, headers)
+        if not found:
+            return 500, {"error": {"message": f"fake OpenAI: {step}", "type": "server_error"}}
+        calls = [step] if isinstance(step, dict) else [] if isinstance(step, str) else list(step)
+        message: dict[str, Any] = {"role": "assistant", "content": step if isinstance(step, str) else None}
+        if calls:
+            message["tool_calls"] = [
+                {
+                    "id": f"call_{n}",
+                    "type": "function",
+                    "function": {"name": call["name"], "arguments": json.dumps(call["arguments"])},
+                }
+                for n, call in enumerate(calls, start=len(self.requests) * 100)
+            ]
+        return 200, {
+            "id": f"chatcmpl-{len(self.requests)}",
+            "object": "chat.completion",
+            "created": 0,
+            "model": str(body.get("model", "")),
+            "choices": [{"index": 0, "message": message, "finish_reason": "tool_calls" if calls else "stop"}],
+            "usage": {"prompt_tokens": 200, "completion_tokens": 30, "total_tokens": 230},
+        }
 
 
 def function_responses(body: dict[str, Any]) -> list[tuple[str, Any]]:
