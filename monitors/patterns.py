@@ -23,7 +23,16 @@ from datetime import datetime, timedelta
 
 from core.config import Settings
 from core.models import Evidence, Fault, FaultKind, ObjectRef
-from monitors.trim import ContainerView, DaemonSetView, DeploymentView, JobView, ObjectView, PodView, StatefulSetView
+from monitors.trim import (
+    ContainerView,
+    DaemonSetView,
+    DeploymentView,
+    EventView,
+    JobView,
+    ObjectView,
+    PodView,
+    StatefulSetView,
+)
 
 IMAGE_PULL_REASONS = frozenset({"ErrImagePull", "ImagePullBackOff", "InvalidImageName", "ErrImageNeverPull"})
 CREATE_REASONS = frozenset({"CreateContainerConfigError", "CreateContainerError"})
@@ -103,6 +112,32 @@ def failed_create_faults(view: ObjectView, subject: ObjectRef, workload: ObjectR
         return []
     evidence = Evidence(reason=failure.reason or "FailedCreate", message=failure.message, since=failure.last_transition)
     return [Fault(kind=FaultKind.FAILED_CREATE, workload=workload, subject=subject, evidence=evidence, observed_at=now)]
+
+
+def failed_create_event_faults(
+    event: EventView | None, missing_pods: bool, subject: ObjectRef, workload: ObjectRef, now: datetime
+) -> list[Fault]:
+    """A StatefulSet, DaemonSet or Job short of pods, with a FailedCreate Event saying why: its message verbatim."""
+    if event is None or not missing_pods:
+        return []
+    evidence = Evidence(reason=event.reason, message=event.message, since=event.last_seen)
+    return [Fault(kind=FaultKind.FAILED_CREATE, workload=workload, subject=subject, evidence=evidence, observed_at=now)]
+
+
+def statefulset_missing_pods(sts: StatefulSetView) -> bool:
+    return sts.created_replicas < sts.replicas
+
+
+def daemonset_missing_pods(ds: DaemonSetView) -> bool:
+    return ds.scheduled < ds.desired
+
+
+def job_missing_pods(job: JobView) -> bool:
+    """A running Job with fewer active pods than it wants (parallelism, capped by the completions left)."""
+    if job.succeeded or job.has_failed:
+        return False
+    wanted = job.parallelism if job.completions is None else min(job.parallelism, job.completions - job.succeeded_pods)
+    return job.active < wanted
 
 
 def statefulset_unavailable(sts: StatefulSetView) -> bool:

@@ -164,6 +164,10 @@ class DeploymentView(ObjectView):
 class JobView(ObjectView):
     created: datetime | None = None
     failed: int = 0
+    active: int = 0
+    succeeded_pods: int = 0
+    parallelism: int = 1
+    completions: int | None = None
     template_hash: str = ""  # of its pod template, comparable with its CronJob's jobTemplate (see `templates`)
 
     @property
@@ -188,6 +192,10 @@ class JobView(ObjectView):
             **_object_fields(meta, status, keep_annotations, _JOB_CONDITIONS),
             created=meta.get("creationTimestamp"),
             failed=status.get("failed") or 0,
+            active=status.get("active") or 0,
+            succeeded_pods=status.get("succeeded") or 0,
+            parallelism=1 if spec.get("parallelism") is None else spec["parallelism"],
+            completions=spec.get("completions"),
             template_hash=hash_pod_template(spec.get("template") or {}),
         )
 
@@ -196,6 +204,7 @@ class StatefulSetView(ObjectView):
     generation: int = 0
     observed_generation: int = 0
     replicas: int = 1
+    created_replicas: int = 0  # status.replicas: pods the controller has created
     ready_replicas: int = 0
     available_replicas: int = 0
     updated_replicas: int = 0
@@ -210,10 +219,11 @@ class StatefulSetView(ObjectView):
         strategy = spec.get("updateStrategy") or {}
         replicas = spec.get("replicas")
         return cls(
-            **_object_fields(meta, status, keep_annotations, _CREATE_CONDITIONS),
+            **_object_fields(meta, status, keep_annotations, frozenset()),
             generation=meta.get("generation") or 0,
             observed_generation=status.get("observedGeneration") or 0,
             replicas=1 if replicas is None else replicas,
+            created_replicas=status.get("replicas") or 0,
             ready_replicas=status.get("readyReplicas") or 0,
             available_replicas=status.get("availableReplicas") or 0,
             updated_replicas=status.get("updatedReplicas") or 0,
@@ -228,6 +238,7 @@ class DaemonSetView(ObjectView):
     generation: int = 0
     observed_generation: int = 0
     desired: int = 0  # desiredNumberScheduled
+    scheduled: int = 0  # currentNumberScheduled: nodes running a pod of it
     ready: int = 0
     available: int = 0
     unavailable: int = 0
@@ -238,15 +249,42 @@ class DaemonSetView(ObjectView):
     def from_api(cls, obj: ApiObject, keep_annotations: Collection[str] = ()) -> DaemonSetView:
         meta, spec, status = _parts(obj)
         return cls(
-            **_object_fields(meta, status, keep_annotations, _CREATE_CONDITIONS),
+            **_object_fields(meta, status, keep_annotations, frozenset()),
             generation=meta.get("generation") or 0,
             observed_generation=status.get("observedGeneration") or 0,
             desired=status.get("desiredNumberScheduled") or 0,
+            scheduled=status.get("currentNumberScheduled") or 0,
             ready=status.get("numberReady") or 0,
             available=status.get("numberAvailable") or 0,
             unavailable=status.get("numberUnavailable") or 0,
             updated=status.get("updatedNumberScheduled") or 0,
             on_delete=(spec.get("updateStrategy") or {}).get("type") == "OnDelete",
+        )
+
+
+class EventView(View):
+    """A controller's Event about a workload (the watch asks only for reason FailedCreate)."""
+
+    namespace: str
+    name: str
+    reason: str
+    message: str = ""
+    kind: str  # of the object it is about
+    object_name: str
+    last_seen: datetime | None = None
+
+    @classmethod
+    def from_api(cls, obj: ApiObject) -> EventView:
+        meta, involved = obj.get("metadata") or {}, obj.get("involvedObject") or {}
+        series = obj.get("series") or {}
+        return cls(
+            namespace=meta.get("namespace") or "",
+            name=meta["name"],
+            reason=obj.get("reason") or "",
+            message=obj.get("message") or "",
+            kind=involved.get("kind") or "",
+            object_name=involved.get("name") or "",
+            last_seen=series.get("lastObservedTime") or obj.get("lastTimestamp") or obj.get("eventTime"),
         )
 
 

@@ -1,7 +1,9 @@
 """The watch loop: list, then watch, every workload kind and its pods, and feed the detector.
 
 Streams: ReplicaSets, Deployments, StatefulSets, DaemonSets, CronJobs, Jobs and
-Pods, plus ControllerRevisions when someone listens for known-good revisions.
+Pods, FailedCreate Events (the only place a StatefulSet, DaemonSet or Job says it
+cannot create pods), plus ControllerRevisions when someone listens for known-good
+revisions.
 The pod stream lists only after the others (or after a timeout), so its first
 pods are judged against filled owner indexes and opt-outs. A stream the role may
 not list (403) counts as synced, is retried slowly, and says once what is not
@@ -38,6 +40,7 @@ from core.config import Settings
 from core.models import ObjectRef
 from monitors.cronjobs import CronJobRuns, RunOutcome, cron_job_faults, latest_finished
 from monitors.detector import Clock, FaultDetector, utc_now
+from monitors.failed_creates import EVENT_REASON, FailedCreates
 from monitors.health import (
     STABLE_WINDOW_SECONDS,
     daemonset_healthy,
@@ -49,14 +52,18 @@ from monitors.onsets import Onsets
 from monitors.owners import OwnerIndex, workload_of_job
 from monitors.patterns import (
     daemonset_faults,
+    daemonset_missing_pods,
     daemonset_unavailable,
     deployment_faults,
     deployment_recheck_at,
+    failed_create_event_faults,
     failed_create_faults,
     job_faults,
+    job_missing_pods,
     pod_faults,
     pod_recheck_at,
     statefulset_faults,
+    statefulset_missing_pods,
     statefulset_unavailable,
     workload_recheck_at,
 )
@@ -68,6 +75,7 @@ from monitors.trim import (
     CronJobView,
     DaemonSetView,
     DeploymentView,
+    EventView,
     JobView,
     PodView,
     ReplicaSetView,
@@ -82,6 +90,7 @@ LIST_READ_TIMEOUT_SECONDS = 60.0
 OWNERS_SYNC_TIMEOUT_SECONDS = 30.0  # the pod stream's first list waits this long for the owner streams
 FORBIDDEN_RETRY_SECONDS = 300.0
 WORKLOAD_KINDS = ("Deployment", "StatefulSet", "DaemonSet", "CronJob", "Job")
+_SELECTORS = {"Event": f"reason={EVENT_REASON}"}
 
 ApiObject = dict[str, Any]
 
@@ -93,12 +102,14 @@ class _Stream:
     kind: str
     list_fn: Callable[..., Any]
     namespace: str | None = None
+    field_selector: str | None = None
     synced: threading.Event = field(default_factory=threading.Event)
     forbidden: bool = False
 
     @property
     def args(self) -> dict[str, Any]:
-        return {} if self.namespace is None else {"namespace": self.namespace}
+        args: dict[str, Any] = {} if self.namespace is None else {"namespace": self.namespace}
+        return args if self.field_selector is None else args | {"field_selector": self.field_selector}
 
     def __str__(self) -> str:
         return f"{self.kind} watch ({self.namespace or 'all namespaces'})"
@@ -133,6 +144,7 @@ class Watcher:
         self.onsets = Onsets()
         self.runs = CronJobRuns()
         self.revisions = RevisionIndex()
+        self.failed_creates = FailedCreates()
         self.known_good = KnownGood(on_healthy, stable_window_seconds) if on_healthy is not None else None
         self.reconnects = 0  # streams lost to an error (connection dropped, API server restarted, ...)
         self.relists = 0  # lists after a stream's first one, for any reason (410 Gone included)
@@ -151,6 +163,7 @@ class Watcher:
             "CronJob": self._on_cron_job,
             "Job": self._on_job,
             "Pod": self._on_pod,
+            "Event": self._on_event,
         }
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -167,6 +180,7 @@ class Watcher:
             ("CronJob", batch.list_cron_job_for_all_namespaces, batch.list_namespaced_cron_job),
             ("Job", batch.list_job_for_all_namespaces, batch.list_namespaced_job),
             ("Pod", core.list_pod_for_all_namespaces, core.list_namespaced_pod),
+            ("Event", core.list_event_for_all_namespaces, core.list_namespaced_event),
         ]
         if self.known_good is not None:  # only known-good revisions need them
             kinds.insert(
@@ -179,8 +193,8 @@ class Watcher:
             )
         namespaces = watched_namespaces(self.settings)
         if namespaces is None:
-            return [_Stream(kind, every) for kind, every, _ in kinds]
-        return [_Stream(kind, one, ns) for kind, _, one in kinds for ns in namespaces]
+            return [_Stream(kind, every, None, _SELECTORS.get(kind)) for kind, every, _ in kinds]
+        return [_Stream(kind, one, ns, _SELECTORS.get(kind)) for kind, _, one in kinds for ns in namespaces]
 
     # ---- lifecycle -----------------------------------------------------------------------------
     def start(self) -> None:
@@ -201,6 +215,11 @@ class Watcher:
         deadline = time.monotonic() + timeout
         for thread in self._threads:
             thread.join(max(0.0, deadline - time.monotonic()))
+
+    @property
+    def forbidden_kinds(self) -> list[str]:
+        """Kinds the role may not list or watch right now (their faults go undetected)."""
+        return sorted({s.kind for s in self._streams if s.forbidden})
 
     def wait_synced(self, timeout: float) -> bool:
         """Whether every stream has listed once within `timeout` seconds."""
@@ -329,6 +348,10 @@ class Watcher:
         elif kind == "ControllerRevision":
             self.revisions.replace(kind, namespace, (ControllerRevisionView.from_api(o) for o in in_scope))
             return
+        elif kind == "Event":
+            for view in self.failed_creates.replace_events(namespace, (EventView.from_api(o) for o in in_scope)):
+                self._evaluate_short(view, now)
+            return
         elif kind == "Job":
             self.owners.replace(namespace, (JobView.from_api(o) for o in in_scope), kind="Job")
             self.runs.replace_active(namespace, {(ref.namespace, ref.name) for ref in present})
@@ -338,6 +361,7 @@ class Watcher:
             self.detector.forget(gone, now)
         self.rechecks.cancel_where(kept)
         self.onsets.retain(kept)
+        self.failed_creates.retain(kept)
         if self.known_good is not None:
             self.known_good.retain(kept)
         if kind in WORKLOAD_KINDS:  # before any pod is judged against it
@@ -427,7 +451,9 @@ class Watcher:
             current = self.revisions.by_name(ref, sts.update_revision) or Revision(named, None, sts.update_revision)
         due = [workload_recheck_at(since, self.settings), self._known_good(ref, current, now)]
         self.rechecks.set(ref, _earliest(due), partial(self._evaluate_stateful_set, sts), now)
-        faults = statefulset_faults(sts, since, now, self.settings) + failed_create_faults(sts, ref, ref, now)
+        event = self.failed_creates.note(ref, sts, statefulset_missing_pods(sts))
+        faults = statefulset_faults(sts, since, now, self.settings)
+        faults += failed_create_event_faults(event, statefulset_missing_pods(sts), ref, ref, now)
         self.detector.observe(ref, faults, now)
 
     def _on_daemon_set(self, event_type: str, obj: ApiObject, now: datetime) -> None:
@@ -442,7 +468,9 @@ class Watcher:
         current = self.revisions.newest(ref) if daemonset_healthy(ds) else None
         due = [workload_recheck_at(since, self.settings), self._known_good(ref, current, now)]
         self.rechecks.set(ref, _earliest(due), partial(self._evaluate_daemon_set, ds), now)
-        faults = daemonset_faults(ds, since, now, self.settings) + failed_create_faults(ds, ref, ref, now)
+        event = self.failed_creates.note(ref, ds, daemonset_missing_pods(ds))
+        faults = daemonset_faults(ds, since, now, self.settings)
+        faults += failed_create_event_faults(event, daemonset_missing_pods(ds), ref, ref, now)
         self.detector.observe(ref, faults, now)
 
     def _on_cron_job(self, event_type: str, obj: ApiObject, now: datetime) -> None:
@@ -470,21 +498,44 @@ class Watcher:
         job = JobView.from_api(obj, self._keep)
         ref = ObjectRef(kind="Job", namespace=job.namespace, name=job.name)
         workload = workload_of_job(job)
-        if workload.kind == "CronJob":  # a run: judged with the CronJob's other runs
-            if event_type == "DELETED":
-                self.owners.forget(job.namespace, job.name, kind="Job")
-                self.runs.job_deleted(workload, job.name)
-            else:
-                self.owners.observe(job)
-                self.runs.record(workload, job)
-            self._evaluate_cron_job(workload, now)
-            return
         if event_type == "DELETED":
             self.owners.forget(job.namespace, job.name, kind="Job")
+            self.failed_creates.forget(ref)
         else:
             self.owners.observe(job)
-        if not self._workload_gone_or_out(event_type, ref, job.annotations, now):
-            self.detector.observe(ref, job_faults(job, now), now)
+        if workload.kind == "CronJob":  # a run: judged with the CronJob's other runs
+            if event_type == "DELETED":
+                self.runs.job_deleted(workload, job.name)
+                self.detector.forget(ref, now)
+            else:
+                self.runs.record(workload, job)
+                self._evaluate_job(job, now)
+            self._evaluate_cron_job(workload, now)
+        elif not self._workload_gone_or_out(event_type, ref, job.annotations, now):
+            self._evaluate_job(job, now)
+
+    def _evaluate_job(self, job: JobView, now: datetime) -> None:
+        ref, workload = ObjectRef(kind="Job", namespace=job.namespace, name=job.name), workload_of_job(job)
+        missing = job_missing_pods(job)
+        faults = failed_create_event_faults(self.failed_creates.note(ref, job, missing), missing, ref, workload, now)
+        if workload.kind == "Job":  # a CronJob's failed runs are judged on the CronJob
+            faults += job_faults(job, now)
+        self.detector.observe(ref, faults if self.scope.covers(workload, job.annotations) else [], now)
+
+    def _on_event(self, event_type: str, obj: ApiObject, now: datetime) -> None:
+        """A FailedCreate Event: judge its workload again if that one is short of pods (else its status will)."""
+        if event_type != "DELETED":  # Events expire; the workload's own status says when it recovered
+            view = self.failed_creates.record(EventView.from_api(obj))
+            if view is not None:
+                self._evaluate_short(view, now)
+
+    def _evaluate_short(self, view: StatefulSetView | DaemonSetView | JobView, now: datetime) -> None:
+        if isinstance(view, StatefulSetView):
+            self._evaluate_stateful_set(view, now)
+        elif isinstance(view, DaemonSetView):
+            self._evaluate_daemon_set(view, now)
+        else:
+            self._evaluate_job(view, now)
 
     def _known_good(self, workload: ObjectRef, current: Revision | None, now: datetime) -> datetime | None:
         """Tell `known_good` what is healthy now; return when to look again for it."""
@@ -500,6 +551,7 @@ class Watcher:
             self.scope.forget_workload(ref)
             self.rechecks.cancel(ref)
             self.onsets.forget(ref)
+            self.failed_creates.forget(ref)
             if self.known_good is not None:
                 self.known_good.forget(ref)
             self.detector.forget(ref, now)

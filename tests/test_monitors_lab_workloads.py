@@ -401,3 +401,50 @@ def test_failing_readiness_probe_is_a_not_ready_incident(
         pytest.skip(LAB_KUBELET_WORK.format(what="run readiness probes (the container on an undeclared port is Ready)"))
     incident = monitor.sink.wait_for(FaultKind.NOT_READY, ObjectRef(kind="Deployment", namespace=namespace, name="web"))
     assert incident.evidence[0].container == "app" and incident.evidence[0].reason == "NotReady"
+
+
+def test_stateful_set_daemon_set_and_job_failed_create_come_from_events_and_resolve_with_the_quota(
+    api_client: client.ApiClient, namespace: str, monitor: Monitor
+) -> None:
+    core, apps, batch = client.CoreV1Api(api_client), client.AppsV1Api(api_client), client.BatchV1Api(api_client)
+    core.create_namespaced_resource_quota(namespace, {"metadata": {"name": "pods"}, "spec": {"hard": {"pods": "1"}}})
+    time.sleep(1)  # the quota controller computes the quota's status first; admission needs it
+    apps.create_namespaced_stateful_set(namespace, stateful_set("db", "lab/db:1.0"))
+    apps.create_namespaced_daemon_set(namespace, daemon_set("agent", "lab/agent:1.0"))
+    batch.create_namespaced_job(
+        namespace,
+        {
+            "metadata": {"name": "load"},
+            "spec": {
+                "parallelism": 2,
+                "template": {
+                    "spec": {
+                        "restartPolicy": "Never",
+                        "containers": [
+                            {
+                                "name": "load",
+                                "image": "lab/load:1.0",
+                                "env": [{"name": "LAB_RUN_SECONDS", "value": "600"}],
+                            }
+                        ],
+                    }
+                },
+            },
+        },
+    )
+    workloads = [
+        ObjectRef(kind=kind, namespace=namespace, name=name)
+        for kind, name in (("StatefulSet", "db"), ("DaemonSet", "agent"), ("Job", "load"))
+    ]
+
+    for workload in workloads:
+        incident = monitor.sink.wait_for(FaultKind.FAILED_CREATE, workload)
+        assert "exceeded quota: pods" in incident.evidence[0].message, incident.evidence
+        assert incident.affected == [workload]
+    core.delete_namespaced_resource_quota("pods", namespace)
+    for workload in workloads:
+        assert wait_until(
+            lambda w=workload: any(  # type: ignore[misc]
+                i.state is IncidentState.RESOLVED and i.kind is FaultKind.FAILED_CREATE for i in monitor.sink.about(w)
+            )
+        ), f"{workload}: {monitor.sink.summary()}"

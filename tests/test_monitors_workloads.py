@@ -12,17 +12,22 @@ import pytest
 
 from core.models import FaultKind, ObjectRef
 from monitors.cronjobs import CronJobRuns, cron_job_faults
+from monitors.failed_creates import FailedCreates
 from monitors.owners import OwnerIndex, workload_of_job
 from monitors.patterns import (
     daemonset_faults,
+    daemonset_missing_pods,
+    failed_create_event_faults,
     failed_create_faults,
+    job_missing_pods,
     pod_faults,
     pod_recheck_at,
     statefulset_faults,
+    statefulset_missing_pods,
     workload_recheck_at,
 )
 from monitors.templates import hash_pod_template
-from monitors.trim import DaemonSetView, JobView, PodView, ReplicaSetView, StatefulSetView
+from monitors.trim import DaemonSetView, EventView, JobView, PodView, ReplicaSetView, StatefulSetView
 from tests.test_monitors_detector import detector, later
 from tests.test_monitors_patterns import (
     IGNORE,
@@ -245,6 +250,69 @@ def test_replica_failure_is_failed_create_on_the_deployment_with_the_message_ver
     )
     assert (view.template_hash, view.revision) == ("6b7f9c5d4", "3")
     assert failed_create_faults(ReplicaSetView.from_api(replica_set(None)), subject, WORKLOAD, NOW) == []
+
+
+STS_QUOTA_MESSAGE = (
+    'create Pod db-1 in StatefulSet db failed error: pods "db-1" is forbidden: exceeded quota: pods, '
+    "requested: pods=1, used: pods=1, limited: pods=1"
+)
+
+
+def failed_create_event(
+    kind: str = "StatefulSet", name: str = "db", seconds_ago: float = 5, message: str = STS_QUOTA_MESSAGE
+) -> EventView:
+    return EventView.from_api(
+        {
+            "metadata": {"name": f"{name}.18a2b3c4d5e6f7a8", "namespace": "shop"},
+            "involvedObject": {"kind": kind, "name": name, "namespace": "shop", "apiVersion": "apps/v1"},
+            "reason": "FailedCreate",
+            "message": message,
+            "type": "Warning",
+            "count": 12,
+            "firstTimestamp": ts(60),
+            "lastTimestamp": ts(seconds_ago),
+        }
+    )
+
+
+def test_a_stateful_set_short_of_pods_with_a_failed_create_event_is_failed_create() -> None:
+    db = ObjectRef(kind="StatefulSet", namespace="shop", name="db")
+    short = stateful_set(ready=1, updated=3)
+    assert statefulset_missing_pods(short.model_copy(update={"created_replicas": 1}))
+    assert not statefulset_missing_pods(short.model_copy(update={"created_replicas": 3}))
+    event = failed_create_event()
+    (fault,) = failed_create_event_faults(event, True, db, db, NOW)
+    assert (fault.kind, fault.workload, fault.evidence.reason) == (FaultKind.FAILED_CREATE, db, "FailedCreate")
+    assert fault.evidence.message == STS_QUOTA_MESSAGE and fault.evidence.since == at(5)
+    assert failed_create_event_faults(event, False, db, db, NOW) == []  # every pod exists: an old Event
+    assert failed_create_event_faults(None, True, db, db, NOW) == []  # short of pods for another reason
+
+
+def test_daemon_set_and_job_short_of_pods() -> None:
+    assert daemonset_missing_pods(daemon_set().model_copy(update={"scheduled": 2}))
+    assert not daemonset_missing_pods(daemon_set().model_copy(update={"scheduled": 3}))
+    running_job = cron_run("nightly-1", 60, "active")
+    assert job_missing_pods(running_job)  # parallelism 1, no active pod
+    assert not job_missing_pods(running_job.model_copy(update={"active": 1}))
+    assert not job_missing_pods(cron_run("nightly-2", 60, "failed"))
+    assert not job_missing_pods(
+        running_job.model_copy(update={"parallelism": 3, "completions": 3, "succeeded_pods": 2, "active": 1})
+    )
+
+
+def test_failed_creates_index_keeps_the_newest_event_while_the_workload_is_short() -> None:
+    db = ObjectRef(kind="StatefulSet", namespace="shop", name="db")
+    index = FailedCreates()
+    view = stateful_set().model_copy(update={"created_replicas": 1})
+    assert index.record(failed_create_event(seconds_ago=30, message="older")) is None  # not known short yet
+    assert index.note(db, view, True) is not None
+    assert index.record(failed_create_event(seconds_ago=5)) == view  # short: judge it again
+    assert index.record(failed_create_event(seconds_ago=40, message="late and stale")) == view
+    latest = index.note(db, view, True)
+    assert latest is not None and latest.message == STS_QUOTA_MESSAGE
+    assert index.record(failed_create_event(kind="ReplicaSet", name="web-1")) is None  # a condition says it
+    assert index.note(db, view.model_copy(update={"created_replicas": 3}), False) is None
+    assert len(index) == 0
 
 
 # ---- StatefulSets and DaemonSets ---------------------------------------------------------------
