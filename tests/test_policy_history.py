@@ -170,8 +170,11 @@ def test_controller_revisions_hold_statefulset_and_daemonset_history(kind: str, 
     assert deployment.revisions() == {}
 
 
-def test_statefulset_update_revision_is_current_even_before_the_template_matches() -> None:
-    target = workload("StatefulSet", image="web:v9", updateRevision="web-2abc", currentRevision="web-1abc")
+def test_statefulset_update_revision_is_current_when_the_status_is_of_this_spec() -> None:
+    target = workload(
+        "StatefulSet", image="web:v9", updateRevision="web-2abc", currentRevision="web-1abc", observedGeneration=5
+    )
+    target["metadata"]["generation"] = 5
     history = WorkloadHistory(
         workload=target,
         controller_revisions=[
@@ -181,6 +184,9 @@ def test_statefulset_update_revision_is_current_even_before_the_template_matches
     )
     assert history.current_revisions() == {2}
     assert history.default_rollback_revision() == 1  # status.currentRevision (old pods) is a fine target
+    # a status still describing the previous spec names a revision that is no longer the current one
+    target["metadata"]["generation"] = 6
+    assert history.model_copy(update={"workload": target}).current_revisions() == set()
 
 
 def test_cronjob_history_is_the_job_templates_amos_saw_succeed() -> None:

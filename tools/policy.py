@@ -417,8 +417,9 @@ class WorkloadHistory(BaseModel):
         named = objects.revision(workload)
         if kind == "Deployment" and named is not None:
             current.add(named)
-        if kind == "StatefulSet":
-            update = (workload.get("status") or {}).get("updateRevision")
+        status = workload.get("status") or {}
+        if kind == "StatefulSet" and status.get("observedGeneration") == objects.meta(workload).get("generation"):
+            update = status.get("updateRevision")  # only when the status is of the current spec, not a lagging one
             current |= {n for n, cr in revisions.items() if update and objects.meta(cr).get("name") == update}
         if kind == "CronJob":
             own = _normalized_job((workload.get("spec") or {}).get("jobTemplate") or {})
