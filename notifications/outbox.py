@@ -141,7 +141,6 @@ class Outbox:
         self._stats = {name: ChannelStats() for name in channels.names}
         self._lock = threading.Lock()
         self._threads: list[threading.Thread] = []
-        self._namespace_ready = False
 
     @classmethod
     def from_settings(
@@ -181,7 +180,7 @@ class Outbox:
         if not targets:
             log.info("report %s goes to no channel (filters and routes)", key)
             return None
-        safe = _fit(self._redactor.redact(report))
+        safe = fit_for_storage(self._redactor.redact(report))
         entry = OutboxEntry(
             key=key,
             delivery_id=delivery_id(key),
@@ -198,11 +197,12 @@ class Outbox:
     def _store(self, entry: OutboxEntry) -> OutboxEntry:
         deadline = time.monotonic() + self.policy.enqueue_timeout_seconds
         pause = 0.2
+        namespace_missing, namespace_created = False, False
         while True:
             try:
-                if not self._namespace_ready:
+                if namespace_missing and not namespace_created:
                     self.records.ensure_namespace()
-                    self._namespace_ready = True
+                    namespace_created = True
                 created = self.records.create(entry)
                 if created is not None:
                     log.info("report %s stored in the outbox for %s", entry.key, ", ".join(entry.channels))
@@ -212,6 +212,9 @@ class Outbox:
                     log.info("report %s is already in the outbox; not stored again", entry.key)
                     return existing.entry
             except OutboxStoreError as error:
+                if error.status == 404 and not namespace_created:  # the state namespace does not exist yet
+                    namespace_missing = True
+                    continue
                 if not error.transient or time.monotonic() + pause > deadline:
                     raise OutboxError(f"the report {entry.key} could not be stored: {error}") from error
                 log.warning("storing report %s failed (%s); retrying", entry.key, error)
@@ -453,7 +456,7 @@ class Outbox:
         return len(old)
 
 
-def _fit(report: IncidentReport) -> IncidentReport:
+def fit_for_storage(report: IncidentReport) -> IncidentReport:
     """A report that fits a ConfigMap: long diffs are cut first (the mail says so), then evidence."""
     if len(report.model_dump_json()) <= MAX_ENTRY_BYTES:
         return report

@@ -197,6 +197,16 @@ def test_enqueue_stores_the_redacted_report_before_returning_and_is_idempotent_b
     assert channel.tries == 0  # nothing is sent on the caller's thread
 
 
+def test_enqueue_creates_a_missing_state_namespace(api_client: client.ApiClient, namespace: str) -> None:
+    state_namespace = f"{namespace}-state"
+    outbox = Outbox(api_client, ChannelSet([Scripted(ChannelName.EMAIL)]), namespace=state_namespace, policy=FAST)
+    try:
+        assert outbox.enqueue(report_for(1), "first-ever") is not None
+        assert [entry.key for entry in entries(outbox)] == ["first-ever"]
+    finally:
+        client.CoreV1Api(api_client).delete_namespace(state_namespace)
+
+
 def test_the_service_outbox_is_built_from_the_settings_and_stores_in_the_state_namespace(
     smtp_server: ServerFactory, api_client: client.ApiClient, namespace: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
