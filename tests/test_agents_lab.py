@@ -27,6 +27,7 @@ from core.models import Evidence, FaultKind, Incident, ObjectRef
 from core.redaction import Redactor
 from core.report import ActionStatus
 from lab import workloads
+from orchestrator.knowngood_store import KnownGoodStore
 from tools.cluster import ClusterAccess
 from tools.policy import IncidentScope, PolicyGuard
 from tools.read import ReadTools
@@ -153,8 +154,9 @@ def make_incident(kind: FaultKind, namespace: str, seen: dict[str, Any] | None, 
 def run(api_client: client.ApiClient, incident: Incident, config: Settings, model: Any = None) -> SessionResult:
     access = ClusterAccess(api_client, config, Redactor())
     scope = IncidentScope.from_incident(incident)
-    reads = ReadTools(access, scope)
-    writes = WriteTools(access, PolicyGuard(config, scope))
+    known_good = KnownGoodStore(access)  # inferred from the history's state: nothing was recorded in these tests
+    reads = ReadTools(access, scope, known_good=known_good)
+    writes = WriteTools(access, PolicyGuard(config, scope), known_good=known_good)
     context = build_context(incident, reads, [])
     return asyncio.run(run_session(incident, context, reads, writes, config, model=model))
 
