@@ -9,7 +9,7 @@ from notifications.delivery import Channel, ChannelName, Delivery, DeliveryStatu
 from notifications.mailer import DeliveryResult, Mailer, RetryPolicy
 from notifications.outbox import Outbox, OutboxError, OutboxPolicy, OutboxStats
 from notifications.render import RenderedMessage, render_report
-from notifications.sample import TestNotifyResult, sample_report, send_test_notification
+from notifications.sample import TestNotifyResult, run_test_notify, sample_report, send_test_notification
 from notifications.slack import SlackChannel
 from notifications.webhook import WebhookChannel
 
@@ -33,6 +33,7 @@ __all__ = [
     "TestNotifyResult",
     "WebhookChannel",
     "render_report",
+    "run_test_notify",
     "sample_report",
     "send_test_notification",
 ]

@@ -7,14 +7,21 @@ to see each channel answer now, with its error if it does not.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 from pydantic import BaseModel, ConfigDict
 
+from core.config import Settings
 from core.models import Evidence, FaultKind, Incident, ObjectRef
 from core.report import ActionRecord, ActionStatus, IncidentReport, Outcome
-from notifications.channels import ChannelSet
+from notifications.channels import ChannelSet, ChannelSettings
 from notifications.delivery import ChannelName, DeliveryStatus
+
+NO_CHANNEL = (
+    "no notification channel is configured: set AMOS_SMTP_HOST and AMOS_ENGINEER_EMAIL, "
+    "AMOS_SLACK_WEBHOOK_URL or AMOS_WEBHOOK_URL"
+)
 
 
 class TestNotifyResult(BaseModel):
@@ -72,3 +79,16 @@ def send_test_notification(channels: ChannelSet) -> list[TestNotifyResult]:
         delivery = channels.get(name).deliver(report, f"test-{uuid.uuid4().hex}")
         results.append(TestNotifyResult(channel=name, status=delivery.status, error=delivery.error))
     return results
+
+
+def run_test_notify(settings: Settings, say: Callable[[str], None] = print) -> int:
+    """The `test-notify` command: one line per channel; 0 when every channel took the sample, 1 if one did not,
+    2 when none is configured. A wrong channel setting raises `ConfigError` (one line naming it)."""
+    channels = ChannelSet.from_settings(settings, ChannelSettings.from_settings(settings))
+    if not channels.names:
+        say(NO_CHANNEL)
+        return 2
+    results = send_test_notification(channels)
+    for result in results:
+        say(f"{result.channel.value}: {result.status.value}" + (f" ({result.error})" if result.error else ""))
+    return 0 if all(result.status is DeliveryStatus.DELIVERED for result in results) else 1

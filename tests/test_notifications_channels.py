@@ -24,6 +24,7 @@ from notifications import (
     EmailChannel,
     SlackChannel,
     WebhookChannel,
+    run_test_notify,
     send_test_notification,
 )
 from notifications.webhook import DELIVERY_HEADER, SIGNATURE_HEADER, WebhookPayload
@@ -298,3 +299,26 @@ def test_test_notify_sends_the_sample_to_every_configured_channel(
     assert "HTTP 404" in results[2].error
     assert "amos-test-notify" in str(recorder.message()["Subject"])
     assert "test notification" in slack.bodies()[0]["blocks"][-2]["text"]["text"]
+
+
+def test_the_test_notify_command_prints_a_line_per_channel_and_fails_when_one_fails(
+    smtp_server: ServerFactory, http_sink: HttpFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _, port = smtp_server()
+    webhook = http_sink(500)
+    monkeypatch.setenv("AMOS_WEBHOOK_URL", webhook.url)
+    settings = Settings(
+        smtp_host="127.0.0.1",
+        smtp_port=port,
+        smtp_security="none",
+        engineer_email="oncall@example.com",
+        from_email="amos@example.com",
+    )
+    lines: list[str] = []
+
+    code = run_test_notify(settings, lines.append)
+
+    assert code == 1
+    assert lines == ["email: delivered", "webhook: transient (HTTP 500: no)"]
+    monkeypatch.delenv("AMOS_WEBHOOK_URL")
+    assert run_test_notify(Settings(), lines.append) == 2 and "no notification channel" in lines[-1]
