@@ -204,8 +204,13 @@ def _template(facts: Facts) -> dict[str, Any]:
 
 
 def _template_containers(facts: Facts) -> list[dict[str, Any]]:
+    """The pod template's containers; from the current revision when the workload could not be described."""
     template = _template(facts)
-    return list(template.get("containers") or []) + list(template.get("initContainers") or [])
+    found = list(template.get("containers") or []) + list(template.get("initContainers") or [])
+    if found:
+        return found
+    current = next((r for r in facts.revisions if r.get("current") is True), None)
+    return list(_containers_of(current).values()) if current else []
 
 
 def _evidence_messages(incident: Incident | None) -> list[str]:

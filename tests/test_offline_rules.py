@@ -261,6 +261,17 @@ def test_a_limitrange_oom_raises_the_effective_limit_read_from_the_pod() -> None
     assert "LimitRange default" in diagnosis.root_cause and "no memory limit" not in diagnosis.root_cause
 
 
+def test_an_oom_of_a_workload_describe_cannot_show_reads_the_limit_from_the_current_revision() -> None:
+    db = ObjectRef(kind="StatefulSet", namespace="shop", name="orders")
+    found = facts(rev(1, app(resources={"limits": {"memory": "100Mi"}}), mark="known-good", current=True))
+    found.workload = None  # describe refused the kind
+    found.pod = {"kind": "Pod", "containerStatuses": [{"name": "orders", "lastState": {"reason": "OOMKilled"}}]}
+    diagnosis = run(FaultKind.OOM_KILLED, found, db)
+    assert diagnosis.proposed_actions == [
+        SetResources(namespace="shop", name="orders", kind="StatefulSet", container="orders", memory_limit="200Mi")
+    ]
+
+
 def test_a_lowered_limit_that_came_with_a_rollout_is_rolled_back_as_oom() -> None:
     found = facts(
         rev(1, app(resources={"limits": {"memory": "256Mi"}}), mark="known-good"),
