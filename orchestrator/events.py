@@ -15,9 +15,9 @@ from typing import Any, cast
 
 from kubernetes import client
 
+from core.clock import Clock, utc_now
 from core.models import ObjectRef
 from core.redaction import Redactor
-from orchestrator.store import Clock, utc_now
 from tools import objects
 
 log = logging.getLogger(__name__)
@@ -28,7 +28,8 @@ API_VERSIONS = {"Deployment": "apps/v1", "ReplicaSet": "apps/v1", "StatefulSet":
                 "Job": "batch/v1", "CronJob": "batch/v1", "Pod": "v1", "ConfigMap": "v1"}
 
 
-def _instance() -> str:
+def replica_identity() -> str:
+    """hostname-pid: unique per process, readable in Events, leases and journal entries."""
     return f"{socket.gethostname()}-{os.getpid()}"[:128]
 
 
@@ -40,7 +41,7 @@ class EventRecorder:
         self._core = client.CoreV1Api(api_client)
         self._redactor = redactor or Redactor()
         self._clock = clock
-        self.instance = instance or _instance()
+        self.instance = instance or replica_identity()
 
     def record(self, target: ObjectRef | dict[str, Any], reason: str, message: str, *, warning: bool = False,
                action: str = "") -> bool:

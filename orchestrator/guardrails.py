@@ -30,9 +30,11 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
+from core.clock import Clock, utc_now
 from core.config import Settings
 from core.models import Incident, ObjectRef
-from orchestrator.store import BREAKER_NAME, BreakerState, Clock, FixWatch, StateStore, WorkloadState, utc_now
+from orchestrator.records import BreakerState, FixWatch, WorkloadState
+from orchestrator.store import BREAKER_NAME, StateStore
 from tools import objects
 from tools.cluster import ClusterAccess
 from tools.policy import HOUR_SECONDS, ActionBudget

@@ -2,15 +2,15 @@
 
 Every record is one ConfigMap labelled `app.kubernetes.io/managed-by=amos` and
 `amos.io/record=<type>`; the record itself is JSON under one data key, written with
-its resourceVersion (a concurrent writer gets 409 and re-reads):
+its resourceVersion (a concurrent writer gets 409 and re-reads). Journal entries are signed
+(`orchestrator.integrity`): recovery writes to the cluster from them, so a forged or altered entry
+is never used. Snapshots are kept as signed, compressed Secrets (`orchestrator.snapshots`).
 
 - `amos-ledger-<fingerprint>`: attempts spent on one fault fingerprint (survives restarts);
 - `amos-workload-<hash>`: per workload: last action (cooldown), block, and the watch on a verified fix
   (to notice when it is reverted);
 - `amos-journal-<fingerprint>`: the remediation in flight for a fingerprint and its phase, written
   before each step (snapshotted -> applying -> verifying [-> rolling_back] -> done | rolled_back);
-- `amos-snapshot-<fingerprint>-<time>-<rand>`: full JSON of the workload, its ReplicaSets and the
-  ConfigMaps it references, taken before any change; only the newest `snapshot_retention` are kept;
 - `amos-circuit-breaker`: the cluster-wide action budget and breaker, in plain keys a person can edit
   (see `orchestrator.guardrails`).
 """
@@ -20,157 +20,45 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import uuid
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
-from enum import StrEnum
-from typing import Any, Literal, TypeVar
+from datetime import timedelta
+from typing import Any, TypeVar
 
 from kubernetes import client
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, ValidationError
 
+from core.clock import Clock, parse_time, utc_now
 from core.config import Settings
-from core.models import Incident, ObjectRef
-from core.report import ActionRecord, IncidentReport
-from tools.results import api_status
-from tools.snapshot import Snapshot
+from core.models import ObjectRef
+from orchestrator.integrity import SIGNATURE_ANNOTATION, ForgedState, StateSigner
+from orchestrator.records import BreakerState, JournalEntry, Ledger, WorkloadState
+from orchestrator.state_api import (
+    FINGERPRINT_LABEL,
+    MANAGED_BY,
+    MANAGED_BY_LABEL,
+    PHASE_LABEL,
+    RECORD_LABEL,
+    WORKLOAD_ANNOTATION,
+    WORKLOAD_KIND_LABEL,
+    WORKLOAD_NAMESPACE_LABEL,
+    StoreError,
+    call_json,
+)
 
 log = logging.getLogger(__name__)
 
-Clock = Callable[[], datetime]
 
-MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
-MANAGED_BY = "amos"
-RECORD_LABEL = "amos.io/record"
-FINGERPRINT_LABEL = "amos.io/fingerprint"
-PHASE_LABEL = "amos.io/phase"
-WORKLOAD_NAMESPACE_LABEL = "amos.io/workload-namespace"
-WORKLOAD_KIND_LABEL = "amos.io/workload-kind"
-WORKLOAD_ANNOTATION = "amos.io/workload"
-TAKEN_AT_ANNOTATION = "amos.io/taken-at"
-TRIMMED_ANNOTATION = "amos.io/trimmed"
 RECORD_KEY = "record.json"
-SNAPSHOT_KEY = "snapshot.json"
 BREAKER_NAME = "amos-circuit-breaker"
 
 MAX_WRITE_RETRIES = 5
-MAX_SNAPSHOT_BYTES = 900_000  # a ConfigMap holds at most 1 MiB
-MAX_HISTORY = 20
-REQUEST_TIMEOUT_SECONDS = 30.0
 
 M = TypeVar("M", bound=BaseModel)
 
 
-def utc_now() -> datetime:
-    return datetime.now(UTC)
 
-
-class StoreError(Exception):
-    """A state read or write failed; `status` is the HTTP status when the API server answered."""
-
-    def __init__(self, call: str, cause: BaseException) -> None:
-        self.status, detail = api_status(cause)
-        super().__init__(f"{call} failed: {detail}")
-
-
-# --- records --------------------------------------------------------------------------------------
-
-
-class AttemptNote(BaseModel):
-    attempt: int
-    incident_id: str
-    at: datetime
-    outcome: str
-    summary: str = ""
-
-
-class Ledger(BaseModel):
-    """Attempts spent on one fault fingerprint. Spent attempts count until a fix is verified or the
-    last attempt is older than the block period."""
-
-    fingerprint: str
-    workload: ObjectRef | None = None
-    attempts: int = 0
-    last_attempt_at: datetime | None = None
-    escalated_incident: str | None = None  # the incident last escalated for spent attempts (mailed once)
-    history: list[AttemptNote] = Field(default_factory=list)
-    updated_at: datetime | None = None
-
-    def spent(self, now: datetime, window_seconds: float) -> int:
-        if self.last_attempt_at is not None and (now - self.last_attempt_at).total_seconds() > window_seconds:
-            return 0
-        return self.attempts
-
-    def note(self, note: AttemptNote) -> None:
-        self.history = (self.history + [note])[-MAX_HISTORY:]
-
-
-class FixWatch(BaseModel):
-    """A verified fix, watched for a while: if the pod template goes back to `before_hash`, it was reverted."""
-
-    incident: Incident
-    fixed_at: datetime
-    before_hash: str
-    after_hash: str
-    summary: str = ""
-
-
-class WorkloadState(BaseModel):
-    workload: ObjectRef
-    last_action_at: datetime | None = None
-    blocked_until: datetime | None = None
-    block_reason: str = ""
-    fix: FixWatch | None = None
-    updated_at: datetime | None = None
-
-
-class Phase(StrEnum):
-    SNAPSHOTTED = "snapshotted"  # the snapshot is stored; nothing was changed
-    APPLYING = "applying"  # the agent session may change the workload
-    VERIFYING = "verifying"  # a change was applied; the judge is watching
-    ROLLING_BACK = "rolling_back"  # the change did not help; the snapshot is being put back
-    DONE = "done"  # finished without rollback (fixed, or nothing changed)
-    ROLLED_BACK = "rolled_back"  # the snapshot was put back (or could not be: see the report)
-
-
-TERMINAL_PHASES = frozenset({Phase.DONE, Phase.ROLLED_BACK})
-
-
-class JournalEntry(BaseModel):
-    """The remediation in flight for one fingerprint. Written before each step: a restart reads the
-    phase and does the next step (level-based, like a controller)."""
-
-    fingerprint: str
-    incident: Incident
-    workload: ObjectRef
-    attempt: int
-    max_attempts: int
-    phase: Phase
-    snapshot_id: str
-    snapshot_generation: int | None = None
-    expected_generation: int | None = None  # the workload's generation after AMOS's own last write
-    actions: list[ActionRecord] = Field(default_factory=list)
-    verification: str = ""
-    owner: str = ""
-    started_at: datetime
-    updated_at: datetime
-    report: IncidentReport | None = None  # set with a terminal phase, until it is delivered
-
-
-class BreakerState(BaseModel):
-    """Cluster-wide action budget and circuit breaker, stored as plain ConfigMap keys."""
-
-    state: Literal["closed", "open"] = "closed"
-    reason: str = ""
-    opened_at: datetime | None = None
-    actions: list[datetime] = Field(default_factory=list)  # applied actions in the last hour
-
-
-class SnapshotInfo(BaseModel):
-    id: str
-    fingerprint: str
-    workload: str
-    taken_at: datetime
+class JournalClaimed(Exception):
+    """A newer leader term owns this journal entry: the writer must stop acting on it."""
 
 
 # --- the store ------------------------------------------------------------------------------------
@@ -184,16 +72,6 @@ def _workload_key(ref: ObjectRef) -> str:
     return f"{ref.kind}/{ref.namespace}/{ref.name}"
 
 
-def _parse_time(value: str | None) -> datetime | None:
-    if not value:
-        return None
-    try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
-
-
 class StateStore:
     """Reads and writes the orchestrator's records; thread-safe (every write is conditional)."""
 
@@ -204,16 +82,13 @@ class StateStore:
         self.owner = owner
         self._core = client.CoreV1Api(api_client)
         self._clock = clock
+        self.signer = StateSigner(api_client, self.namespace, {MANAGED_BY_LABEL: MANAGED_BY})
 
     # --- raw ConfigMap calls ----------------------------------------------------------------------
 
-    def _call(self, call: str, method: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-        try:
-            response = method(*args, _preload_content=False, _request_timeout=REQUEST_TIMEOUT_SECONDS, **kwargs)
-            raw = response.data
-        except Exception as error:  # every failure becomes one error type naming the call
-            raise StoreError(call, error) from error
-        return json.loads(raw) if raw else None
+    @staticmethod
+    def _call(call: str, method: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        return call_json(call, method, *args, **kwargs)
 
     def _read(self, name: str) -> dict[str, Any] | None:
         try:
@@ -280,15 +155,17 @@ class StateStore:
                 raise
 
     def _update(self, name: str, model: type[M], labels: dict[str, str], annotations: dict[str, str],
-                default: Callable[[], M], mutate: Callable[[M], None]) -> M:
+                default: Callable[[], M], mutate: Callable[[M], None], *, signed: bool = False) -> M:
         """Read-modify-write one JSON record with its resourceVersion; re-read on conflict."""
         for _ in range(MAX_WRITE_RETRIES):
             found = self._read(name)
             if found is None:
                 record = default()
                 mutate(record)
-                body = {"metadata": {"name": name, "labels": labels, "annotations": annotations},
-                        "data": {RECORD_KEY: record.model_dump_json()}}
+                text = record.model_dump_json()
+                extra = {SIGNATURE_ANNOTATION: self.signer.sign(text)} if signed else {}
+                body = {"metadata": {"name": name, "labels": labels, "annotations": annotations | extra},
+                        "data": {RECORD_KEY: text}}
                 try:
                     self._create(body)
                     return record
@@ -296,16 +173,15 @@ class StateStore:
                     if error.status == 409:
                         continue
                     raise
-            try:
-                record = model.model_validate_json((found.get("data") or {}).get(RECORD_KEY) or "")
-            except ValidationError:
-                log.warning("state record %s/%s is unreadable; starting it afresh", self.namespace, name)
-                record = default()
+            record = self._parse(found, model, signed) or default()
             mutate(record)
+            text = record.model_dump_json()
+            extra = {SIGNATURE_ANNOTATION: self.signer.sign(text)} if signed else {}
             found.setdefault("metadata", {})
             found["metadata"]["labels"] = {**(found["metadata"].get("labels") or {}), **labels}
-            found["metadata"]["annotations"] = {**(found["metadata"].get("annotations") or {}), **annotations}
-            found["data"] = {**(found.get("data") or {}), RECORD_KEY: record.model_dump_json()}
+            found["metadata"]["annotations"] = {**(found["metadata"].get("annotations") or {}), **annotations,
+                                                **extra}
+            found["data"] = {**(found.get("data") or {}), RECORD_KEY: text}
             try:
                 self._replace(found)
                 return record
@@ -315,14 +191,26 @@ class StateStore:
                 raise
         raise StoreError(f"update of {name}", RuntimeError("it kept changing"))
 
-    def _get(self, name: str, model: type[M]) -> M | None:
+    def _get(self, name: str, model: type[M], *, signed: bool = False) -> M | None:
         found = self._read(name)
-        if found is None:
-            return None
+        return None if found is None else self._parse(found, model, signed)
+
+    def _parse(self, found: dict[str, Any], model: type[M], signed: bool) -> M | None:
+        """The record in a ConfigMap; None (logged) when it is unreadable or, if signed, its signature fails."""
+        metadata = found.get("metadata") or {}
+        text = (found.get("data") or {}).get(RECORD_KEY) or ""
+        if signed:
+            try:
+                self.signer.check(text, (metadata.get("annotations") or {}).get(SIGNATURE_ANNOTATION),
+                                  f"state record {self.namespace}/{metadata.get('name')}")
+            except ForgedState as forged:
+                log.error("%s; a person should look at it (kubectl -n %s get configmap %s -o yaml)", forged,
+                          self.namespace, metadata.get("name"))
+                return None
         try:
-            return model.model_validate_json((found.get("data") or {}).get(RECORD_KEY) or "")
+            return model.model_validate_json(text)
         except ValidationError:
-            log.warning("state record %s/%s is unreadable; ignored", self.namespace, name)
+            log.warning("state record %s/%s is unreadable; ignored", self.namespace, metadata.get("name"))
             return None
 
     # --- attempt ledger -----------------------------------------------------------------------------
@@ -393,101 +281,58 @@ class StateStore:
         snapshot = entry.model_copy(deep=True)
 
         def replace(current: JournalEntry) -> None:
+            if current.term > snapshot.term:
+                raise JournalClaimed(f"journal {entry.fingerprint} is owned by {current.owner} (term {current.term})")
             for field in JournalEntry.model_fields:
                 setattr(current, field, getattr(snapshot, field))
 
         labels = self._labels("journal", **{FINGERPRINT_LABEL: entry.fingerprint, PHASE_LABEL: entry.phase.value,
                                             WORKLOAD_NAMESPACE_LABEL: entry.workload.namespace})
         self._update(self.journal_name(entry.fingerprint), JournalEntry, labels,
-                     {WORKLOAD_ANNOTATION: _workload_key(entry.workload)}, lambda: snapshot.model_copy(), replace)
+                     {WORKLOAD_ANNOTATION: _workload_key(entry.workload)}, lambda: snapshot.model_copy(), replace,
+                     signed=True)
         return entry
 
     def read_journal(self, fingerprint: str) -> JournalEntry | None:
-        return self._get(self.journal_name(fingerprint), JournalEntry)
+        return self._get(self.journal_name(fingerprint), JournalEntry, signed=True)
+
+    def claim_journal(self, fingerprint: str, owner: str, term: int) -> JournalEntry | None:
+        """Take over an entry for recovery; None when a replica of a newer leader term holds it.
+
+        The write carries the entry's resourceVersion, so of two replicas claiming at once only one wins.
+        """
+        name = self.journal_name(fingerprint)
+        for _ in range(MAX_WRITE_RETRIES):
+            found = self._read(name)
+            entry = None if found is None else self._parse(found, JournalEntry, signed=True)
+            if found is None or entry is None:
+                return None
+            if (entry.owner, entry.term) == (owner, term):
+                return entry
+            if entry.term > term:
+                return None
+            entry.owner, entry.term, entry.updated_at = owner, term, self._clock()
+            text = entry.model_dump_json()
+            found["data"] = {**(found.get("data") or {}), RECORD_KEY: text}
+            found["metadata"]["annotations"] = {**(found["metadata"].get("annotations") or {}),
+                                                SIGNATURE_ANNOTATION: self.signer.sign(text)}
+            try:
+                self._replace(found)
+                return entry
+            except StoreError as error:
+                if error.status in (404, 409):
+                    continue
+                raise
+        return None
 
     def journals(self) -> list[JournalEntry]:
         """Every journal entry in the store (unfinished ones, and finished ones not yet cleaned up)."""
-        entries = []
-        for item in self._list("journal"):
-            try:
-                entries.append(JournalEntry.model_validate_json((item.get("data") or {}).get(RECORD_KEY) or ""))
-            except ValidationError:
-                log.warning("journal entry %s is unreadable; left for a person", item["metadata"]["name"])
+        entries = [entry for item in self._list("journal")
+                   if (entry := self._parse(item, JournalEntry, signed=True)) is not None]
         return sorted(entries, key=lambda entry: entry.started_at)
 
     def delete_journal(self, fingerprint: str) -> None:
         self._delete(self.journal_name(fingerprint))
-
-    # --- snapshots ------------------------------------------------------------------------------------
-
-    def save_snapshot(self, snapshot: Snapshot, fingerprint: str) -> Snapshot:
-        """Store `snapshot` as a ConfigMap; returns it with the id it is stored under. Old ones are pruned."""
-        taken = snapshot.taken_at.astimezone(UTC)
-        name = f"amos-snapshot-{fingerprint}-{taken:%Y%m%d%H%M%S}-{uuid.uuid4().hex[:6]}"
-        stored = snapshot.model_copy(update={"id": name})
-        text, trimmed = self._fit(stored)
-        annotations = {WORKLOAD_ANNOTATION: _workload_key(snapshot.target), TAKEN_AT_ANNOTATION: taken.isoformat(),
-                       "amos.io/objects": ", ".join(stored.objects())[:2000]}
-        if trimmed:
-            annotations[TRIMMED_ANNOTATION] = f"{trimmed} oldest ReplicaSet(s) left out to fit in a ConfigMap"
-        labels = self._labels("snapshot", **{FINGERPRINT_LABEL: fingerprint,
-                                             WORKLOAD_NAMESPACE_LABEL: snapshot.target.namespace,
-                                             WORKLOAD_KIND_LABEL: snapshot.target.kind})
-        self._create({"metadata": {"name": name, "labels": labels, "annotations": annotations},
-                      "data": {SNAPSHOT_KEY: text}})
-        return stored
-
-    @staticmethod
-    def _fit(snapshot: Snapshot) -> tuple[str, int]:
-        """The snapshot JSON, leaving out the oldest ReplicaSets (never the workload) if it is too big."""
-        trimmed = 0
-        current = snapshot
-        text = current.model_dump_json()
-        while len(text.encode()) > MAX_SNAPSHOT_BYTES and current.replicasets:
-            current = current.model_copy(update={"replicasets": current.replicasets[1:]})
-            trimmed += 1
-            text = current.model_dump_json()
-        if len(text.encode()) > MAX_SNAPSHOT_BYTES:
-            raise StoreError("save_snapshot", ValueError(f"the snapshot needs {len(text)} bytes, more than a ConfigMap"))
-        return text, trimmed
-
-    def load_snapshot(self, snapshot_id: str) -> Snapshot | None:
-        found = self._read(snapshot_id)
-        if found is None:
-            return None
-        try:
-            return Snapshot.model_validate_json((found.get("data") or {}).get(SNAPSHOT_KEY) or "")
-        except ValidationError:
-            log.warning("snapshot %s is unreadable", snapshot_id)
-            return None
-
-    def snapshots(self) -> list[SnapshotInfo]:
-        """Stored snapshots, newest first."""
-        infos = []
-        for item in self._list("snapshot"):
-            metadata = item.get("metadata") or {}
-            annotations = metadata.get("annotations") or {}
-            taken = _parse_time(annotations.get(TAKEN_AT_ANNOTATION)) or _parse_time(
-                metadata.get("creationTimestamp")) or datetime.min.replace(tzinfo=UTC)
-            infos.append(SnapshotInfo(id=metadata["name"], fingerprint=(metadata.get("labels") or {}).get(
-                FINGERPRINT_LABEL, ""), workload=annotations.get(WORKLOAD_ANNOTATION, ""), taken_at=taken))
-        return sorted(infos, key=lambda info: (info.taken_at, info.id), reverse=True)
-
-    def prune_snapshots(self, keep: int, protect: set[str] | None = None) -> list[str]:
-        """Keep `keep` snapshots: those an unfinished journal entry needs (never deleted), then the newest."""
-        protect = set(protect or ()) | {entry.snapshot_id for entry in self.journals()
-                                        if entry.phase not in TERMINAL_PHASES}
-        infos = self.snapshots()
-        room = max(0, keep - sum(1 for info in infos if info.id in protect))  # protected ones count first
-        deleted = []
-        for info in infos:
-            if info.id in protect:
-                continue
-            if room > 0:
-                room -= 1
-            elif self._delete(info.id):
-                deleted.append(info.id)
-        return deleted
 
     # --- circuit breaker --------------------------------------------------------------------------------
 
@@ -501,13 +346,13 @@ class StateStore:
             return BreakerState(), False
         data = found.get("data") or {}
         try:
-            actions = [t for t in (_parse_time(str(v)) for v in json.loads(data.get("actions") or "[]")) if t]
+            actions = [t for t in (parse_time(str(v)) for v in json.loads(data.get("actions") or "[]")) if t]
         except (ValueError, TypeError):
             actions = []
         state = BreakerState(
             state="open" if data.get("state", "closed").strip().lower() == "open" else "closed",
             reason=data.get("reason", ""),
-            opened_at=_parse_time(data.get("opened-at")),
+            opened_at=parse_time(data.get("opened-at")),
             actions=actions,
         )
         reset = state.state == "closed" and state.opened_at is not None

@@ -5,6 +5,13 @@ another replica takes it over only once `renewTime + leaseDurationSeconds` has
 passed. Every write carries the Lease's resourceVersion, so two replicas racing
 for an expired Lease cannot both win. A holder that cannot renew before its own
 lease would expire steps down first, so two leaders never act at once.
+
+`still_leads()` is the fence every write checks: it trusts only a renewal younger than two thirds
+of the lease, measured on the monotonic clock, so a leader that was paused (SIGSTOP, a long GC, a
+frozen node) knows it lost the lease the instant it resumes, before its renewal thread runs again.
+Every Lease call has a request timeout, so a frozen API server cannot hold the renewal thread.
+`term` is the Lease's transition count when this replica acquired it: journal entries carry it, and
+a newer term's claim wins.
 """
 
 from __future__ import annotations
@@ -20,6 +27,8 @@ from kubernetes import client
 from kubernetes.client.rest import ApiException
 
 log = logging.getLogger("amos.leader")
+
+REQUEST_TIMEOUT_SECONDS = 5.0
 
 
 def _micro_time(moment: datetime) -> str:
@@ -46,18 +55,29 @@ class LeaderElector:
         self.on_change = on_change
         self.is_leader = threading.Event()
         self._last_renewal: datetime | None = None
+        self._renewed_at = float("-inf")  # time.monotonic() of the last successful acquire or renewal
+        self.term = 0
+
+    def still_leads(self) -> bool:
+        """True only while this replica holds the Lease by a renewal recent enough to be trusted."""
+        return self.is_leader.is_set() and time.monotonic() - self._renewed_at < self.lease_seconds * 2 / 3
 
     def step(self) -> bool:
         """Try once to acquire or renew the Lease; return whether this replica leads now."""
         now = self.clock()
+        started = time.monotonic()
         try:
             leads = self._acquire_or_renew(now)
         except ApiException as error:
             if error.status not in (409, 404):
                 log.warning("lease %s/%s: %s %s", self.namespace, self.name, error.status, error.reason)
             leads = False
+        except Exception as error:  # noqa: BLE001 - timeouts and connection errors: not renewed, try again
+            log.warning("lease %s/%s: %s: %s", self.namespace, self.name, type(error).__name__, error)
+            leads = False
         if leads:
             self._last_renewal = now
+            self._renewed_at = started
         elif self.is_leader.is_set() and self._last_renewal is not None:
             # Keep leading only while our last successful renewal is still valid.
             leads = now - self._last_renewal < timedelta(seconds=self.lease_seconds * 2 / 3)
@@ -75,21 +95,26 @@ class LeaderElector:
         if not self.is_leader.is_set():
             return
         try:
-            lease = self.coordination.read_namespaced_lease(self.name, self.namespace)
+            lease = self.coordination.read_namespaced_lease(self.name, self.namespace,
+                                                            _request_timeout=REQUEST_TIMEOUT_SECONDS)
             if lease.spec.holder_identity == self.identity:
                 body = self._body(self.clock(), lease, holder=None)
-                self.coordination.replace_namespaced_lease(self.name, self.namespace, body)
-        except ApiException as error:
-            log.warning("could not release lease %s/%s: %s", self.namespace, self.name, error.reason)
+                self.coordination.replace_namespaced_lease(self.name, self.namespace, body,
+                                                           _request_timeout=REQUEST_TIMEOUT_SECONDS)
+        except Exception as error:  # noqa: BLE001 - the lease then simply expires
+            log.warning("could not release lease %s/%s: %s", self.namespace, self.name, error)
         self._set(False)
 
     def _acquire_or_renew(self, now: datetime) -> bool:
         try:
-            lease = self.coordination.read_namespaced_lease(self.name, self.namespace)
+            lease = self.coordination.read_namespaced_lease(self.name, self.namespace,
+                                                            _request_timeout=REQUEST_TIMEOUT_SECONDS)
         except ApiException as error:
             if error.status != 404:
                 raise
-            self.coordination.create_namespaced_lease(self.namespace, self._body(now, None, holder=self.identity))
+            body = self._body(now, None, holder=self.identity)
+            self.coordination.create_namespaced_lease(self.namespace, body, _request_timeout=REQUEST_TIMEOUT_SECONDS)
+            self.term = 0
             return True
         spec = lease.spec
         holder = spec.holder_identity
@@ -97,7 +122,10 @@ class LeaderElector:
         expired = renewed is None or renewed + timedelta(seconds=spec.lease_duration_seconds or 0) < now
         if holder and holder != self.identity and not expired:
             return False
-        self.coordination.replace_namespaced_lease(self.name, self.namespace, self._body(now, lease, self.identity))
+        body = self._body(now, lease, self.identity)
+        self.coordination.replace_namespaced_lease(self.name, self.namespace, body,
+                                                   _request_timeout=REQUEST_TIMEOUT_SECONDS)
+        self.term = int(body["spec"]["leaseTransitions"])
         return True
 
     def _body(self, now: datetime, lease: client.V1Lease | None, holder: str | None) -> dict[str, Any]:

@@ -21,8 +21,8 @@ from orchestrator.guardrails import (
     namespace_health,
     template_hash,
 )
-from orchestrator.loop import Fence, FencedGuard
-from orchestrator.store import BreakerState, FixWatch, Ledger, WorkloadState
+from orchestrator.fencing import Fence, FencedGuard
+from orchestrator.records import BreakerState, FixWatch, Ledger, WorkloadState
 from orchestrator.verify import Baseline, Health, assess, broken_guarantees, pod_signals
 from tools.policy import ActionBudget, IncidentScope, WorkloadHistory
 
@@ -43,11 +43,23 @@ def deployment(*, labels: dict[str, str] | None = None, annotations: dict[str, s
         "metadata": {"name": "web", "namespace": "shop", "uid": "d-1", "generation": generation,
                      "labels": labels or {}, "annotations": {"deployment.kubernetes.io/revision": "2",
                                                              **(annotations or {})}},
-        "spec": {"replicas": replicas, "template": {"metadata": {"labels": {"app": "web"}},
+        "spec": {"replicas": replicas, "selector": {"matchLabels": {"app": "web"}},
+                 "template": {"metadata": {"labels": {"app": "web"}},
                                                     "spec": {"containers": [container]}}},
         "status": {"observedGeneration": generation, "replicas": replicas, "updatedReplicas": replicas,
                    "readyReplicas": ready, "availableReplicas": ready},
     }
+
+
+# A ReplicaSet the Deployment controls (controller owner reference, its labels): revision 1 ran shop/web:1.0.
+HISTORY_RS: dict[str, Any] = {
+    "kind": "ReplicaSet",
+    "metadata": {"name": "web-1", "labels": {"app": "web"},
+                 "ownerReferences": [{"kind": "Deployment", "name": "web", "uid": "d-1", "controller": True}],
+                 "annotations": {"deployment.kubernetes.io/revision": "1"}},
+    "spec": {"template": {"metadata": {"labels": {"app": "web"}},
+                          "spec": {"containers": [{"name": "app", "image": "shop/web:1.0"}]}}},
+}
 
 
 def rules(obj: dict[str, Any] | None = None, *, state: WorkloadState | None = None,
@@ -238,11 +250,10 @@ def test_a_restart_or_an_oom_kill_during_verification_is_a_fault_signal() -> Non
 def test_the_fence_refuses_a_write_on_a_spec_someone_else_changed_after_the_snapshot() -> None:
     settings = Settings()
     fence = Fence(3)
-    guard = FencedGuard(settings, IncidentScope.of(WEB), budget=ActionBudget(10), fence=fence)
+    guard = FencedGuard(settings, IncidentScope.of(WEB), budget=ActionBudget(10), fence=fence,
+                        still_leader=lambda: True)
     target = deployment(image="shop/web:2.0-missing", generation=3)
-    history_rs = [{"kind": "ReplicaSet", "metadata": {"name": "web-1", "ownerReferences": [{"uid": "d-1"}],
-                                                      "annotations": {"deployment.kubernetes.io/revision": "1"}},
-                   "spec": {"template": {"spec": {"containers": [{"name": "app", "image": "shop/web:1.0"}]}}}}]
+    history_rs = [HISTORY_RS]
     history = WorkloadHistory(workload=target, replicasets=history_rs)
     action = Rollback(namespace="shop", name="web", to_revision=1)
     assert guard.check(action, target, history).allowed
@@ -252,3 +263,22 @@ def test_the_fence_refuses_a_write_on_a_spec_someone_else_changed_after_the_snap
     fence.advance(4)  # AMOS's own write produced generation 4
     assert guard.check(SetImage(namespace="shop", name="web", container="app", image="shop/web:1.0"), edited,
                        WorkloadHistory(workload=edited, replicasets=history_rs)).allowed
+
+
+def test_a_replica_that_lost_the_lease_writes_nothing_and_a_failed_change_is_not_repeated() -> None:
+    settings = Settings()
+    leads = {"now": True}
+    target = deployment(image="shop/web:2.0-missing", generation=3)
+    history_rs = [HISTORY_RS]
+    history = WorkloadHistory(workload=target, replicasets=history_rs)
+    rollback = Rollback(namespace="shop", name="web", to_revision=1)
+    guard = FencedGuard(settings, IncidentScope.of(WEB), budget=ActionBudget(10), fence=Fence(3),
+                        still_leader=lambda: leads["now"], failed_actions=frozenset({rollback.summary()}))
+    repeated = guard.check(rollback, target, history)
+    assert not repeated.allowed and "did not hold" in repeated.reason
+    other = SetImage(namespace="shop", name="web", container="app", image="shop/web:1.0")
+    assert guard.check(other, target, history).allowed
+    leads["now"] = False
+    lost = guard.check(other, target, history)
+    assert not lost.allowed and "Lease" in lost.reason
+    assert not guard.check_restore(target).allowed

@@ -42,9 +42,12 @@ from monitors.detector import FaultDetector
 from monitors.watch import Watcher
 from notifications import Mailer, RetryPolicy
 from orchestrator.guardrails import ClusterBudget, GuardVerdict, decide
-from orchestrator.loop import Orchestrator
-from orchestrator.store import BREAKER_NAME, JournalEntry, Phase, StateStore, WorkloadState
+from orchestrator.orchestrator import Orchestrator
+from orchestrator.records import Phase, WorkloadState
+from orchestrator.snapshots import SnapshotStore
+from orchestrator.store import BREAKER_NAME, StateStore
 from orchestrator.verify import Judge, Verdict, VerdictKind
+from service.wiring import MailSink, build_orchestrator
 from tools.snapshot import take_snapshot
 
 pytestmark = pytest.mark.lab
@@ -53,6 +56,11 @@ REPO = Path(__file__).resolve().parent.parent
 FAST = RetryPolicy(attempts=2, initial_wait_seconds=0.01, max_wait_seconds=0.05, max_total_seconds=5)
 MISSING = "nginx:1.99-does-not-exist"
 MAIL_TIMEOUT = 150.0
+
+
+def build(settings: Settings, api: client.ApiClient, mailer: Mailer | None, **options: Any) -> Orchestrator:
+    """The orchestrator as the service wires it, mailing through `mailer`."""
+    return build_orchestrator(settings, api, MailSink(mailer) if mailer is not None else None, **options)
 
 
 # --- a real SMTP server ----------------------------------------------------------------------------------
@@ -149,7 +157,7 @@ class Amos:
     """The orchestrator fed by the real watch and detector, like the service runs it."""
 
     def __init__(self, api: client.ApiClient, settings: Settings, **options: Any) -> None:
-        self.orchestrator = Orchestrator(settings, api, Mailer(settings, retry=FAST), **options)
+        self.orchestrator = build(settings, api, Mailer(settings, retry=FAST), **options)
         self.incidents: list[Incident] = []
         self.detector = FaultDetector(settings, self._detected)
         self.watcher = Watcher(settings, api, self.detector, watch_timeout_seconds=60, max_backoff_seconds=2.0)
@@ -233,7 +241,7 @@ def test_bad_image_rollout_is_rolled_back_and_reported_fixed_with_the_diff(
     settings = make_settings()
     with Amos(amos_api, settings) as amos:
         set_image(api_client, namespace, "web", MISSING)
-        mail = inbox.wait("[AMOS] fixed:")
+        mail = inbox.wait("] FIXED:")
         assert amos.orchestrator.wait_idle(30)
 
     assert "Deployment/web" in str(mail["Subject"])
@@ -249,9 +257,9 @@ def test_bad_image_rollout_is_rolled_back_and_reported_fixed_with_the_diff(
     ledger = store.ledger(fingerprint(ObjectRef(kind="Deployment", namespace=namespace, name="web"),
                                       FaultKind.IMAGE_PULL))
     assert ledger.attempts == 0 and ledger.history[-1].outcome == "fixed"
-    assert len(store.snapshots()) == 1
+    assert len(SnapshotStore(api_client, settings, store.signer).list()) == 1
     assert {"Remediating", "FixApplied", "Remediated", "Fixed"} <= set(amos_events(api_client, namespace, "web"))
-    assert [s for s in inbox.subjects() if "fixed" not in s] == []
+    assert [s for s in inbox.subjects() if "] FIXED:" not in s] == []
 
 
 def test_oom_killed_gets_a_higher_memory_limit_and_becomes_ready(
@@ -260,7 +268,7 @@ def test_oom_killed_gets_a_higher_memory_limit_and_becomes_ready(
     with Amos(amos_api, make_settings()) as amos:
         create(api_client, namespace, deployment("cache", "shop/cache:2.1", env={"LAB_MEMORY_MI": "200"},
                                                  memory_limit="128Mi"), ready=False)
-        mail = inbox.wait("[AMOS] fixed:")
+        mail = inbox.wait("] FIXED:")
         assert amos.orchestrator.wait_idle(30)
 
     text = body(mail)
@@ -284,7 +292,7 @@ def test_a_fix_that_does_not_help_is_undone_twice_then_escalated_leaving_nothing
     settings = make_settings()
 
     with Amos(amos_api, settings) as amos:
-        mail = inbox.wait("[AMOS] escalated:", timeout=240)
+        mail = inbox.wait("] ESCALATED:", timeout=240)
         assert amos.orchestrator.wait_idle(60)
         time.sleep(2)  # whatever the detector still says about this workload: blocked, no more mail
 
@@ -298,8 +306,8 @@ def test_a_fix_that_does_not_help_is_undone_twice_then_escalated_leaving_nothing
     assert store.journals() == []
     state = store.workload_state(ObjectRef(kind="Deployment", namespace=namespace, name="api"))
     assert state.blocked_until is not None
-    assert len(store.snapshots()) == 2
-    assert [s for s in inbox.subjects() if "escalated" not in s] == []
+    assert len(SnapshotStore(api_client, settings, store.signer).list()) == 2
+    assert [s for s in inbox.subjects() if "] ESCALATED:" not in s] == []
     assert len(inbox.subjects()) == 1
     assert {"VerificationFailed", "RolledBack", "Escalated"} <= set(amos_events(api_client, namespace, "api"))
 
@@ -313,7 +321,7 @@ def test_missing_configmap_escalates_without_any_change(
     settings = make_settings()
 
     with Amos(amos_api, settings) as amos:
-        mail = inbox.wait("[AMOS] escalated:")
+        mail = inbox.wait("] ESCALATED:")
         assert amos.orchestrator.wait_idle(30)
 
     text = body(mail)
@@ -336,7 +344,7 @@ def test_dry_run_sends_a_recommendation_and_changes_nothing(
     before = read(api_client, namespace, "web")
 
     with Amos(amos_api, make_settings(dry_run=True)) as amos:
-        mail = inbox.wait("[AMOS] recommended:")
+        mail = inbox.wait("] RECOMMENDED:")
         assert amos.orchestrator.wait_idle(30)
 
     text = body(mail)
@@ -357,7 +365,7 @@ def test_a_gitops_managed_workload_only_gets_a_proposal(
     set_image(api_client, namespace, "web", MISSING)
     wait_pods(api_client, namespace, "web", {"ErrImagePull", "ImagePullBackOff"})
     before = read(api_client, namespace, "web")
-    orchestrator = Orchestrator(make_settings(), amos_api, Mailer(make_settings(), retry=FAST))
+    orchestrator = build(make_settings(), amos_api, Mailer(make_settings(), retry=FAST))
     orchestrator.store.ensure_namespace()
 
     report = orchestrator.process(incident_for(namespace, "web", FaultKind.IMAGE_PULL, "ImagePullBackOff"))
@@ -365,7 +373,7 @@ def test_a_gitops_managed_workload_only_gets_a_proposal(
     assert report is not None and report.outcome is Outcome.RECOMMENDED
     assert "Argo CD" in (report.escalation_reason or "")
     assert [a.status for a in report.actions] == [ActionStatus.DRY_RUN]
-    assert "Argo CD" in body(inbox.wait("[AMOS] recommended:"))
+    assert "Argo CD" in body(inbox.wait("] RECOMMENDED:"))
     assert read(api_client, namespace, "web")["metadata"]["generation"] == before["metadata"]["generation"]
 
 
@@ -381,7 +389,7 @@ def test_a_person_editing_between_snapshot_and_fix_is_never_overwritten(
         return await run_session(incident, *args, **kwargs)
 
     settings = make_settings()
-    orchestrator = Orchestrator(settings, amos_api, Mailer(settings, retry=FAST), session_runner=person_edits_first)
+    orchestrator = build(settings, amos_api, Mailer(settings, retry=FAST), session_runner=person_edits_first)
     orchestrator.store.ensure_namespace()
     report = orchestrator.process(incident_for(namespace, "web", FaultKind.IMAGE_PULL, "ImagePullBackOff"))
     edited = read(api_client, namespace, "web")
@@ -392,7 +400,7 @@ def test_a_person_editing_between_snapshot_and_fix_is_never_overwritten(
     template = edited["spec"]["template"]
     assert template["metadata"]["annotations"]["team.example.com/edited-by"] == "alice"
     assert template["spec"]["containers"][0]["image"] == MISSING  # AMOS did not build on the person's change
-    assert inbox.wait("[AMOS] escalated:")
+    assert inbox.wait("] ESCALATED:")
 
 
 def test_a_person_editing_during_verification_blocks_the_restore(
@@ -408,8 +416,8 @@ def test_a_person_editing_during_verification_blocks_the_restore(
             return Verdict(kind=VerdictKind.FAILURE, reason="pretend the fix did not help")
 
     settings = make_settings()
-    orchestrator = Orchestrator(settings, amos_api, Mailer(settings, retry=FAST))
-    orchestrator.judge = PersonEditsWhileJudging(orchestrator.access, settings)
+    orchestrator = build(settings, amos_api, Mailer(settings, retry=FAST),
+                         judge=lambda access: PersonEditsWhileJudging(access, settings))
     orchestrator.store.ensure_namespace()
     report = orchestrator.process(incident_for(namespace, "web", FaultKind.IMAGE_PULL, "ImagePullBackOff"))
     after = read(api_client, namespace, "web")
@@ -418,7 +426,7 @@ def test_a_person_editing_during_verification_blocks_the_restore(
     assert "not overwritten" in (report.escalation_reason or "")
     assert after["spec"]["template"]["metadata"]["annotations"]["team.example.com/edited-by"] == "alice"
     assert after["spec"]["template"]["spec"]["containers"][0]["image"] == "nginx:1.27"  # AMOS's fix + her edit
-    assert "not overwritten" in body(inbox.wait("[AMOS] escalated:"))
+    assert "not overwritten" in body(inbox.wait("] ESCALATED:"))
     assert "RollbackConflict" in amos_events(api_client, namespace, "web")
 
 
@@ -429,7 +437,7 @@ def test_a_reverted_fix_is_escalated_not_fought(
     set_image(api_client, namespace, "web", MISSING)
     wait_pods(api_client, namespace, "web", {"ErrImagePull", "ImagePullBackOff"})
     settings = make_settings()
-    orchestrator = Orchestrator(settings, amos_api, Mailer(settings, retry=FAST))
+    orchestrator = build(settings, amos_api, Mailer(settings, retry=FAST))
     orchestrator.store.ensure_namespace()
     incident = incident_for(namespace, "web", FaultKind.IMAGE_PULL, "ImagePullBackOff")
     fixed = orchestrator.process(incident)
@@ -440,7 +448,7 @@ def test_a_reverted_fix_is_escalated_not_fought(
 
     assert [r.outcome for r in reports] == [Outcome.ESCALATED]
     assert "reverted" in (reports[0].escalation_reason or "")
-    assert "reverted" in body(inbox.wait("[AMOS] escalated:"))
+    assert "reverted" in body(inbox.wait("] ESCALATED:"))
     assert image_of(api_client, namespace, "web") == MISSING  # not fought
     assert orchestrator.process(incident_for(namespace, "web", FaultKind.IMAGE_PULL, "ImagePullBackOff")) is None
     assert image_of(api_client, namespace, "web") == MISSING  # blocked: left to the person
@@ -454,8 +462,8 @@ def test_stop_rolls_back_a_fix_it_could_not_verify_in_time(
     wait_pods(api_client, namespace, "web", {"ErrImagePull", "ImagePullBackOff"})
     before = spec_of(api_client, namespace, "web")
     settings = make_settings(verify_timeout_seconds=120)
-    orchestrator = Orchestrator(settings, amos_api, Mailer(settings, retry=FAST))
-    orchestrator.judge = Judge(orchestrator.access, settings, stable_seconds=90)  # keeps verifying
+    orchestrator = build(settings, amos_api, Mailer(settings, retry=FAST),  # keeps verifying:
+                         judge=lambda access: Judge(access, settings, stable_seconds=90))
     orchestrator.start()
     incident = incident_for(namespace, "web", FaultKind.IMAGE_PULL, "ImagePullBackOff")
     orchestrator.submit(incident)
@@ -468,7 +476,7 @@ def test_stop_rolls_back_a_fix_it_could_not_verify_in_time(
     assert report.outcome is Outcome.ROLLED_BACK and report.rolled_back
     assert spec_of(api_client, namespace, "web") == before
     assert orchestrator.store.journals() == []
-    assert "rolled_back" in str(inbox.wait("[AMOS] rolled_back:")["Subject"])
+    assert "ROLLED BACK" in str(inbox.wait("] ROLLED BACK:")["Subject"])
 
 
 # --- kill -9 in the middle of a fix ------------------------------------------------------------------------
@@ -480,7 +488,7 @@ CHILD = textwrap.dedent("""
     from agents.session import run_session
     from core.config import Settings
     from core.models import Incident
-    from orchestrator.loop import Orchestrator
+    from orchestrator.orchestrator import Orchestrator
     from orchestrator.verify import Judge
 
     logging.basicConfig(level=logging.INFO, stream=sys.stderr)
@@ -501,9 +509,8 @@ CHILD = textwrap.dedent("""
             time.sleep(3600)  # AMOS dies here
 
     runner = hang_after_the_session if mode == "applying" else run_session
-    orchestrator = Orchestrator(settings, api, None, session_runner=runner)
-    if mode == "verifying":
-        orchestrator.judge = HangingJudge(orchestrator.access, settings)
+    judge = (lambda access: HangingJudge(access, settings)) if mode == "verifying" else None
+    orchestrator = build_orchestrator(settings, api, None, session_runner=runner, judge=judge)
     orchestrator.store.ensure_namespace()
     orchestrator.process(incident)
 """)
@@ -555,12 +562,12 @@ def test_killed_after_the_fix_was_applied_the_restart_completes_it(
     entry = store.read_journal(incident.fingerprint)
     assert entry is not None and entry.phase is Phase.APPLYING
     assert store.ledger(incident.fingerprint).attempts == 1  # counted before the change, survived the kill
-    restarted = Orchestrator(settings, amos_api, Mailer(settings, retry=FAST))
+    restarted = build(settings, amos_api, Mailer(settings, retry=FAST))
     reports = restarted.recover()
 
     assert [r.outcome for r in reports] == [Outcome.FIXED]
     assert reports[0].attempt == 1 and "after AMOS restarted" in reports[0].verification
-    assert "after AMOS restarted" in body(inbox.wait("[AMOS] fixed:"))
+    assert "after AMOS restarted" in body(inbox.wait("] FIXED:"))
     assert rollout_complete(api_client, namespace, "web") and image_of(api_client, namespace, "web") == "nginx:1.27"
     assert store.journals() == []
     assert store.ledger(incident.fingerprint).history[-1].outcome == "fixed"
@@ -581,20 +588,20 @@ def test_killed_while_verifying_a_fix_that_does_not_help_the_restart_rolls_back_
     run_until_killed(lab, tmp_path, settings, incident, "verifying", api_client)
 
     assert image_of(api_client, namespace, "api") == "shop/api:1.0-crash"  # the unverified fix is in place
-    restarted = Orchestrator(settings, amos_api, Mailer(settings, retry=FAST))
+    restarted = build(settings, amos_api, Mailer(settings, retry=FAST))
     reports = restarted.recover()
 
     assert [r.outcome for r in reports] == [Outcome.ROLLED_BACK] and reports[0].rolled_back
     assert spec_of(api_client, namespace, "api") == before
     assert restarted.store.ledger(incident.fingerprint).attempts == 1
-    assert "rolled_back" in str(inbox.wait("[AMOS] rolled_back:")["Subject"])
+    assert "ROLLED BACK" in str(inbox.wait("] ROLLED BACK:")["Subject"])
 
     # The fault is still there: the next incident gets the second (and last) attempt.
     final = restarted.process(incident_for(namespace, "api", FaultKind.CRASH_LOOP, "CrashLoopBackOff"))
     assert final is not None and final.outcome is Outcome.ESCALATED and final.attempt == 2
     assert spec_of(api_client, namespace, "api") == before
     assert restarted.store.ledger(incident.fingerprint).attempts == 2
-    assert "Attempt:     2 of 2" in body(inbox.wait("[AMOS] escalated:"))
+    assert "Attempt:     2 of 2" in body(inbox.wait("] ESCALATED:"))
 
 
 # --- durable guard-rail state ---------------------------------------------------------------------------------
@@ -640,31 +647,26 @@ def test_snapshots_are_kept_up_to_the_retention_and_hold_everything_a_fix_may_to
     set_image(api_client, namespace, "api", "shop/api:2.1")
     wait_for(lambda: rollout_complete(api_client, namespace, "api"), what="revision 2")
     settings = make_settings(snapshot_retention=2)
-    orchestrator = Orchestrator(settings, api_client, None)
+    orchestrator = build(settings, api_client, None)
     store = orchestrator.store
     store.ensure_namespace()
+    snapshots = orchestrator.steps.snapshots
     ref = ObjectRef(kind="Deployment", namespace=namespace, name="api")
     saved = []
     for _ in range(3):
-        saved.append(store.save_snapshot(take_snapshot(orchestrator.access, ref, datetime.now(UTC)), "fp"))
+        saved.append(snapshots.save(take_snapshot(orchestrator.access, ref, datetime.now(UTC)), "fp"))
         time.sleep(1.1)
     entry_protected = saved[0].id
-    now = datetime.now(UTC)
-    store.write_journal(JournalEntry(fingerprint="fp", incident=incident_for(namespace, "api", FaultKind.CRASH_LOOP,
-                                                                             "Error"),
-                                     workload=ref, attempt=1, max_attempts=2, phase=Phase.VERIFYING,
-                                     snapshot_id=entry_protected, started_at=now, updated_at=now))
-    store.prune_snapshots(settings.snapshot_retention)
-    kept = {info.id for info in store.snapshots()}
+    snapshots.prune(settings.snapshot_retention, {entry_protected})
+    kept = {info.id for info in snapshots.list()}
     assert kept == {saved[0].id, saved[2].id}  # the newest ones, plus the one an unfinished fix needs
-    loaded = store.load_snapshot(saved[2].id)
+    loaded = snapshots.load(saved[2].id)
     assert loaded is not None
     assert loaded.workload["metadata"]["resourceVersion"] and loaded.generation == 2
     assert sorted(rs["metadata"]["annotations"]["deployment.kubernetes.io/revision"] for rs in loaded.replicasets) \
         == ["1", "2"]
     assert [cm["metadata"]["name"] for cm in loaded.config_maps] == ["api-config"]
-    store.delete_journal("fp")
     time.sleep(1.1)
-    newest = store.save_snapshot(take_snapshot(orchestrator.access, ref, datetime.now(UTC)), "fp")
-    store.prune_snapshots(settings.snapshot_retention)
-    assert {info.id for info in store.snapshots()} == {saved[2].id, newest.id}  # no longer protected: pruned
+    newest = snapshots.save(take_snapshot(orchestrator.access, ref, datetime.now(UTC)), "fp")
+    snapshots.prune(settings.snapshot_retention, set())
+    assert {info.id for info in snapshots.list()} == {saved[2].id, newest.id}  # no longer protected: pruned

@@ -1,0 +1,43 @@
+"""Raw calls on AMOS's own state objects: JSON in and out, one error type naming the call.
+
+Every call has a request timeout, so a frozen API server turns into a `StoreError` the caller
+can retry (`orchestrator.steps.AttemptSteps.durably`), never a thread stuck forever.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+from tools.results import api_status
+
+REQUEST_TIMEOUT_SECONDS = 30.0
+
+# Labels and annotations on every state object, for `kubectl get -l` and for finding them again.
+MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
+MANAGED_BY = "amos"
+RECORD_LABEL = "amos.io/record"
+FINGERPRINT_LABEL = "amos.io/fingerprint"
+PHASE_LABEL = "amos.io/phase"
+WORKLOAD_NAMESPACE_LABEL = "amos.io/workload-namespace"
+WORKLOAD_KIND_LABEL = "amos.io/workload-kind"
+WORKLOAD_ANNOTATION = "amos.io/workload"
+
+
+class StoreError(Exception):
+    """A state read or write failed; `status` is the HTTP status when the API server answered."""
+
+    def __init__(self, call: str, cause: BaseException) -> None:
+        self.status, detail = api_status(cause)
+        super().__init__(f"{call} failed: {detail}")
+
+
+def call_json(call: str, method: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """Call a kubernetes client method without its model classes; the answer as plain JSON."""
+    try:
+        response = method(*args, _preload_content=False, _request_timeout=REQUEST_TIMEOUT_SECONDS, **kwargs)
+        raw = response.data
+    except Exception as error:  # every failure becomes one error type naming the call
+        raise StoreError(call, error) from error
+    return json.loads(raw) if raw else None
