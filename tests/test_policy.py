@@ -12,6 +12,7 @@ from core.actions import (
     DeletePod,
     Diagnosis,
     FixProbe,
+    ProposedAction,
     RestartRollout,
     Rollback,
     Scale,
@@ -198,7 +199,7 @@ def test_evicting_a_pod_of_the_workload_is_allowed(guard: PolicyGuard, history: 
 
 def test_job_pod_and_bare_pod_scopes(settings: Settings) -> None:
     job = {"kind": "Job", "metadata": {"name": "batch", "namespace": NS, "uid": "uid-job"}, "spec": {}}
-    job_pod = {
+    job_pod: dict[str, Any] = {
         "kind": "Pod",
         "metadata": {
             "name": "batch-x1",
@@ -270,7 +271,8 @@ def test_pod_of_another_workload(guard: PolicyGuard, history: WorkloadHistory) -
 
 @pytest.mark.parametrize("where", ["labels", "annotations"])
 def test_protected_workload(guard: PolicyGuard, history: WorkloadHistory, where: str) -> None:
-    target = deployment(**{where: {"amos.io/protected": "true"}})
+    marked: dict[str, Any] = {where: {"amos.io/protected": "true"}}
+    target = deployment(**marked)
     assert refused(guard.check(RestartRollout(namespace=NS, name="web"), target, history), "protected")
 
 
@@ -488,7 +490,7 @@ def test_hostile_sequence(settings: Settings, scope: IncidentScope, history: Wor
     no_probe = FixProbe(
         namespace=NS, kind="Deployment", name="web", container="web", probe="liveness", patch={"httpGet": None}
     )
-    attempts = [
+    attempts: list[tuple[ProposedAction, dict[str, Any] | None, str]] = [
         (DeletePod(namespace=NS, name="db"), secret, "does not match"),
         (Scale(namespace="payments", name="web", replicas=3), other_ns, "outside the incident's scope"),
         (SetImage(namespace=NS, name="web", container="web", image="evil.example/miner:1"), deployment(), "never ran"),

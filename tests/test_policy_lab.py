@@ -19,7 +19,7 @@ IMAGES = ["shop/web:1.0", "shop/web:1.1", "shop/web:1.2"]
 
 
 def as_dict(api_client: client.ApiClient, obj: Any) -> dict[str, Any]:
-    result: dict[str, Any] = api_client.sanitize_for_serialization(obj)
+    result: dict[str, Any] = api_client.sanitize_for_serialization(obj)  # type: ignore[no-untyped-call]
     return result
 
 
@@ -95,7 +95,7 @@ def test_real_replicasets_are_trusted_and_a_planted_one_is_not(api_client: clien
             },
         },
     }
-    client.AppsV1Api(api_client).create_namespaced_replica_set(namespace, planted)
+    create(api_client, namespace, planted)
     history = WorkloadHistory(workload=target, replicasets=replicasets(api_client, namespace))
     assert len(history.replicasets) == 4
     assert sorted(history.revisions()) == [1, 2, 3]
