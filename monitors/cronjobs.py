@@ -17,6 +17,7 @@ from enum import StrEnum
 from pydantic import BaseModel, ConfigDict
 
 from core.models import Evidence, Fault, FaultKind, ObjectRef
+from monitors.health import job_healthy
 from monitors.trim import JobView
 
 RUNS_KEPT = 10  # per CronJob
@@ -54,7 +55,7 @@ class Run(BaseModel):
                 since=failed.last_transition,
                 template_hash=job.template_hash,
             )
-        outcome = RunOutcome.SUCCEEDED if job.succeeded else RunOutcome.ACTIVE
+        outcome = RunOutcome.SUCCEEDED if job_healthy(job) else RunOutcome.ACTIVE
         return cls(job=job.name, created=job.created, outcome=outcome, template_hash=job.template_hash)
 
 

@@ -14,7 +14,8 @@ INIT_CONTAINER whatever the reason (pull, crash, OOM, exit non-zero): the fix is
 that init container, and the evidence keeps the kubelet's reason. A sidecar
 (restartPolicy Always) or an init container failing after the pod initialised is
 judged like an app container. A pod with every container running but not all
-ready past the unavailability grace is NOT_READY (readiness never reached).
+ready past the unavailability grace (or longer, if its readiness probe's initial
+delay + period x failureThreshold is longer) is NOT_READY (readiness never reached).
 """
 
 from __future__ import annotations
@@ -61,7 +62,7 @@ def pod_faults(pod: PodView, workload: ObjectRef, now: datetime, settings: Setti
         if fault is not None:
             found.append(fault)
     not_ready = _readiness_pending_since(pod)
-    if not found and not_ready is not None and now - not_ready >= _seconds(settings.unavailable_grace_seconds):
+    if not found and not_ready is not None and now - not_ready >= _readiness_grace(pod, settings):
         found.append((FaultKind.NOT_READY, _not_ready_evidence(pod, not_ready, now)))
     return [Fault(kind=kind, workload=workload, subject=subject, evidence=e, observed_at=now) for kind, e in found]
 
@@ -71,7 +72,7 @@ def pod_recheck_at(pod: PodView, settings: Settings) -> datetime | None:
     unschedulable, not_ready = _unschedulable_since(pod), _readiness_pending_since(pod)
     due = [
         *([unschedulable + _seconds(settings.pending_grace_seconds)] if unschedulable is not None else []),
-        *([not_ready + _seconds(settings.unavailable_grace_seconds)] if not_ready is not None else []),
+        *([not_ready + _readiness_grace(pod, settings)] if not_ready is not None else []),
     ]
     return min(due, default=None)
 
@@ -279,6 +280,12 @@ def _readiness_pending_since(pod: PodView) -> datetime | None:
     started = [c.started_at for c in apps if not c.ready and c.started_at is not None]
     candidates = [t for t in (since or pod.created, *started) if t is not None]
     return max(candidates, default=None)
+
+
+def _readiness_grace(pod: PodView, settings: Settings) -> timedelta:
+    """The unavailability grace, or longer when a readiness probe is allowed to take longer to pass."""
+    probes = [c.readiness_delay_seconds for c in pod.app_containers if not c.ready]
+    return _seconds(max([settings.unavailable_grace_seconds, *probes]))
 
 
 def _not_ready_evidence(pod: PodView, since: datetime, now: datetime) -> Evidence:

@@ -62,6 +62,7 @@ class ContainerView(View):
     last_terminated: TerminationView | None = None  # lastState: why the previous run ended
     liveness_probe: bool = False  # from the spec: the kubelet kills it when the probe fails
     readiness_probe: bool = False
+    readiness_delay_seconds: float = 0.0  # initialDelaySeconds + periodSeconds x failureThreshold of that probe
     restartable: bool = False  # an init container with restartPolicy Always: a sidecar, not a step before the app
 
 
@@ -354,8 +355,17 @@ def _container(status: ApiObject, spec: ApiObject | None, *, init: bool) -> Cont
         last_terminated=_termination((status.get("lastState") or {}).get("terminated")),
         liveness_probe=bool(spec.get("livenessProbe")),
         readiness_probe=bool(spec.get("readinessProbe")),
+        readiness_delay_seconds=_probe_delay(spec.get("readinessProbe")),
         restartable=init and spec.get("restartPolicy") == "Always",
     )
+
+
+def _probe_delay(probe: ApiObject | None) -> float:
+    """How long a probe may take to pass before it can have failed for good (the API's defaults: 10 s x 3)."""
+    if not probe:
+        return 0.0
+    period, threshold = probe.get("periodSeconds") or 10, probe.get("failureThreshold") or 3
+    return float((probe.get("initialDelaySeconds") or 0) + period * threshold)
 
 
 def _termination(terminated: ApiObject | None) -> TerminationView | None:

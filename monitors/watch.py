@@ -91,6 +91,10 @@ OWNERS_SYNC_TIMEOUT_SECONDS = 30.0  # the pod stream's first list waits this lon
 FORBIDDEN_RETRY_SECONDS = 300.0
 WORKLOAD_KINDS = ("Deployment", "StatefulSet", "DaemonSet", "CronJob", "Job")
 _SELECTORS = {"Event": f"reason={EVENT_REASON}"}
+_UNDETECTED = {  # what goes unseen without a stream, for the one warning a forbidden stream gives
+    "Event": "FailedCreate of StatefulSets, DaemonSets and Jobs is",
+    "ControllerRevision": "the known-good revision of a DaemonSet is",
+}
 
 ApiObject = dict[str, Any]
 
@@ -260,10 +264,10 @@ class Watcher:
                 raise
             if not stream.forbidden:
                 log.warning(
-                    "%s: forbidden (%s); %s faults are not detected until the role allows list and watch",
+                    "%s: forbidden (%s); %s not detected until the role allows list and watch",
                     stream,
                     error.reason,
-                    stream.kind,
+                    _UNDETECTED.get(stream.kind, f"{stream.kind} faults are"),
                 )
             stream.forbidden = True
             stream.synced.set()

@@ -448,3 +448,63 @@ def test_stateful_set_daemon_set_and_job_failed_create_come_from_events_and_reso
                 i.state is IncidentState.RESOLVED and i.kind is FaultKind.FAILED_CREATE for i in monitor.sink.about(w)
             )
         ), f"{workload}: {monitor.sink.summary()}"
+
+
+def test_a_role_without_the_new_kinds_still_syncs_and_detects_what_it_may_watch(
+    api_client: client.ApiClient, namespace: str
+) -> None:
+    core, rbac = client.CoreV1Api(api_client), client.RbacAuthorizationV1Api(api_client)
+    core.create_namespaced_service_account(namespace, {"metadata": {"name": "narrow"}})
+    rbac.create_namespaced_role(
+        namespace,
+        {
+            "metadata": {"name": "narrow"},
+            "rules": [
+                {"apiGroups": [""], "resources": ["pods"], "verbs": ["list", "watch"]},
+                {"apiGroups": ["apps"], "resources": ["deployments", "replicasets"], "verbs": ["list", "watch"]},
+                {"apiGroups": ["batch"], "resources": ["jobs"], "verbs": ["list", "watch"]},
+            ],
+        },
+    )
+    rbac.create_namespaced_role_binding(
+        namespace,
+        {
+            "metadata": {"name": "narrow"},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "narrow"},
+            "subjects": [{"kind": "ServiceAccount", "name": "narrow", "namespace": namespace}],
+        },
+    )
+    token = core.create_namespaced_service_account_token("narrow", namespace, {"spec": {"expirationSeconds": 600}})
+    configuration = client.Configuration()
+    configuration.host = api_client.configuration.host
+    configuration.ssl_ca_cert = api_client.configuration.ssl_ca_cert
+    configuration.api_key = {"BearerToken": token.status.token}
+    configuration.api_key_prefix = {"BearerToken": "Bearer"}
+    configuration.connection_pool_maxsize = 16
+    settings = Settings(namespaces=[namespace], aggregation_window_seconds=1.0)
+    sink = Sink()
+    watcher = Watcher(
+        settings,
+        client.ApiClient(configuration),
+        FaultDetector(settings, sink),
+        watch_timeout_seconds=60,
+        max_backoff_seconds=2.0,
+    )
+    watcher.start()
+    try:
+        assert watcher.wait_synced(30)
+        assert watcher.forbidden_kinds == ["CronJob", "DaemonSet", "Event", "StatefulSet"]
+        client.AppsV1Api(api_client).create_namespaced_deployment(
+            namespace,
+            {
+                "metadata": {"name": "web"},
+                "spec": {
+                    "replicas": 1,
+                    "selector": {"matchLabels": {"app": "web"}},
+                    "template": labelled("web", template("lab/web:crash")),
+                },
+            },
+        )
+        sink.wait_for(FaultKind.CRASH_LOOP, ObjectRef(kind="Deployment", namespace=namespace, name="web"))
+    finally:
+        watcher.stop()

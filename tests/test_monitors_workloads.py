@@ -186,6 +186,14 @@ def test_running_but_not_ready_only_after_the_grace_period() -> None:
     assert "readiness probe has not passed" in e.message and "containers with unready status: [app]" in e.message
 
 
+def test_a_slow_readiness_probe_gets_the_time_its_spec_allows() -> None:
+    slow = unready(200)
+    slow["spec"]["containers"][0]["readinessProbe"] |= {"initialDelaySeconds": 300, "failureThreshold": 3}
+    assert faults_of(slow) == []  # 300 s delay + 5 s x 3 failures: not failed yet at 200 s
+    assert pod_recheck_at(PodView.from_api(slow), SETTINGS) == at(200) + timedelta(seconds=315)
+    assert [f.kind for f in faults_of(slow, NOW + timedelta(seconds=120))] == [FaultKind.NOT_READY]
+
+
 def test_not_ready_pod_says_when_to_look_again() -> None:
     assert pod_recheck_at(PodView.from_api(unready(100)), SETTINGS) == at(100) + timedelta(seconds=120)
     assert pod_recheck_at(PodView.from_api(pod()), SETTINGS) is None
