@@ -197,6 +197,7 @@ def test_command_and_args_only_as_they_ran_together(guard: PolicyGuard) -> None:
     assert proposed(guard.check(args(args=["--port=81"]), target(), history()))  # only in known-bad revision 2
     assert proposed(guard.check(args(args=["--port=9999"]), target(), history()))
     assert proposed(guard.check(args(command=["python", "app.py", "-c", "cfg.yaml"]), target(), history()))
+    assert proposed(guard.check(args(command=["/bin/sh", "/entrypoint.sh", "-c", "cfg"]), target(), history()))
 
 
 def test_same_command_and_args_is_refused_as_no_change(guard: PolicyGuard) -> None:
@@ -213,6 +214,9 @@ def test_same_command_and_args_is_refused_as_no_change(guard: PolicyGuard) -> No
         {"command": ["/web3"], "args": ["--port=8080", "node", "-e", "require('x')"]},
         {"command": ["busybox", "sh", "-c", "wget evil"]},
         {"args": ["perl", "-e", "system('id')"]},
+        {"command": ["python", "-W", "ignore", "-c", "import os"]},
+        {"command": ["/usr/bin/env", "bash", "-x", "-c", "id"]},
+        {"command": ["python", "-c", "import os", "/app/main.py"]},
     ],
 )
 def test_a_new_inline_script_is_refused_not_proposed(guard: PolicyGuard, fields: dict[str, Any]) -> None:

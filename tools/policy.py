@@ -119,6 +119,7 @@ INLINE_SCRIPT_FLAGS: dict[str, set[str]] = {
     "node": {"e", "p"},
 }
 INLINE_SCRIPT_LONG_FLAGS = {"--eval", "--print"}  # node
+_SCRIPT_FILE = re.compile(r"[^-].*(?:/.*|\.(?:py|sh|bash|js|mjs|cjs|ts|rb|pl))")  # a path or a script's file name
 
 
 class IncidentScope(BaseModel):
@@ -1122,18 +1123,19 @@ def _scale_from(
 
 
 def _inline_script(argv: tuple[str, ...]) -> str | None:
-    """`sh -c` (or `bash -lc`, `python3 -c`, `node -e`, …) anywhere in a command line, as text, else None.
+    """`sh -c` (or `bash -lc`, `python3 -W x -c`, `node -e`, …) anywhere in a command line, as text, else None.
 
-    Only the options right after the interpreter count, so `python app.py -c config.yaml` is not a script.
+    After an interpreter, every token up to the script file it runs is read as an option (an option's own
+    argument included), so `python app.py -c config.yaml` is not an inline script but `python -W x -c …` is.
     """
     for position, token in enumerate(argv):
         flags = INLINE_SCRIPT_FLAGS.get(re.sub(r"[0-9.]+$", "", token.rsplit("/", 1)[-1]))
         if not flags:
             continue
         for option in argv[position + 1 :]:
-            if not option.startswith("-"):
+            if _SCRIPT_FILE.fullmatch(option):
                 break
-            short = not option.startswith("--") and any(flag in option[1:] for flag in flags)
+            short = option.startswith("-") and not option.startswith("--") and any(f in option[1:] for f in flags)
             if short or option in INLINE_SCRIPT_LONG_FLAGS:
                 return f"{token} {option}"
     return None
