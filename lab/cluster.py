@@ -192,6 +192,7 @@ class LabCluster:
         self._spawn("kube-scheduler", [
             str(self._bin / "kube-scheduler"), kubeconfig, "--leader-elect=false",
             "--bind-address=127.0.0.1", f"--secure-port={self.ports['scheduler']}",
+            "--kube-api-qps=500", "--kube-api-burst=1000",  # the default 50 QPS caps binding at 50 pods/s
         ])
         kwok_config = self.workdir / "kwok.yaml"
         kwok_config.write_text(_KWOK_CONFIG)

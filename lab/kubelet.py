@@ -5,8 +5,15 @@ does what a kubelet does for pods: decide each container's fate from its spec
 (`lab.programs`), write pod status the way a kubelet writes it (waiting reasons,
 restart counts, lastState, exit codes, conditions), emit kubelet Events, keep
 container logs (current and previous) and serve them to the API server's
-`pods/log` proxy, and finish graceful deletions. Crash-looping containers restart
-with a back-off that doubles, like the real one, on a shorter lab clock.
+`pods/log` proxy, and finish graceful deletions. Init containers run one after
+the other before the app containers (a sidecar, `restartPolicy: Always`, lets the
+next one start once it runs); probes run on the lab clock and a liveness or
+startup failure kills the container (exit 137) as the kubelet does. Crash-looping
+containers restart with a back-off that doubles, like the real one.
+
+The lab clock is `LAB_CLOCK_SPEEDUP` (5x) faster than a kubelet's: back-off starts at
+2 s, and a probe's initialDelaySeconds and periodSeconds are divided by 5 (period at
+least 0.2 s); failureThreshold counts as written.
 
 Run: python -m lab.kubelet --kubeconfig K --port P --cert C --key K
 """
@@ -24,7 +31,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import quote
 
+import urllib3
 from kubernetes import client, config
 from kubernetes.client.rest import ApiException
 
@@ -40,6 +49,7 @@ START_SECONDS = 0.4  # pull + create + start of a container
 CRASH_AFTER_SECONDS = 0.6  # how long a crashing program runs before it dies
 CONFIG_RECHECK_SECONDS = 2.0
 MIN_PROBE_PERIOD_SECONDS = 0.2
+WRITERS = 32  # concurrent writes: each waits tens of ms for the API server, so few writers cap the pod rate
 LIVENESS_KILL_EXIT_CODE = 137  # the program ignores SIGTERM and is SIGKILLed after the grace period
 _PROBE_FIELDS = (
     (ProbeKind.STARTUP, "startupProbe"),
@@ -151,18 +161,63 @@ class PodSim:
         return self.init_containers + self.containers
 
 
+class Writes:
+    """The kubelet's writes as plain HTTPS requests with pre-encoded JSON.
+
+    The generated client spends about 5.7 ms of CPU per write where this spends 1.0 ms
+    (measured on the lab); with four writes per started pod, that was the lab's pod-rate ceiling.
+    """
+
+    def __init__(self, configuration: client.Configuration, connections: int) -> None:
+        self._base = configuration.host.rstrip("/")
+        self._headers = {"Accept": "application/json"}
+        token = configuration.get_api_key_with_prefix("authorization")
+        if token:
+            self._headers["Authorization"] = token
+        self._pool = urllib3.PoolManager(
+            num_pools=2,
+            maxsize=connections,
+            block=True,
+            cert_file=configuration.cert_file,
+            key_file=configuration.key_file,
+            ca_certs=configuration.ssl_ca_cert,
+            cert_reqs="CERT_REQUIRED" if configuration.verify_ssl else "CERT_NONE",
+        )
+
+    def send(self, method: str, path: str, body: dict[str, Any], content_type: str = "application/json") -> None:
+        """One request; an answer of 400 or more raises ApiException with its status, as the generated client does."""
+        response = self._pool.request(
+            method,
+            self._base + path,
+            body=json.dumps(body).encode(),
+            headers={**self._headers, "Content-Type": content_type},
+            timeout=30.0,
+        )
+        if response.status >= 400:
+            raise ApiException(status=response.status, reason=response.reason or response.data[:200].decode())
+
+    @staticmethod
+    def pod_path(namespace: str, name: str) -> str:
+        return f"/api/v1/namespaces/{quote(namespace)}/pods/{quote(name)}"
+
+    @staticmethod
+    def events_path(namespace: str, name: str = "") -> str:
+        return f"/api/v1/namespaces/{quote(namespace)}/events" + (f"/{quote(name)}" if name else "")
+
+
 class LabKubelet:
     """Level-driven: each container has a next due time; a pod's step runs its due containers and writes status."""
 
     def __init__(self, api: client.ApiClient, log_store: LogStore) -> None:
         self.core = client.CoreV1Api(api)
+        self.writes = Writes(api.configuration, WRITERS)
         self.logs = log_store
         self._pods: dict[str, PodSim] = {}
         self._due: list[tuple[float, int, str]] = []
         self._seq = itertools.count()
         self._lock = threading.Condition()
         self._ip_counter = itertools.count(2)
-        self._writers = ThreadPoolExecutor(max_workers=4, thread_name_prefix="lab-kubelet-write")
+        self._writers = ThreadPoolExecutor(max_workers=WRITERS, thread_name_prefix="lab-kubelet-write")
         self._events: dict[str, dict[tuple[str, str, str], tuple[str, int]]] = {}  # pod uid -> event key -> name
         self._stop = threading.Event()
 
@@ -218,9 +273,9 @@ class LabKubelet:
             self._schedule(key, START_SECONDS)
 
     def _finish_deletion(self, namespace: str, name: str, uid: str) -> None:
-        body = client.V1DeleteOptions(grace_period_seconds=0, preconditions=client.V1Preconditions(uid=uid))
+        body = {"gracePeriodSeconds": 0, "preconditions": {"uid": uid}}
         try:
-            self.core.delete_namespaced_pod(name, namespace, body=body, _preload_content=False)
+            self.writes.send("DELETE", self.writes.pod_path(namespace, name), body)
         except ApiException as error:
             if error.status not in (404, 409):
                 log.warning("finishing deletion of %s/%s failed: %s", namespace, name, error.reason)
@@ -516,12 +571,11 @@ class LabKubelet:
             status["initContainerStatuses"] = [self._container_status(sim, c) for c in sim.init_containers]
         if status == sim.written:
             return
-        self.core.patch_namespaced_pod_status(
-            sim.name,
-            sim.namespace,
+        self.writes.send(
+            "PATCH",
+            self.writes.pod_path(sim.namespace, sim.name) + "/status",
             {"status": status},
-            _content_type="application/merge-patch+json",
-            _preload_content=False,
+            "application/merge-patch+json",
         )
         sim.written = status
         sim.phase = phase
@@ -536,7 +590,9 @@ class LabKubelet:
             seen[key] = (name, count + 1)
             body = {"count": count + 1, "lastTimestamp": now}
             try:
-                self.core.patch_namespaced_event(name, sim.namespace, body, _preload_content=False)
+                self.writes.send(
+                    "PATCH", self.writes.events_path(sim.namespace, name), body, "application/merge-patch+json"
+                )
                 return
             except ApiException as error:
                 if error.status != 404:
@@ -563,7 +619,7 @@ class LabKubelet:
             "reportingComponent": "kubelet",
             "reportingInstance": sim.node,
         }
-        self.core.create_namespaced_event(sim.namespace, event, _preload_content=False)
+        self.writes.send("POST", self.writes.events_path(sim.namespace), event)
 
     # ---- watch ---------------------------------------------------------------------------
     def watch_pods(self) -> None:
@@ -590,7 +646,7 @@ class LabKubelet:
                         break
                     if event["type"] != "BOOKMARK":
                         self.on_pod(event["type"], event["object"])
-            except Exception as error:  # API server restarts in tests: keep going
+            except Exception as error:  # noqa: BLE001 (API server restarts in tests: keep going)
                 if not self._stop.is_set():
                     log.info("pod watch ended (%s); re-listing", error)
                     time.sleep(0.5)
@@ -612,7 +668,7 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     configuration = client.Configuration()
     config.load_kube_config(config_file=args.kubeconfig, client_configuration=configuration)
-    configuration.connection_pool_maxsize = 8
+    configuration.connection_pool_maxsize = 4  # reads and the watch; writes have their own pool
     store = LogStore()
     serve_logs(store, "127.0.0.1", args.port, args.cert, args.key)
     kubelet = LabKubelet(client.ApiClient(configuration), store)

@@ -109,7 +109,8 @@ def test_a_failing_init_container_blocks_the_app_and_a_fixed_spec_heals(
         pods = pods_of(api_client, namespace, "app=api")
         return next((p for p in pods if _kubectl_status(lab, namespace, p.metadata.name) == kubectl_status), None)
 
-    pod = wait_for(shown_as_wanted, what=f"kubectl showing {kubectl_status}")
+    shown = wait_for(shown_as_wanted, what=f"kubectl showing {kubectl_status}")
+    pod = client.CoreV1Api(api_client).read_namespaced_pod(shown.metadata.name, namespace)  # as kubectl saw it
     assert pod.status.phase == "Pending"
     assert pod.status.container_statuses[0].state.waiting.reason == "PodInitializing"
     assert _condition(pod, "Initialized").status == "False"
