@@ -271,6 +271,8 @@ def allowed(api: client.ApiClient, permission: Permission, verb: str, namespace:
         review, _request_timeout=REQUEST_TIMEOUT_SECONDS
     )
     status = answer.status
+    if status is None:
+        return False, "no status in the review"
     return bool(status.allowed), str(status.evaluation_error or status.reason or "")
 
 
@@ -300,7 +302,7 @@ def check_state_namespace(api: client.ApiClient, settings: Settings) -> list[Fin
     """A server-side dry-run create of a ConfigMap where the ledger, snapshots and journal live."""
     namespace = settings.store_namespace
     core = client.CoreV1Api(api)
-    body = {"metadata": {"name": PROBE_CONFIGMAP, "namespace": namespace}, "data": {"probe": "true"}}
+    body = client.V1ConfigMap(metadata=client.V1ObjectMeta(name=PROBE_CONFIGMAP), data={"probe": "true"})
     try:
         core.create_namespaced_config_map(namespace, body, dry_run="All", _request_timeout=REQUEST_TIMEOUT_SECONDS)
     except client.ApiException as error:
@@ -321,7 +323,9 @@ def check_state_namespace(api: client.ApiClient, settings: Settings) -> list[Fin
 def _state_namespace_missing(core: client.CoreV1Api, namespace: str) -> list[Finding]:
     try:
         core.create_namespace(
-            {"metadata": {"name": namespace}}, dry_run="All", _request_timeout=REQUEST_TIMEOUT_SECONDS
+            client.V1Namespace(metadata=client.V1ObjectMeta(name=namespace)),
+            dry_run="All",
+            _request_timeout=REQUEST_TIMEOUT_SECONDS,
         )
     except client.ApiException as error:
         return [

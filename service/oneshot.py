@@ -123,7 +123,7 @@ def _namespace_exists(access: ClusterAccess, namespace: str) -> bool:
     try:
         access.core.read_namespace(namespace, _request_timeout=10)
     except client.ApiException as error:
-        return error.status != 404  # forbidden: we cannot tell, so do not claim it is missing
+        return bool(error.status != 404)  # forbidden: we cannot tell, so do not claim it is missing
     return True
 
 
