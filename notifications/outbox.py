@@ -139,6 +139,7 @@ class Outbox:
         self._stopping = threading.Event()
         self._wake = {name: threading.Event() for name in channels.names}
         self._stats = {name: ChannelStats() for name in channels.names}
+        self._answering = dict.fromkeys(channels.names, False)
         self._lock = threading.Lock()
         self._threads: list[threading.Thread] = []
 
@@ -306,16 +307,17 @@ class Outbox:
         for stored in pending:
             if self._stopping.is_set() or not self._is_leader():
                 break
-            wait = self._due_in(stored.entry.channels[name], self._clock())
+            wait = self._due_in(name, stored.entry.channels[name], self._clock())
             if wait > 0:
                 next_due = min(next_due, wait)
             elif self._deliver(name, stored):
                 next_due = 0.0  # look again at once: fresh queue figures, and whatever arrived meanwhile
         return next_due
 
-    def _due_in(self, state: ChannelDelivery, now: datetime) -> float:
+    def _due_in(self, name: ChannelName, state: ChannelDelivery, now: datetime) -> float:
+        """Seconds until `state` may be tried: its back-off (skipped while the channel answers), a foreign claim."""
         waits = [0.0]
-        if state.next_attempt_at is not None:
+        if state.next_attempt_at is not None and not self._answering[name]:
             waits.append((state.next_attempt_at - now).total_seconds())
         if state.claimed_by and state.claimed_by != self.identity and state.claim_expires_at is not None:
             waits.append((state.claim_expires_at - now).total_seconds())
@@ -330,6 +332,9 @@ class Outbox:
             self._update(claimed, lambda entry: self._release(entry, name))
             return False
         result = self.channels.get(name).deliver(claimed.entry.report, claimed.entry.delivery_id)
+        # Once the channel answers again, what waits in back-off goes at once instead of at its next try.
+        if result.status is not DeliveryStatus.PERMANENT:  # a permanent failure is about the report, not the channel
+            self._answering[name] = result.status is DeliveryStatus.DELIVERED
         self._count(name, result)
         self._record(name, claimed, result)
         return True
@@ -337,7 +342,7 @@ class Outbox:
     def _claim(self, entry: OutboxEntry, name: ChannelName) -> bool:
         state = entry.channels.get(name)
         now = self._clock()
-        if state is None or state.state is not DeliveryState.PENDING or self._due_in(state, now) > 0:
+        if state is None or state.state is not DeliveryState.PENDING or self._due_in(name, state, now) > 0:
             return False
         state.claimed_by = self.identity
         state.claim_expires_at = now + timedelta(seconds=self.policy.claim_seconds)

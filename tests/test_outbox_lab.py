@@ -272,6 +272,24 @@ def test_smtp_down_then_back_delivers_every_report_exactly_once(outboxes: Callab
     assert stats.delivered == 3 and stats.transient_failures >= 6
 
 
+def test_once_a_channel_answers_again_what_waits_in_back_off_goes_at_once(outboxes: Callable[..., Outbox]) -> None:
+    port = free_port()
+    slow = FAST.model_copy(update={"initial_backoff_seconds": 3600, "max_backoff_seconds": 3600})
+    outbox = outboxes(ChannelSet([EmailChannel(mailer_for(port))]), policy=slow)
+    keys = [f"waiting-{index}" for index in range(3)]
+    for index, key in enumerate(keys):
+        outbox.enqueue(report_for(index), key)
+    wait_for(lambda: all(state(outbox, key).attempts == 1 for key in keys), timeout=DEADLINE, what="one try each")
+    server = SmtpOnPort(port).start()
+    try:
+        outbox.enqueue(report_for(9), "fresh")  # not in back-off: its delivery shows the channel is back
+        wait_for(lambda: all_in(outbox, DeliveryState.DELIVERED, 4), timeout=DEADLINE, what="all four delivered")
+        outbox.stop()
+        assert len(server.recorder.accepted) == 4
+    finally:
+        server.stop()
+
+
 def test_a_hanging_smtp_server_times_out_and_is_retried(outboxes: Callable[..., Outbox]) -> None:
     port = free_port()
     hanging = HangingSmtp(port)
