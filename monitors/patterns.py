@@ -24,6 +24,7 @@ from datetime import datetime, timedelta
 
 from core.config import Settings
 from core.models import Evidence, Fault, FaultKind, ObjectRef
+from monitors.probe_events import ProbeMessages
 from monitors.trim import (
     ContainerView,
     DaemonSetView,
@@ -45,8 +46,11 @@ PROBE_KILL_EXIT_CODES = frozenset({0, 137, 143})  # exited on the kubelet's SIGT
 CRASH_MEMORY = timedelta(minutes=10)
 
 
-def pod_faults(pod: PodView, workload: ObjectRef, now: datetime, settings: Settings) -> list[Fault]:
-    """Faults of one pod; `workload` is what a fix would change (see `owners`)."""
+def pod_faults(
+    pod: PodView, workload: ObjectRef, now: datetime, settings: Settings, probes: ProbeMessages | None = None
+) -> list[Fault]:
+    """Faults of one pod; `workload` is what a fix would change (see `owners`); `probes`: its probe failures."""
+    probes = probes or {}
     if pod.deleted is not None:  # terminating pods are being replaced; what they show no longer matters
         return []
     subject = ObjectRef(kind="Pod", namespace=pod.namespace, name=pod.name)
@@ -58,12 +62,12 @@ def pod_faults(pod: PodView, workload: ObjectRef, now: datetime, settings: Setti
             (FaultKind.UNSCHEDULABLE, Evidence(reason=scheduled.reason, message=scheduled.message, since=since))
         )
     for container in pod.containers:
-        fault = _container_fault(pod, container, now)
+        fault = _container_fault(pod, container, now, probes)
         if fault is not None:
             found.append(fault)
     not_ready = _readiness_pending_since(pod)
     if not found and not_ready is not None and now - not_ready >= _readiness_grace(pod, settings):
-        found.append((FaultKind.NOT_READY, _not_ready_evidence(pod, not_ready, now)))
+        found.append((FaultKind.NOT_READY, _not_ready_evidence(pod, not_ready, now, probes)))
     return [Fault(kind=kind, workload=workload, subject=subject, evidence=e, observed_at=now) for kind, e in found]
 
 
@@ -211,7 +215,9 @@ def job_faults(job: JobView, now: datetime) -> list[Fault]:
     return [Fault(kind=FaultKind.JOB_FAILED, workload=ref, subject=ref, evidence=evidence, observed_at=now)]
 
 
-def _container_fault(pod: PodView, c: ContainerView, now: datetime) -> tuple[FaultKind, Evidence] | None:
+def _container_fault(
+    pod: PodView, c: ContainerView, now: datetime, probes: ProbeMessages
+) -> tuple[FaultKind, Evidence] | None:
     """First match wins; an OOM kill outranks the crash loop it causes."""
     if c.init and not c.restartable and _initializing(pod):
         return _init_container_fault(pod, c, now)
@@ -228,10 +234,10 @@ def _container_fault(pod: PodView, c: ContainerView, now: datetime) -> tuple[Fau
         return FaultKind.CRASH_LOOP, _evidence(c, "CrashLoopBackOff", c.waiting_message, None, _unready_since(pod))
     if last.reason == OOM_REASON:
         return FaultKind.OOM_KILLED, _evidence(c, OOM_REASON, c.waiting_message, last.exit_code, last.finished_at)
-    if c.liveness_probe and last.exit_code in PROBE_KILL_EXIT_CODES:
-        message = f"restarted {c.restart_count} time(s) by its liveness probe (last exit {last.exit_code})"
-        if c.waiting_message:
-            message = f"{message}; {c.waiting_message}"
+    probe_failure = probes.get((c.name, "Liveness"))
+    if c.liveness_probe and (last.exit_code in PROBE_KILL_EXIT_CODES or probe_failure is not None):
+        restarts = f"restarted {c.restart_count} time(s) by its liveness probe (last exit {last.exit_code})"
+        message = "; ".join(m for m in (probe_failure, restarts, c.waiting_message) if m)
         return FaultKind.LIVENESS_FAILED, _evidence(c, "LivenessProbeFailed", message, last.exit_code, last.finished_at)
     reason = c.waiting_reason or last.reason or "Error"
     return FaultKind.CRASH_LOOP, _evidence(c, reason, c.waiting_message, last.exit_code, last.finished_at)
@@ -288,7 +294,7 @@ def _readiness_grace(pod: PodView, settings: Settings) -> timedelta:
     return _seconds(max([settings.unavailable_grace_seconds, *probes]))
 
 
-def _not_ready_evidence(pod: PodView, since: datetime, now: datetime) -> Evidence:
+def _not_ready_evidence(pod: PodView, since: datetime, now: datetime, probes: ProbeMessages) -> Evidence:
     unready = [c for c in pod.app_containers if not c.ready]
     ready = pod.condition("ContainersReady")
     seconds = int((now - since).total_seconds())
@@ -296,6 +302,9 @@ def _not_ready_evidence(pod: PodView, since: datetime, now: datetime) -> Evidenc
     message = f"running for {seconds} s but {probe}"
     if ready is not None and ready.message:
         message = f"{message} ({ready.message})"
+    failure = probes.get((unready[0].name, "Readiness"))
+    if failure is not None:
+        message = f"{failure}; {message}"
     return Evidence(
         reason="NotReady",
         message=message,

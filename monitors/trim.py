@@ -264,7 +264,7 @@ class DaemonSetView(ObjectView):
 
 
 class EventView(View):
-    """A controller's Event about a workload (the watch asks only for reason FailedCreate)."""
+    """An Event about a workload or a pod (the watch asks only for FailedCreate and Unhealthy)."""
 
     namespace: str
     name: str
@@ -272,7 +272,13 @@ class EventView(View):
     message: str = ""
     kind: str  # of the object it is about
     object_name: str
+    field_path: str = ""  # `spec.containers{app}`: the container a kubelet Event is about
     last_seen: datetime | None = None
+
+    @property
+    def container(self) -> str | None:
+        start, end = self.field_path.find("{"), self.field_path.rfind("}")
+        return self.field_path[start + 1 : end] if 0 <= start < end else None
 
     @classmethod
     def from_api(cls, obj: ApiObject) -> EventView:
@@ -285,6 +291,7 @@ class EventView(View):
             message=obj.get("message") or "",
             kind=involved.get("kind") or "",
             object_name=involved.get("name") or "",
+            field_path=involved.get("fieldPath") or "",
             last_seen=series.get("lastObservedTime") or obj.get("lastTimestamp") or obj.get("eventTime"),
         )
 

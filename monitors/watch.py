@@ -1,9 +1,9 @@
 """The watch loop: list, then watch, every workload kind and its pods, and feed the detector.
 
 Streams: ReplicaSets, Deployments, StatefulSets, DaemonSets, CronJobs, Jobs and
-Pods, FailedCreate Events (the only place a StatefulSet, DaemonSet or Job says it
-cannot create pods), plus ControllerRevisions when someone listens for known-good
-revisions.
+Pods; FailedCreate Events (the only place a StatefulSet, DaemonSet or Job says it
+cannot create pods) and Unhealthy Events (why a probe failed); plus
+ControllerRevisions when someone listens for known-good revisions.
 The pod stream lists only after the others (or after a timeout), so its first
 pods are judged against filled owner indexes and opt-outs. A stream the role may
 not list (403) counts as synced, is retried slowly, and says once what is not
@@ -40,7 +40,8 @@ from core.config import Settings
 from core.models import ObjectRef
 from monitors.cronjobs import CronJobRuns, RunOutcome, cron_job_faults, latest_finished
 from monitors.detector import Clock, FaultDetector, utc_now
-from monitors.failed_creates import EVENT_REASON, FailedCreates
+from monitors.failed_creates import EVENT_REASON as FAILED_CREATE
+from monitors.failed_creates import FailedCreates
 from monitors.health import (
     STABLE_WINDOW_SECONDS,
     daemonset_healthy,
@@ -67,6 +68,8 @@ from monitors.patterns import (
     statefulset_unavailable,
     workload_recheck_at,
 )
+from monitors.probe_events import EVENT_REASON as UNHEALTHY
+from monitors.probe_events import ProbeEvents
 from monitors.rechecks import Rechecks
 from monitors.revisions import Revision, RevisionIndex
 from monitors.scope import Scope, namespace_in_scope, opted_out, watched_namespaces
@@ -90,9 +93,10 @@ LIST_READ_TIMEOUT_SECONDS = 60.0
 OWNERS_SYNC_TIMEOUT_SECONDS = 30.0  # the pod stream's first list waits this long for the owner streams
 FORBIDDEN_RETRY_SECONDS = 300.0
 WORKLOAD_KINDS = ("Deployment", "StatefulSet", "DaemonSet", "CronJob", "Job")
-_SELECTORS = {"Event": f"reason={EVENT_REASON}"}
+_SELECTORS = {"FailedCreateEvent": f"reason={FAILED_CREATE}", "UnhealthyEvent": f"reason={UNHEALTHY}"}
 _UNDETECTED = {  # what goes unseen without a stream, for the one warning a forbidden stream gives
-    "Event": "FailedCreate of StatefulSets, DaemonSets and Jobs is",
+    "FailedCreateEvent": "FailedCreate of StatefulSets, DaemonSets and Jobs is",
+    "UnhealthyEvent": "the probe messages of liveness and readiness faults are",
     "ControllerRevision": "the known-good revision of a DaemonSet is",
 }
 
@@ -149,6 +153,7 @@ class Watcher:
         self.runs = CronJobRuns()
         self.revisions = RevisionIndex()
         self.failed_creates = FailedCreates()
+        self.probe_events = ProbeEvents()
         self.known_good = KnownGood(on_healthy, stable_window_seconds) if on_healthy is not None else None
         self.reconnects = 0  # streams lost to an error (connection dropped, API server restarted, ...)
         self.relists = 0  # lists after a stream's first one, for any reason (410 Gone included)
@@ -167,7 +172,8 @@ class Watcher:
             "CronJob": self._on_cron_job,
             "Job": self._on_job,
             "Pod": self._on_pod,
-            "Event": self._on_event,
+            "FailedCreateEvent": self._on_failed_create_event,
+            "UnhealthyEvent": self._on_unhealthy_event,
         }
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -184,7 +190,8 @@ class Watcher:
             ("CronJob", batch.list_cron_job_for_all_namespaces, batch.list_namespaced_cron_job),
             ("Job", batch.list_job_for_all_namespaces, batch.list_namespaced_job),
             ("Pod", core.list_pod_for_all_namespaces, core.list_namespaced_pod),
-            ("Event", core.list_event_for_all_namespaces, core.list_namespaced_event),
+            ("FailedCreateEvent", core.list_event_for_all_namespaces, core.list_namespaced_event),
+            ("UnhealthyEvent", core.list_event_for_all_namespaces, core.list_namespaced_event),
         ]
         if self.known_good is not None:  # only known-good revisions need them
             kinds.insert(
@@ -352,9 +359,12 @@ class Watcher:
         elif kind == "ControllerRevision":
             self.revisions.replace(kind, namespace, (ControllerRevisionView.from_api(o) for o in in_scope))
             return
-        elif kind == "Event":
+        elif kind == "FailedCreateEvent":
             for view in self.failed_creates.replace_events(namespace, (EventView.from_api(o) for o in in_scope)):
                 self._evaluate_short(view, now)
+            return
+        elif kind == "UnhealthyEvent":
+            self.probe_events.replace(namespace, (EventView.from_api(o) for o in in_scope))
             return
         elif kind == "Job":
             self.owners.replace(namespace, (JobView.from_api(o) for o in in_scope), kind="Job")
@@ -413,6 +423,7 @@ class Watcher:
         ref = ObjectRef(kind="Pod", namespace=pod.namespace, name=pod.name)
         if event_type == "DELETED":
             self.rechecks.cancel(ref)
+            self.probe_events.forget(pod.namespace, pod.name)
             self.detector.forget(ref, now)
             return
         check = partial(self._evaluate_pod, pod)
@@ -423,7 +434,8 @@ class Watcher:
         ref = ObjectRef(kind="Pod", namespace=pod.namespace, name=pod.name)
         workload = self.owners.workload_of(pod)
         covered = self.scope.covers(workload, pod.annotations)
-        self.detector.observe(ref, pod_faults(pod, workload, now, self.settings) if covered else [], now)
+        faults = pod_faults(pod, workload, now, self.settings, self.probe_events.of(pod.namespace, pod.name))
+        self.detector.observe(ref, faults if covered else [], now)
 
     def _on_deployment(self, event_type: str, obj: ApiObject, now: datetime) -> None:
         deployment = DeploymentView.from_api(obj, self._keep)
@@ -526,7 +538,12 @@ class Watcher:
             faults += job_faults(job, now)
         self.detector.observe(ref, faults if self.scope.covers(workload, job.annotations) else [], now)
 
-    def _on_event(self, event_type: str, obj: ApiObject, now: datetime) -> None:
+    def _on_unhealthy_event(self, event_type: str, obj: ApiObject, now: datetime) -> None:
+        """A probe failed: kept as evidence for the pod's next judgement (its restart or its recheck)."""
+        if event_type != "DELETED":
+            self.probe_events.record(EventView.from_api(obj))
+
+    def _on_failed_create_event(self, event_type: str, obj: ApiObject, now: datetime) -> None:
         """A FailedCreate Event: judge its workload again if that one is short of pods (else its status will)."""
         if event_type != "DELETED":  # Events expire; the workload's own status says when it recovered
             view = self.failed_creates.record(EventView.from_api(obj))

@@ -375,6 +375,13 @@ def test_failing_liveness_probe_is_a_liveness_incident(
         FaultKind.LIVENESS_FAILED, ObjectRef(kind="Deployment", namespace=namespace, name="web")
     )
     assert incident.evidence[0].container == "app"
+    assert wait_until(
+        lambda: any(  # the kubelet's Unhealthy Event says why, once the next restart is judged
+            e.message.startswith("Liveness probe failed:")
+            for i in monitor.detector.open_incidents()
+            for e in i.evidence
+        )
+    ), monitor.detector.open_incidents()
 
 
 def test_failing_readiness_probe_is_a_not_ready_incident(
@@ -401,6 +408,7 @@ def test_failing_readiness_probe_is_a_not_ready_incident(
         pytest.skip(LAB_KUBELET_WORK.format(what="run readiness probes (the container on an undeclared port is Ready)"))
     incident = monitor.sink.wait_for(FaultKind.NOT_READY, ObjectRef(kind="Deployment", namespace=namespace, name="web"))
     assert incident.evidence[0].container == "app" and incident.evidence[0].reason == "NotReady"
+    assert incident.evidence[0].message.startswith("Readiness probe failed:"), incident.evidence
 
 
 def test_stateful_set_daemon_set_and_job_failed_create_come_from_events_and_resolve_with_the_quota(
@@ -493,7 +501,7 @@ def test_a_role_without_the_new_kinds_still_syncs_and_detects_what_it_may_watch(
     watcher.start()
     try:
         assert watcher.wait_synced(30)
-        assert watcher.forbidden_kinds == ["CronJob", "DaemonSet", "Event", "StatefulSet"]
+        assert watcher.forbidden_kinds == ["CronJob", "DaemonSet", "FailedCreateEvent", "StatefulSet", "UnhealthyEvent"]
         client.AppsV1Api(api_client).create_namespaced_deployment(
             namespace,
             {

@@ -26,6 +26,7 @@ from monitors.patterns import (
     statefulset_missing_pods,
     workload_recheck_at,
 )
+from monitors.probe_events import ProbeEvents, probe_kind
 from monitors.templates import hash_pod_template
 from monitors.trim import DaemonSetView, EventView, JobView, PodView, ReplicaSetView, StatefulSetView
 from tests.test_monitors_detector import detector, later
@@ -141,6 +142,48 @@ def test_liveness_restart_while_running_again_unready() -> None:
     )
     (fault,) = faults_of(obj)
     assert fault.kind is FaultKind.LIVENESS_FAILED
+
+
+def unhealthy(message: str, container: str = "app", seconds_ago: float = 3) -> EventView:
+    return EventView.from_api(
+        {
+            "metadata": {"name": "web-6b7f9c5d4-x2x7q.18a2b3c4", "namespace": "shop"},
+            "involvedObject": {
+                "kind": "Pod",
+                "name": "web-6b7f9c5d4-x2x7q",
+                "namespace": "shop",
+                "fieldPath": f"spec.containers{{{container}}}",
+            },
+            "reason": "Unhealthy",
+            "message": message,
+            "type": "Warning",
+            "lastTimestamp": ts(seconds_ago),
+        }
+    )
+
+
+def test_probe_events_are_the_evidence_and_a_liveness_event_decides_an_ambiguous_exit() -> None:
+    index = ProbeEvents()
+    index.record(unhealthy("Liveness probe failed: HTTP probe failed with statuscode: 500", seconds_ago=10))
+    index.record(unhealthy("Liveness probe failed: HTTP probe failed with statuscode: 503", seconds_ago=2))
+    index.record(unhealthy("Liveness probe failed: stale", seconds_ago=30))  # older: ignored
+    index.record(unhealthy("Readiness probe failed: Get http://10.244.0.7:8080/ready: connection refused"))
+    probes = index.of("shop", "web-6b7f9c5d4-x2x7q")
+    assert probes[("app", "Liveness")] == "Liveness probe failed: HTTP probe failed with statuscode: 503"
+    # a SIGTERM handler that exits 1: the Unhealthy Event says the probe killed it
+    obj = with_probes(
+        pod([container_status(state=waiting("CrashLoopBackOff"), last_state=terminated("Error", 1, 3), restarts=2)]),
+        liveness=True,
+    )
+    assert [f.kind for f in faults_of(obj)] == [FaultKind.CRASH_LOOP]
+    (fault,) = pod_faults(PodView.from_api(obj, IGNORE), WORKLOAD, NOW, SETTINGS, probes)
+    assert fault.kind is FaultKind.LIVENESS_FAILED
+    assert fault.evidence.message.startswith("Liveness probe failed: HTTP probe failed with statuscode: 503; restarted")
+    (not_ready,) = pod_faults(PodView.from_api(unready(130), IGNORE), WORKLOAD, NOW, SETTINGS, probes)
+    assert not_ready.evidence.message.startswith("Readiness probe failed: Get http://10.244.0.7:8080/ready")
+    index.forget("shop", "web-6b7f9c5d4-x2x7q")
+    assert index.of("shop", "web-6b7f9c5d4-x2x7q") == {} and len(index) == 0
+    assert probe_kind("Startup probe errored: rpc error") == "Startup" and probe_kind("Back-off restarting") is None
 
 
 def test_a_crash_from_bad_args_stays_a_crash_loop_even_with_a_liveness_probe() -> None:
