@@ -9,7 +9,7 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, TypeAdapter
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictInt, TypeAdapter
 
 from core.config import Verb
 
@@ -75,7 +75,7 @@ class Rollback(_Action):
 
     action: Literal["rollback"] = "rollback"
     kind: RevisionedKind = "Deployment"
-    to_revision: int | None = Field(None, ge=1, description="revision to return to; the previous one when empty")
+    to_revision: StrictInt | None = Field(None, ge=1, description="revision to return to; the previous one when empty")
 
     def summary(self) -> str:
         to = f"revision {self.to_revision}" if self.to_revision else "the previous revision"
@@ -163,7 +163,7 @@ class FixProbe(_Action):
 class Scale(_Action):
     action: Literal["scale"] = "scale"
     kind: ScalableKind = "Deployment"
-    replicas: int
+    replicas: StrictInt
 
     def summary(self) -> str:
         return f"scale {self.kind}/{self.name} to {self.replicas} replicas"

@@ -132,6 +132,10 @@ class Settings(BaseSettings):
         0.5, gt=0, le=1, description="share of failing workloads in a namespace that means an outage (no fixes)"
     )
     outage_min_workloads: int = Field(4, ge=1, description="outage detection needs at least this many workloads")
+    storm_min_workloads: int = Field(
+        10, ge=2, description="this many workloads breaking cluster-wide within storm_window_seconds is a storm (no fixes)"
+    )
+    storm_window_seconds: float = Field(600.0, gt=0, description="the window of the cluster-wide storm rule")
     max_memory_factor: float = Field(2.0, gt=1, le=8, description="a memory limit may grow at most by this factor")
     max_replicas: int = Field(50, ge=1, description="a scale change never goes above this")
     max_concurrent_incidents: int = Field(4, ge=1, le=64, description="incidents worked on at the same time")

@@ -19,7 +19,7 @@ from core.actions import DeletePod, ProposedAction
 from core.config import Settings
 from core.report import ActionRecord, ActionStatus
 from tools import objects
-from tools.policy import ActionBudget, Decision, IncidentScope, PolicyGuard, WorkloadHistory
+from tools.policy import ActionBudget, Decision, IncidentBaseline, IncidentScope, PolicyGuard, WorkloadHistory
 from tools.write import ActionRecorder
 
 log = logging.getLogger(__name__)
@@ -71,8 +71,9 @@ class FencedGuard(PolicyGuard):
         fence: Fence,
         still_leader: StillLeader,
         failed_actions: frozenset[str] = frozenset(),
+        baseline: IncidentBaseline | None = None,
     ) -> None:
-        super().__init__(settings, scope, budget=budget)
+        super().__init__(settings, scope, budget=budget, baseline=baseline)
         self.fence = fence
         self.still_leader = still_leader
         self.failed_actions = failed_actions
@@ -85,23 +86,29 @@ class FencedGuard(PolicyGuard):
         decision = super().check(action, target, history)
         if not decision.allowed:
             return decision
+        refusal = self._fenced(action, target, history)
+        if refusal is None:
+            return decision
+        if decision.reservation is not None:
+            decision.reservation.release()  # the slot the policy reserved is not used
+        return Decision(allowed=False, reason=refusal)
+
+    def _fenced(
+        self, action: ProposedAction, target: dict[str, Any] | None, history: WorkloadHistory | None
+    ) -> str | None:
         if action_key(action) in self.failed_actions:
-            return Decision(
-                allowed=False,
-                reason="this exact change was applied in an earlier attempt of this incident and did not hold; "
-                "AMOS does not repeat it",
+            return (
+                "this exact change was applied in an earlier attempt of this incident and did not hold; "
+                "AMOS does not repeat it"
             )
         workload = (history.workload if history is not None else None) if isinstance(action, DeletePod) else target
         expected, seen = self.fence.generation, generation_of(workload)
         if workload is not None and expected is not None and seen != expected:
-            return Decision(
-                allowed=False,
-                reason=(
-                    f"{self.scope.kind}/{self.scope.name} was changed by someone else since AMOS took its snapshot "
-                    f"(generation {seen}, expected {expected}); AMOS does not build on or overwrite that change"
-                ),
+            return (
+                f"{self.scope.kind}/{self.scope.name} was changed by someone else since AMOS took its snapshot "
+                f"(generation {seen}, expected {expected}); AMOS does not build on or overwrite that change"
             )
-        return decision
+        return None
 
     def check_restore(self, target: dict[str, Any] | None) -> Decision:
         if not self.still_leader():

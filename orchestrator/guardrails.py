@@ -24,6 +24,7 @@ import hashlib
 import json
 import logging
 import threading
+from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
@@ -33,11 +34,12 @@ from pydantic import BaseModel, ConfigDict
 from core.clock import Clock, utc_now
 from core.config import Settings
 from core.models import Incident, ObjectRef
+from core.report import FailingWorkload, NamespaceOutage
+from orchestrator.breaker import BREAKER_NAME, ClusterBudget
 from orchestrator.records import BreakerState, FixWatch, WorkloadState
-from orchestrator.store import BREAKER_NAME, StateStore
+from orchestrator.store import StateStore
 from tools import objects
 from tools.cluster import ClusterAccess
-from tools.policy import HOUR_SECONDS, ActionBudget
 
 log = logging.getLogger(__name__)
 
@@ -60,13 +62,31 @@ class GuardVerdict(StrEnum):
     ESCALATE = "escalate"  # do nothing, tell a person
 
 
+class GuardRule(StrEnum):
+    """Which guard rail decided."""
+
+    OK = "ok"
+    GONE = "gone"
+    IGNORED = "ignored"
+    STORM = "storm"
+    OUTAGE = "outage"
+    BLOCKED = "blocked"
+    COOLDOWN = "cooldown"
+    DRY_RUN = "dry_run"
+    GITOPS = "gitops"
+    PROTECTED = "protected"
+    BREAKER = "breaker"
+    BUDGET = "budget"
+
+
 class GuardDecision(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     verdict: GuardVerdict
-    rule: str
+    rule: GuardRule
     reason: str
     retry_at: datetime | None = None
+    outage: NamespaceOutage | None = None  # every failing workload, for the one grouped report
 
 
 class NamespaceHealth(BaseModel):
@@ -77,6 +97,13 @@ class NamespaceHealth(BaseModel):
     @property
     def ratio(self) -> float:
         return len(self.failing) / self.total if self.total else 0.0
+
+
+class Storm(BaseModel):
+    """Workloads that started failing cluster-wide within the storm window (a bad base image, a bad node)."""
+
+    workloads: list[str]
+    window_seconds: float
 
 
 # --- pure readings ----------------------------------------------------------------------------------
@@ -129,10 +156,15 @@ def workload_failing(obj: dict[str, Any]) -> bool | None:
     return None
 
 
-def namespace_health(namespace: str, workloads: list[dict[str, Any]]) -> NamespaceHealth:
-    counted = [(obj, bad) for obj in workloads if (bad := workload_failing(obj)) is not None]
-    failing = sorted(f"{obj.get('kind')}/{objects.meta(obj).get('name')}" for obj, bad in counted if bad)
-    return NamespaceHealth(namespace=namespace, total=len(counted), failing=failing)
+def namespace_health(namespace: str, workloads: list[dict[str, Any]], faulty: Iterable[str] = ()) -> NamespaceHealth:
+    """`faulty`: workloads (`Kind/name`) with an open incident, e.g. a bad rollout whose old pods still serve."""
+    counted = [(f"{obj.get('kind')}/{objects.meta(obj).get('name')}", bad) for obj in workloads
+               if (bad := workload_failing(obj)) is not None]
+    names = {name for name, _ in counted}
+    failing = [name for name, bad in counted if bad]
+    extra = sorted(set(faulty) - set(failing))
+    return NamespaceHealth(namespace=namespace, total=len(counted) + len(set(extra) - names),
+                           failing=sorted(failing + extra))
 
 
 def is_outage(health: NamespaceHealth, settings: Settings) -> bool:
@@ -185,189 +217,143 @@ def decide(
     breaker: BreakerState,
     budget_used: int,
     health: NamespaceHealth | None,
+    storm: Storm | None = None,
 ) -> GuardDecision:
     """The guard rails, in order; the first rule that applies decides."""
     if workload is None:
-        return GuardDecision(verdict=GuardVerdict.SKIP, rule="gone", reason="the workload no longer exists")
+        return GuardDecision(verdict=GuardVerdict.SKIP, rule=GuardRule.GONE, reason="the workload no longer exists")
     name = f"{workload.get('kind')}/{objects.meta(workload).get('name')}"
     if objects.is_marked(workload, settings.ignore_annotation):
-        return GuardDecision(verdict=GuardVerdict.SKIP, rule="ignored",
+        return GuardDecision(verdict=GuardVerdict.SKIP, rule=GuardRule.IGNORED,
                              reason=f"{name} is opted out ({settings.ignore_annotation})")
-    if health is not None and is_outage(health, settings):
+    if storm is not None and len(storm.workloads) >= settings.storm_min_workloads:
+        shown = ", ".join(storm.workloads[:8]) + (f" and {len(storm.workloads) - 8} more" if len(storm.workloads) > 8
+                                                  else "")
         return GuardDecision(
-            verdict=GuardVerdict.ESCALATE, rule="outage",
+            verdict=GuardVerdict.ESCALATE, rule=GuardRule.STORM,
+            reason=(f"{len(storm.workloads)} workloads across the cluster started failing within "
+                    f"{storm.window_seconds / 60:g} minutes ({shown}): a cluster-wide cause is likely, so AMOS "
+                    "changes nothing until a person looks"),
+        )
+    if health is not None and is_outage(health, settings):
+        shown = ", ".join(health.failing[:8]) + (f" and {len(health.failing) - 8} more" if len(health.failing) > 8
+                                                 else "")
+        return GuardDecision(
+            verdict=GuardVerdict.ESCALATE, rule=GuardRule.OUTAGE,
             reason=(f"namespace {health.namespace} looks like an outage: {len(health.failing)} of {health.total} "
-                    f"workloads are failing ({', '.join(health.failing[:8])}); AMOS does not act during an outage"),
+                    f"workloads are failing ({shown}); AMOS does not act during an outage"),
         )
     if state.blocked_until is not None and now < state.blocked_until:
-        return GuardDecision(verdict=GuardVerdict.SKIP, rule="blocked",
+        return GuardDecision(verdict=GuardVerdict.SKIP, rule=GuardRule.BLOCKED,
                              reason=f"{name} is blocked until {state.blocked_until:%Y-%m-%d %H:%M:%S} UTC: "
                                     f"{state.block_reason or 'earlier attempts failed'}",
                              retry_at=state.blocked_until)
     if state.last_action_at is not None:
         until = state.last_action_at + timedelta(seconds=settings.workload_cooldown_seconds)
         if now < until:
-            return GuardDecision(verdict=GuardVerdict.DEFER, rule="cooldown",
+            return GuardDecision(verdict=GuardVerdict.DEFER, rule=GuardRule.COOLDOWN,
                                  reason=f"AMOS changed {name} at {state.last_action_at:%H:%M:%S}; cooldown until "
                                         f"{until:%H:%M:%S}", retry_at=until)
     if settings.dry_run:
-        return GuardDecision(verdict=GuardVerdict.PROPOSE, rule="dry_run",
+        return GuardDecision(verdict=GuardVerdict.PROPOSE, rule=GuardRule.DRY_RUN,
                              reason="dry-run mode: AMOS diagnoses and recommends, it changes nothing")
     manager = gitops_manager(workload)
     if manager is not None:
-        return GuardDecision(verdict=GuardVerdict.PROPOSE, rule="gitops",
+        return GuardDecision(verdict=GuardVerdict.PROPOSE, rule=GuardRule.GITOPS,
                              reason=f"{name} is managed by {manager}; a change made in the cluster would be "
                                     "reverted at the next sync, so AMOS only proposes the fix (make it in Git)")
     if objects.is_marked(workload, settings.protected_label):
-        return GuardDecision(verdict=GuardVerdict.PROPOSE, rule="protected",
+        return GuardDecision(verdict=GuardVerdict.PROPOSE, rule=GuardRule.PROTECTED,
                              reason=f"{name} is protected ({settings.protected_label}); AMOS only proposes")
     if breaker.state == "open":
         since = f" since {breaker.opened_at:%Y-%m-%d %H:%M:%S} UTC" if breaker.opened_at else ""
-        return GuardDecision(verdict=GuardVerdict.PROPOSE, rule="breaker",
+        return GuardDecision(verdict=GuardVerdict.PROPOSE, rule=GuardRule.BREAKER,
                              reason=f"the circuit breaker is open{since} ({breaker.reason or 'no reason recorded'}); "
                                     f"AMOS only proposes until a person resets it (ConfigMap {BREAKER_NAME} in "
                                     f"namespace {settings.store_namespace})")
     if budget_used >= settings.actions_per_hour:
-        return GuardDecision(verdict=GuardVerdict.PROPOSE, rule="budget",
+        return GuardDecision(verdict=GuardVerdict.PROPOSE, rule=GuardRule.BUDGET,
                              reason=f"the action budget of {settings.actions_per_hour} per hour is used up")
-    return GuardDecision(verdict=GuardVerdict.PROCEED, rule="ok", reason="guard rails passed")
+    return GuardDecision(verdict=GuardVerdict.PROCEED, rule=GuardRule.OK, reason="guard rails passed")
 
 
 # --- state kept in the cluster ------------------------------------------------------------------------
 
 
-class ClusterBudget(ActionBudget):
-    """The hourly action budget every session shares (the policy guard counts against it), persisted in
-    the breaker ConfigMap so it survives restarts. Using it up opens the circuit breaker."""
-
-    def __init__(self, store: StateStore, settings: Settings, clock: Clock = utc_now) -> None:
-        super().__init__(settings.actions_per_hour, clock=lambda: clock().timestamp())
-        self._store = store
-        self._wall = clock
-        self._state = BreakerState()
-        self._guard = threading.Lock()
-
-    def _prune(self, actions: list[datetime]) -> list[datetime]:
-        horizon = self._wall() - timedelta(seconds=HOUR_SECONDS)
-        return sorted(t for t in actions if t > horizon)
-
-    def sync(self) -> BreakerState:
-        """Re-read the breaker (a person may have reset it) and drop actions older than an hour."""
-
-        def refresh(state: BreakerState, reset: bool) -> None:
-            if reset:
-                log.warning("the circuit breaker was reset by a person; the action budget starts afresh")
-                state.actions, state.opened_at, state.reason = [], None, ""
-            state.actions = self._prune(state.actions)
-
-        try:
-            state = self._store.update_breaker(refresh)
-        except Exception:
-            log.exception("could not read the circuit breaker; keeping the last known state")
-            return self.state
-        with self._guard:
-            self._state = state
-        return state
-
-    @property
-    def state(self) -> BreakerState:
-        with self._guard:
-            return self._state.model_copy(deep=True)
-
-    def used(self) -> int:
-        with self._guard:
-            self._state.actions = self._prune(self._state.actions)
-            return len(self._state.actions)
-
-    def times(self) -> list[float]:
-        with self._guard:
-            return [t.timestamp() for t in self._prune(self._state.actions)]
-
-    def note(self) -> None:
-        """Count one action now, in memory and in the cluster; the breaker opens when the budget is used up."""
-        now = self._wall()
-        per_hour = self.per_hour
-
-        def add(state: BreakerState, reset: bool) -> None:
-            if reset:
-                state.actions, state.opened_at, state.reason = [], None, ""
-            state.actions = self._prune(state.actions + [now])
-            if len(state.actions) >= per_hour and state.state != "open":
-                state.state, state.opened_at = "open", now
-                state.reason = f"the action budget of {per_hour} per hour was used up"
-                log.warning("circuit breaker opened: %s", state.reason)
-
-        with self._guard:
-            self._state.actions = self._prune(self._state.actions + [now])
-        try:
-            state = self._store.update_breaker(add)
-        except Exception:
-            log.exception("could not record an action in the circuit breaker")
-            return
-        with self._guard:
-            self._state = state
-
-    def trip(self, reason: str) -> BreakerState:
-        """Open the breaker (it stays open until a person resets it)."""
-        now = self._wall()
-
-        def open_it(state: BreakerState, reset: bool) -> None:
-            if state.state != "open":
-                state.state, state.opened_at, state.reason = "open", now, reason
-
-        try:
-            state = self._store.update_breaker(open_it)
-        except Exception:
-            log.exception("could not open the circuit breaker")
-            return self.state
-        with self._guard:
-            self._state = state
-        return state
-
-
 class GuardRails:
-    """Reads what `decide` needs from the cluster and keeps cooldowns, blocks and fix watches durable."""
+    """Reads what `decide` needs from the cluster and the detector; keeps cooldowns, blocks and fix watches durable.
+
+    An outage (per namespace) and a storm (cluster-wide) are escalated once, in one grouped report;
+    the other incidents of it are skipped with an Event, until the window has passed.
+    """
 
     def __init__(self, settings: Settings, store: StateStore, access: ClusterAccess, budget: ClusterBudget,
-                 clock: Clock = utc_now) -> None:
+                 clock: Clock = utc_now, open_incidents: Callable[[], list[Incident]] = list) -> None:
         self.settings = settings
         self.store = store
         self.access = access
         self.budget = budget
         self._clock = clock
-        self._outages: dict[str, datetime] = {}  # namespace -> when the outage was escalated
+        self._open_incidents = open_incidents
+        self._escalated: dict[str, datetime] = {}  # namespace (outage) or "" (storm) -> when it was escalated
         self._lock = threading.Lock()
 
-    def health(self, namespace: str) -> NamespaceHealth | None:
+    def health(self, namespace: str, incidents: list[Incident]) -> NamespaceHealth | None:
         workloads: list[dict[str, Any]] = []
         try:
-            for kind in ("Deployment", "StatefulSet", "DaemonSet", "Job"):
+            for kind in ("Deployment", "StatefulSet", "DaemonSet", "Job", "CronJob"):
                 for obj in self.access.list_objects(kind, namespace):
                     obj.setdefault("kind", kind)
+                    if kind == "Job" and objects.controller_ref(obj) is not None:
+                        continue  # a CronJob's run is not a workload of its own
                     workloads.append(obj)
         except Exception:
             log.exception("could not read the workloads of namespace %s; outage detection skipped", namespace)
             return None
-        return namespace_health(namespace, workloads)
+        faulty = [f"{i.workload.kind}/{i.workload.name}" for i in incidents if i.workload.namespace == namespace]
+        return namespace_health(namespace, workloads, faulty)
+
+    def _storm(self, incidents: list[Incident], now: datetime) -> Storm:
+        window = self.settings.storm_window_seconds
+        recent = {str(i.workload) for i in incidents if (now - i.first_seen).total_seconds() <= window}
+        return Storm(workloads=sorted(recent), window_seconds=window)
 
     def evaluate(self, incident: Incident, workload: dict[str, Any] | None) -> GuardDecision:
         now = self._clock()
         state = self.store.workload_state(incident.workload)
         breaker = self.budget.sync()
+        incidents = [i for i in self._open_incidents() if i.workload != incident.workload] + [incident]
         decision = decide(
             settings=self.settings, now=now, workload=workload, state=state, breaker=breaker,
-            budget_used=self.budget.used(), health=self.health(incident.workload.namespace),
+            budget_used=self.budget.used(), health=self.health(incident.workload.namespace, incidents),
+            storm=self._storm(incidents, now),
         )
-        if decision.rule == "budget":
+        if decision.rule is GuardRule.BUDGET:
             self.budget.trip(decision.reason)
-        if decision.rule == "outage":
+        if decision.rule in (GuardRule.OUTAGE, GuardRule.STORM):
+            key = incident.workload.namespace if decision.rule is GuardRule.OUTAGE else ""
+            window = timedelta(seconds=self.settings.workload_block_seconds)
             with self._lock:
-                escalated = self._outages.get(incident.workload.namespace)
-                window = timedelta(seconds=self.settings.workload_block_seconds)
+                escalated = self._escalated.get(key)
                 if escalated is not None and now - escalated < window:
                     return decision.model_copy(update={"verdict": GuardVerdict.SKIP})
-                self._outages[incident.workload.namespace] = now
+                self._escalated[key] = now
+            return decision.model_copy(update={"outage": self._grouped(decision, incident, incidents)})
         return decision
+
+    def _grouped(self, decision: GuardDecision, incident: Incident, incidents: list[Incident]) -> NamespaceOutage:
+        """Every failing workload of the outage (or storm), each with what the cluster says is wrong."""
+        namespace = incident.workload.namespace if decision.rule is GuardRule.OUTAGE else ""
+        listed = {i.workload: i for i in incidents if not namespace or i.workload.namespace == namespace}
+        failing = [
+            FailingWorkload(workload=ref, kind=item.kind,
+                            diagnosis="; ".join(dict.fromkeys(f"{e.reason}: {e.message}".strip(": ")
+                                                               for e in item.evidence[:3])))
+            for ref, item in sorted(listed.items(), key=lambda pair: str(pair[0]))
+        ]
+        health = self.health(namespace, incidents) if namespace else None
+        total = health.total if health is not None else len(failing)
+        return NamespaceOutage(namespace=namespace or "(cluster-wide)", total_workloads=total, failing=failing)
 
     def note_change(self, ref: ObjectRef) -> None:
         """AMOS changed `ref` (a fix or a restore): the cooldown starts now."""

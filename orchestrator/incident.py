@@ -19,7 +19,7 @@ from core.models import Incident, IncidentState
 from core.report import ActionStatus, IncidentReport, Outcome
 from orchestrator.attempt import Attempt
 from orchestrator.fencing import LostLeadership, generation_of
-from orchestrator.guardrails import GuardDecision, GuardRails, GuardVerdict, RevertStatus, check_revert
+from orchestrator.guardrails import GuardDecision, GuardRails, GuardRule, GuardVerdict, RevertStatus, check_revert
 from orchestrator.outcome import conclude, should_retry
 from orchestrator.records import FixWatch, Ledger, Phase
 from orchestrator.reports import Reporter
@@ -27,14 +27,14 @@ from orchestrator.snapshots import SnapshotTooLarge
 from orchestrator.steps import AttemptSteps
 from orchestrator.store import JournalClaimed, StateStore
 from tools.cluster import ClusterAccess
-from tools.policy import ActionBudget, IncidentScope, PolicyGuard
+from tools.policy import ActionBudget, IncidentBaseline, IncidentScope, PolicyGuard
 from tools.read import ReadTools
 from tools.write import ActionRecorder, WriteTools
 
 log = logging.getLogger(__name__)
 
 Defer = Callable[[Incident, datetime], None]
-BLOCKING_SKIPS = frozenset({"blocked", "outage"})  # skips worth an Event on the workload
+BLOCKING_SKIPS = frozenset({GuardRule.BLOCKED, GuardRule.OUTAGE, GuardRule.STORM})  # skips worth an Event
 
 
 def history_lines(ledger: Ledger) -> list[str]:
@@ -119,13 +119,16 @@ class IncidentHandler:
                     )
                 return None
             case GuardVerdict.ESCALATE:
+                scope = ("the cluster" if decision.rule is GuardRule.STORM
+                         else f"namespace {incident.workload.namespace}")
                 report = self.reporter.build(
                     incident,
                     Outcome.ESCALATED,
                     started=started,
                     reason=decision.reason,
-                    human_steps=[f"Investigate namespace {incident.workload.namespace} as a whole"],
+                    human_steps=[f"Investigate {scope} as a whole: what changed for all of these workloads at once"],
                     spec_generation=generation_of(workload),
+                    outage=decision.outage,
                 )
                 return self.reporter.finish(report, workload or incident.workload)
 
@@ -160,7 +163,7 @@ class IncidentHandler:
         if result.outcome_hint == "recommend" or proposes:
             outcome, reason = Outcome.RECOMMENDED, decision.reason
             steps = [
-                "Review the proposed change and apply it yourself" + (" in Git" if decision.rule == "gitops" else "")
+                "Review the proposed change and apply it yourself" + (" in Git" if decision.rule is GuardRule.GITOPS else "")
             ]
         else:
             outcome, reason, steps = Outcome.ESCALATED, result.escalation_reason or decision.reason, []
@@ -211,6 +214,7 @@ class IncidentHandler:
             return self.reporter.finish(report, workload)
         history = history_lines(ledger) if spent else []
         attempts: list[Attempt] = []
+        baseline: IncidentBaseline | None = None  # set by the first attempt: every attempt is bounded from it
         while True:
             failed = frozenset(
                 r.summary
@@ -219,9 +223,10 @@ class IncidentHandler:
                 if r.status is ActionStatus.APPLIED and r.verb != "restore"
             )
             try:
-                run = self.steps.begin(incident, spent + 1, history, failed)
+                run = self.steps.begin(incident, spent + 1, history, failed, baseline)
             except SnapshotTooLarge as error:
                 return self._cannot_snapshot(incident, workload, started, str(error), attempts)
+            baseline = run.baseline
             self.steps.drive(run, Phase.APPLYING)
             attempt = run.attempt
             attempts.append(attempt)

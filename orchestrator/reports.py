@@ -19,10 +19,11 @@ from agents.session import SessionResult
 from core.actions import Diagnosis
 from core.config import Settings
 from core.models import Incident, ObjectRef
-from core.report import ActionRecord, IncidentReport, Outcome
+from core.report import ActionRecord, AttemptRecord, IncidentReport, NamespaceOutage, Outcome
 from orchestrator.attempt import Attempt
 from orchestrator.events import EventRecorder
 from orchestrator.outcome import Conclusion
+from tools import objects
 
 log = logging.getLogger(__name__)
 
@@ -93,6 +94,7 @@ class Reporter:
         reason: str | None = None,
         human_steps: Sequence[str] = (),
         spec_generation: int | None = None,
+        outage: NamespaceOutage | None = None,
     ) -> IncidentReport:
         last = results[-1] if results else None
         diagnosis = diagnosis or (last.diagnosis if last is not None else None)
@@ -117,6 +119,7 @@ class Reporter:
             started_at=started,
             finished_at=self._clock(),
             spec_generation=spec_generation,
+            outage=outage,
         )
 
     def from_attempts(
@@ -131,7 +134,7 @@ class Reporter:
     ) -> IncidentReport:
         """The report of a remediation: every attempt's records and verdicts, the conclusion's outcome."""
         results = [a.result for a in attempts if a.result is not None]
-        return self.build(
+        report = self.build(
             incident,
             conclusion.outcome,
             started=started,
@@ -144,6 +147,13 @@ class Reporter:
             reason=conclusion.reason,
             spec_generation=spec_generation,
         )
+        report.attempts = [
+            AttemptRecord(number=a.number, actions=list(a.records), verification=a.verdict.text() if a.verdict else "",
+                          rolled_back=a.restore is not None and a.restore.changed and a.restored)
+            for a in attempts
+        ]
+        report.revision_before = objects.revision(attempts[0].snapshot.workload)
+        return report
 
     def finish(
         self, report: IncidentReport, target: ObjectRef | dict[str, Any], *, attempt_started: datetime | None = None

@@ -39,7 +39,7 @@ from orchestrator.snapshots import SnapshotStore
 from orchestrator.store import JournalClaimed, StateStore
 from orchestrator.verify import Baseline, Judge, same_spec
 from tools.cluster import ApiCallError, ClusterAccess
-from tools.policy import IncidentScope
+from tools.policy import IncidentBaseline, IncidentScope
 from tools.read import ReadTools
 from tools.snapshot import take_snapshot
 from tools.write import WriteTools
@@ -62,6 +62,7 @@ class AttemptRun:
     fence: Fence
     history: list[str] = field(default_factory=list)
     failed_actions: frozenset[str] = frozenset()
+    baseline: IncidentBaseline | None = None  # the workload when the incident began: bounds every attempt's change
 
     @property
     def ref(self) -> ObjectRef:
@@ -158,7 +159,14 @@ class AttemptSteps:
 
     # --- the sequence ----------------------------------------------------------------------------------
 
-    def begin(self, incident: Incident, number: int, history: list[str], failed_actions: frozenset[str]) -> AttemptRun:
+    def begin(
+        self,
+        incident: Incident,
+        number: int,
+        history: list[str],
+        failed_actions: frozenset[str],
+        baseline: IncidentBaseline | None = None,
+    ) -> AttemptRun:
         """Snapshot, journal and count a new attempt; nothing has changed yet."""
         ref, fingerprint, now = incident.workload, incident.fingerprint, self._clock()
         try:  # the revision current while the fault shows is known-bad: never a rollback target
@@ -196,6 +204,7 @@ class AttemptSteps:
             fence=Fence(snapshot.generation),
             history=history,
             failed_actions=failed_actions,
+            baseline=baseline or IncidentBaseline(workload=snapshot.workload),
         )
         self.journal(run, Phase.SNAPSHOTTED)
         self.events.record(
@@ -260,6 +269,7 @@ class AttemptSteps:
             fence=run.fence,
             still_leader=self.still_leader,
             failed_actions=run.failed_actions,
+            baseline=run.baseline,
         )
         recorder = AttemptRecorder(applied)
         write_tools = WriteTools(self.access, guard, recorder, known_good=self.known_good)

@@ -11,14 +11,12 @@ is never used. Snapshots are kept as signed, compressed Secrets (`orchestrator.s
   (to notice when it is reverted);
 - `amos-journal-<fingerprint>`: the remediation in flight for a fingerprint and its phase, written
   before each step (snapshotted -> applying -> verifying [-> rolling_back] -> done | rolled_back);
-- `amos-circuit-breaker`: the cluster-wide action budget and breaker, in plain keys a person can edit
-  (see `orchestrator.guardrails`).
+The circuit breaker is kept by `orchestrator.breaker`.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 from collections.abc import Callable
 from datetime import timedelta
@@ -27,11 +25,11 @@ from typing import Any, TypeVar
 from kubernetes import client
 from pydantic import BaseModel, ValidationError
 
-from core.clock import Clock, parse_time, utc_now
+from core.clock import Clock, utc_now
 from core.config import Settings
 from core.models import ObjectRef
 from orchestrator.integrity import SIGNATURE_ANNOTATION, ForgedState, StateSigner
-from orchestrator.records import BreakerState, JournalEntry, Ledger, WorkloadState
+from orchestrator.records import JournalEntry, Ledger, WorkloadState
 from orchestrator.state_api import (
     FINGERPRINT_LABEL,
     MANAGED_BY,
@@ -49,7 +47,6 @@ log = logging.getLogger(__name__)
 
 
 RECORD_KEY = "record.json"
-BREAKER_NAME = "amos-circuit-breaker"
 
 MAX_WRITE_RETRIES = 5
 
@@ -334,57 +331,6 @@ class StateStore:
     def delete_journal(self, fingerprint: str) -> None:
         self._delete(self.journal_name(fingerprint))
 
-    # --- circuit breaker --------------------------------------------------------------------------------
-
-    def breaker(self) -> tuple[BreakerState, bool]:
-        """The breaker state, and whether a person reset it (state set to closed while it was open)."""
-        return self._parse_breaker(self._read(BREAKER_NAME))
-
-    @staticmethod
-    def _parse_breaker(found: dict[str, Any] | None) -> tuple[BreakerState, bool]:
-        if found is None:
-            return BreakerState(), False
-        data = found.get("data") or {}
-        try:
-            actions = [t for t in (parse_time(str(v)) for v in json.loads(data.get("actions") or "[]")) if t]
-        except (ValueError, TypeError):
-            actions = []
-        state = BreakerState(
-            state="open" if data.get("state", "closed").strip().lower() == "open" else "closed",
-            reason=data.get("reason", ""),
-            opened_at=parse_time(data.get("opened-at")),
-            actions=actions,
-        )
-        reset = state.state == "closed" and state.opened_at is not None
-        return state, reset
-
-    def update_breaker(self, mutate: Callable[[BreakerState, bool], None]) -> BreakerState:
-        """Read-modify-write the breaker; `mutate(state, reset_by_person)`."""
-        for _ in range(MAX_WRITE_RETRIES):
-            found = self._read(BREAKER_NAME)
-            state, reset = self._parse_breaker(found)
-            mutate(state, reset)
-            data = {
-                "state": state.state,
-                "reason": state.reason,
-                "opened-at": state.opened_at.isoformat() if state.opened_at else "",
-                "actions": json.dumps([t.isoformat() for t in state.actions]),
-                "README": BREAKER_README.format(namespace=self.namespace, name=BREAKER_NAME),
-            }
-            try:
-                if found is None:
-                    self._create({"metadata": {"name": BREAKER_NAME, "labels": self._labels("breaker")},
-                                  "data": data})
-                else:
-                    found["data"] = data
-                    self._replace(found)
-                return state
-            except StoreError as error:
-                if error.status in (404, 409):
-                    continue
-                raise
-        raise StoreError("update of the circuit breaker", RuntimeError("it kept changing"))
-
     # --- housekeeping ---------------------------------------------------------------------------------
 
     def prune_idle(self, max_age: timedelta) -> int:
@@ -404,15 +350,3 @@ class StateStore:
                 if updated is not None and updated < horizon and self._delete(item["metadata"]["name"]):
                     deleted += 1
         return deleted
-
-
-BREAKER_README = """\
-AMOS circuit breaker and cluster-wide action budget.
-state: closed = AMOS may act; open = AMOS only diagnoses and recommends, it changes nothing.
-It opens by itself when the hourly action budget (actions_per_hour) is used up, and stays
-open until a person resets it. To reset it, either delete this ConfigMap:
-  kubectl -n {namespace} delete configmap {name}
-or set the state back to closed:
-  kubectl -n {namespace} patch configmap {name} --type merge -p '{{"data":{{"state":"closed"}}}}'
-Both forget the counted actions, so the full budget is available again.
-"""

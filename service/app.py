@@ -2,7 +2,9 @@
 
 Every replica watches and detects (so a standby is warm); only the replica holding
 the Lease hands incidents to the orchestrator. Gaining the lease runs recovery of
-unfinished remediations and picks up the incidents that are open right now.
+unfinished remediations (on its own thread: renewals never wait for it) and picks up the incidents
+that are open right now. Losing it stops all acting at once (writes are fenced by the lease), and
+`run` exits non-zero so Kubernetes restarts the pod as a clean standby, as client-go users do.
 """
 
 from __future__ import annotations
@@ -16,15 +18,19 @@ from kubernetes import client
 
 from core.config import Settings
 from core.models import Incident, IncidentState
-from core.report import IncidentReport, Outcome
+from core.report import IncidentReport
 from monitors.detector import FaultDetector
 from monitors.watch import Watcher
-from notifications import Mailer
-from orchestrator.loop import Orchestrator
+from notifications.outbox import Outbox
+from orchestrator.events import replica_identity
 from service import health
+from service.check import start_allowed
+from service.exitcodes import ExitCode
+from service.healthy_marks import HealthyMarks
 from service.kube import connect
 from service.leader import LeaderElector
 from service.metrics import Metrics
+from service.wiring import build_orchestrator
 
 log = logging.getLogger("amos.service")
 
@@ -49,23 +55,40 @@ class AmosApp:
         self._on_report = on_report
         self._on_incident = on_incident
         self._serve_http = serve_http
-        self.orchestrator = Orchestrator(settings, api, Mailer(settings), on_report=self._reported, identity=identity)
-        self.identity = self.orchestrator.identity
-        self.detector = FaultDetector(settings, self._detected)
-        self.watcher = Watcher(settings, api, self.detector)
+        self.identity = identity or replica_identity()
         self.elector = LeaderElector(api, settings.store_namespace, settings.lease_name, self.identity,
                                      on_change=self._leadership_changed) if settings.leader_election else None
+        elector = self.elector
+        self.outbox = Outbox.from_settings(api, settings, is_leader=lambda: self.is_leader, identity=self.identity)
+        self.orchestrator = build_orchestrator(
+            settings, api, self.outbox, on_report=self._reported, identity=self.identity,
+            still_leader=elector.still_leads if elector is not None else lambda: True,
+            term=(lambda: elector.term) if elector is not None else lambda: 0,
+            open_incidents=lambda: self.detector.open_incidents(),
+        )
+        self.healthy_marks = HealthyMarks(self.orchestrator.steps.known_good, lambda: self.is_leader)
+        self.detector = FaultDetector(settings, self._detected)
+        self.watcher = Watcher(settings, api, self.detector, on_healthy=self.healthy_marks)
+        self.lost_lease = threading.Event()
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._http: object | None = None
         self._orchestrating = False
         self.metrics.watch_reconnects.set_function(lambda: self.watcher.reconnects)
+        self.metrics.open_incidents.set_function(lambda: len(self.detector.open_incidents()))
+        self.metrics.outbox_pending.set_function(
+            lambda: sum(c.queue_length for c in self.outbox.stats().channels.values()))
+        self.metrics.outbox_oldest.set_function(
+            lambda: max((c.oldest_age_seconds for c in self.outbox.stats().channels.values()), default=0.0))
 
     # ---- life cycle ------------------------------------------------------------------------
     def start(self) -> None:
         self.orchestrator.store.ensure_namespace()
         if self._serve_http:
-            self._http = health.serve(self.settings.http_port, self.metrics, self.ready)
+            self._http = health.serve(self.settings.http_port, self.metrics, self.ready,
+                                      host=self.settings.http_bind_address)
+        self.healthy_marks.start()
+        self.outbox.start()
         self.watcher.start()
         if self.elector is None:
             self._leadership_changed(True)
@@ -81,6 +104,8 @@ class AmosApp:
         log.info("stopping: finishing in-flight remediations (grace %.0f s)", grace_seconds)
         self.watcher.stop()
         self.orchestrator.stop(grace_seconds)
+        self.healthy_marks.stop()
+        self.outbox.stop()
         self._stop.set()
         for thread in self._threads:
             thread.join(10)
@@ -88,11 +113,12 @@ class AmosApp:
             self._http.shutdown()  # type: ignore[attr-defined]
 
     def ready(self) -> bool:
-        return self.watcher.wait_synced(0)
+        """Watches synced, reports flowing, and not a replica that lost its lease (it must restart)."""
+        return self.watcher.wait_synced(0) and not self.outbox.stuck() and not self.lost_lease.is_set()
 
     @property
     def is_leader(self) -> bool:
-        return self.elector is None or self.elector.is_leader.is_set()
+        return self.elector is None or self.elector.still_leads()
 
     # ---- plumbing --------------------------------------------------------------------------
     def _detected(self, incident: Incident) -> None:
@@ -104,28 +130,33 @@ class AmosApp:
             self.orchestrator.submit(incident)
 
     def _leadership_changed(self, leads: bool) -> None:
+        """Called on the lease thread: never do slow work here, or renewals stop."""
         self.metrics.leader.set(1 if leads else 0)
         if not leads:
+            if self._orchestrating:
+                log.warning("lost the lease: stopping all remediation; this replica must restart to act again")
+                self.orchestrator.abort()
+                self.lost_lease.set()
             return
-        if not self._orchestrating:  # first time we lead: recover (reports go to on_report), then take incidents
-            self._orchestrating = True
+        if self._orchestrating or self.lost_lease.is_set():
+            return
+        self._orchestrating = True
+        thread = threading.Thread(target=self._take_over, name="amos-recovery", daemon=True)
+        thread.start()
+        self._threads.append(thread)
+
+    def _take_over(self) -> None:
+        """First time we lead: recover (reports go to on_report), then take the open incidents."""
+        try:
             self.orchestrator.start()
+        except Exception:
+            log.exception("could not start the orchestrator")
+            return
         for incident in self.detector.open_incidents():
             self.orchestrator.submit(incident)
 
     def _reported(self, report: IncidentReport) -> None:
-        kind = report.incident.kind.value
-        self.metrics.incidents.labels(kind=kind, outcome=report.outcome.value).inc()
-        self.metrics.attempts.labels(kind=kind).inc(report.attempt)
-        if report.rolled_back:
-            self.metrics.rollbacks.inc()
-        if report.outcome is Outcome.ESCALATED:
-            self.metrics.escalations.labels(kind=kind).inc()
-        if report.outcome is Outcome.FIXED and report.finished_at is not None:
-            self.metrics.mttr.observe((report.finished_at - report.incident.first_seen).total_seconds())
-        if report.model:
-            self.metrics.model_calls.labels(model=report.model).inc(report.model_calls)
-            self.metrics.model_tokens.labels(model=report.model).inc(report.tokens)
+        self.metrics.record_report(report)
         if self._on_report:
             self._on_report(report)
 
@@ -133,11 +164,15 @@ class AmosApp:
 def run_service(settings: Settings) -> int:
     """`python main.py run`: until SIGTERM or Ctrl-C."""
     api = connect(settings.kubeconfig)
+    if not start_allowed(settings, api):
+        return ExitCode.USAGE
     app = AmosApp(settings, api)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
     app.start()
-    stop.wait()
+    while not stop.wait(1.0):
+        if app.lost_lease.is_set():
+            break
     app.stop()
-    return 0
+    return 1 if app.lost_lease.is_set() else 0

@@ -17,10 +17,12 @@ from agents.context import build_context
 from agents.session import run_session
 from core.clock import utc_now
 from core.config import Settings
+from core.models import Incident
 from core.redaction import Redactor
 from core.report import IncidentReport
 from orchestrator.events import EventRecorder, replica_identity
-from orchestrator.guardrails import ClusterBudget, GuardRails
+from orchestrator.breaker import ClusterBudget
+from orchestrator.guardrails import GuardRails
 from orchestrator.knowngood_store import KnownGoodStore
 from orchestrator.orchestrator import Orchestrator
 from orchestrator.reports import Reporter, ReportSink
@@ -60,6 +62,7 @@ def build_orchestrator(
     still_leader: Callable[[], bool] = lambda: True,
     term: Callable[[], int] = lambda: 0,
     identity: str | None = None,
+    open_incidents: Callable[[], list[Incident]] = list,
     on_report: Callable[[IncidentReport], None] | None = None,
     tick_seconds: float = 0.5,
     revert_check_seconds: float = 15.0,
@@ -72,8 +75,8 @@ def build_orchestrator(
     snapshots = SnapshotStore(api_client, settings, store.signer)
     known_good = KnownGoodStore(access, clock=clock)
     events = EventRecorder(api_client, redactor=redactor, clock=clock)
-    budget = ClusterBudget(store, settings, clock)
-    guardrails = GuardRails(settings, store, access, budget, clock)
+    budget = ClusterBudget(api_client, settings, clock)
+    guardrails = GuardRails(settings, store, access, budget, clock, open_incidents)
     abort = threading.Event()
     steps = AttemptSteps(
         settings,

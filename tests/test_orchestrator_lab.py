@@ -41,11 +41,12 @@ from lab.workloads import deployment, pods_of, rollout_complete, wait_for, waiti
 from monitors.detector import FaultDetector
 from monitors.watch import Watcher
 from notifications import Mailer, RetryPolicy
-from orchestrator.guardrails import ClusterBudget, GuardVerdict, decide
+from orchestrator.breaker import BREAKER_NAME, ClusterBudget
+from orchestrator.guardrails import GuardVerdict, decide
 from orchestrator.orchestrator import Orchestrator
 from orchestrator.records import Phase, WorkloadState
 from orchestrator.snapshots import SnapshotStore
-from orchestrator.store import BREAKER_NAME, StateStore
+from orchestrator.store import StateStore
 from orchestrator.verify import Judge, Verdict, VerdictKind
 from service.wiring import MailSink, build_orchestrator
 from tools.snapshot import take_snapshot
@@ -299,7 +300,7 @@ def test_a_fix_that_does_not_help_is_undone_twice_then_escalated_leaving_nothing
     text = body(mail)
     assert "Attempt:     2 of 2" in text
     assert "did not help in 2 attempt(s)" in text
-    assert "The change was rolled back to the snapshot taken before it." in text
+    assert text.count("it did not help, so AMOS restored the snapshot taken before it") == 2
     assert text.count("[applied] rollback") == 2 and text.count("[applied] restore") == 2
     assert spec_of(api_client, namespace, "api") == before
     store = StateStore(api_client, settings)
@@ -612,7 +613,7 @@ def test_the_circuit_breaker_opens_on_the_budget_and_a_person_resets_it(
     settings = make_settings(actions_per_hour=2)
     store = StateStore(api_client, settings)
     store.ensure_namespace()
-    budget = ClusterBudget(store, settings)
+    budget = ClusterBudget(api_client, settings)
     core = client.CoreV1Api(api_client)
     workload = {"kind": "Deployment", "metadata": {"name": "web", "namespace": "shop"}}
 
@@ -625,9 +626,9 @@ def test_the_circuit_breaker_opens_on_the_budget_and_a_person_resets_it(
     assert verdict() is GuardVerdict.PROCEED
     budget.note()
     budget.note()
-    assert store.breaker()[0].state == "open"
+    assert budget.read()[0].state == "open"
     assert verdict() is GuardVerdict.PROPOSE
-    assert ClusterBudget(store, settings).sync().state == "open"  # a restarted AMOS sees it too
+    assert ClusterBudget(api_client, settings).sync().state == "open"  # a restarted AMOS sees it too
 
     core.patch_namespaced_config_map(BREAKER_NAME, settings.store_namespace, {"data": {"state": "closed"}})
     assert verdict() is GuardVerdict.PROCEED and budget.used() == 0
