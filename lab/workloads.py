@@ -86,6 +86,7 @@ def deployment(
     annotations: dict[str, str] | None = None,
     init_containers: list[dict[str, Any]] | None = None,
     sidecars: list[dict[str, Any]] | None = None,
+    progress_deadline_seconds: int = 30,
     **container_options: Any,
 ) -> dict[str, Any]:
     return {
@@ -94,7 +95,7 @@ def deployment(
         "metadata": {"name": name, "labels": labels or {}, "annotations": annotations or {}},
         "spec": {
             "replicas": replicas,
-            "progressDeadlineSeconds": 30,
+            "progressDeadlineSeconds": progress_deadline_seconds,
             "selector": {"matchLabels": {"app": name}},
             "template": _pod_template(name, image, init_containers, sidecars, **container_options),
         },

@@ -144,7 +144,8 @@ WEB_PORT = 8080
 
 
 def _with_probe(name: str, **probes: dict[str, Any]) -> dict[str, Any]:
-    return deployment(name, "shop/web:1.4", replicas=2, ports=[WEB_PORT], **probes)
+    # Kubernetes' default progress deadline (10 min): a pod that never gets Ready is a readiness fault first.
+    return deployment(name, "shop/web:1.4", replicas=2, ports=[WEB_PORT], progress_deadline_seconds=600, **probes)
 
 
 def _with_init(name: str, init_image: str = "shop/migrate:1.0") -> dict[str, Any]:
