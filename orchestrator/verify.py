@@ -7,6 +7,16 @@ OOM kill, restart, unschedulable), and the guarantees kept: the workload still e
 scaled to 0 nor below its replicas before the fix, and no container, probe or limit was removed.
 A broken guarantee or a persisting fault signal is a failure; anything else at the deadline is
 inconclusive (it escalates). `assess` is pure; `Judge` polls the cluster.
+
+Complete means, per kind: Deployment: every replica updated, ready and available. StatefulSet:
+the ordered rollout done (`updatedReplicas` covers every ordinal at or above the partition,
+`currentRevision == updateRevision` when there is no partition) and `readyReplicas == replicas`;
+with `OnDelete`, every pod Ready. DaemonSet: `numberReady == desiredNumberScheduled` and
+`updatedNumberScheduled == desiredNumberScheduled` (with `OnDelete`: every scheduled pod Ready and
+none unavailable). CronJob: AMOS does not start a Job itself (a run out of schedule can have side
+effects); it waits for the next scheduled run made from the current job template: it succeeded,
+or it failed; when no run comes within the deadline the verdict is `deferred` ("verified at the
+next run"), which is not a failure: the change stays and the report says so.
 """
 
 from __future__ import annotations
@@ -28,12 +38,24 @@ from tools import objects
 from tools.cluster import ApiCallError, ClusterAccess
 from tools.snapshot import Snapshot
 
-FAULT_WAITING = frozenset({
-    "ErrImagePull", "ImagePullBackOff", "InvalidImageName", "ErrImageNeverPull", "CrashLoopBackOff",
-    "CreateContainerConfigError", "CreateContainerError", "RunContainerError", "PreCreateHookError",
-    "PostStartHookError",
-})
+FAULT_WAITING = frozenset(
+    {
+        "ErrImagePull",
+        "ImagePullBackOff",
+        "InvalidImageName",
+        "ErrImageNeverPull",
+        "CrashLoopBackOff",
+        "CreateContainerConfigError",
+        "CreateContainerError",
+        "RunContainerError",
+        "PreCreateHookError",
+        "PostStartHookError",
+    }
+)
 PROBES = ("livenessProbe", "readinessProbe", "startupProbe")
+SCALED_KINDS = ("Deployment", "StatefulSet")
+OBSERVED_KINDS = ("Deployment", "StatefulSet", "DaemonSet")  # controllers that report status.observedGeneration
+WAITING_FOR_RUN = "waiting for the next run"
 MAX_DETAILS = 8
 
 
@@ -41,6 +63,7 @@ class VerdictKind(StrEnum):
     SUCCESS = "success"
     FAILURE = "failure"
     INCONCLUSIVE = "inconclusive"
+    DEFERRED = "deferred"  # a CronJob with no run within the deadline: judged at its next run, not restored
 
 
 class Verdict(BaseModel):
@@ -69,7 +92,7 @@ class Baseline(BaseModel):
 
     @classmethod
     def of(cls, ref: ObjectRef, obj: dict[str, Any]) -> Baseline:
-        replicas = (obj.get("spec") or {}).get("replicas") if ref.kind == "Deployment" else None
+        replicas = (obj.get("spec") or {}).get("replicas") if ref.kind in SCALED_KINDS else None
         probes: dict[str, list[str]] = {}
         limits: dict[str, list[str]] = {}
         for _, container in objects.containers(obj):
@@ -108,12 +131,13 @@ def broken_guarantees(baseline: Baseline, obj: dict[str, Any] | None) -> list[st
     if obj is None:
         return [f"{baseline.workload.kind}/{baseline.workload.name} no longer exists"]
     problems = []
-    if baseline.workload.kind == "Deployment":
+    kind = baseline.workload.kind
+    if kind in SCALED_KINDS:
         replicas = int((obj.get("spec") or {}).get("replicas", 1))
         if replicas == 0:
-            problems.append("the Deployment was scaled to 0")
+            problems.append(f"the {kind} was scaled to 0")
         elif baseline.replicas is not None and replicas < baseline.replicas:
-            problems.append(f"the Deployment was scaled down from {baseline.replicas} to {replicas} replicas")
+            problems.append(f"the {kind} was scaled down from {baseline.replicas} to {replicas} replicas")
     current = {str(c.get("name")): c for _, c in objects.containers(obj)}
     for name, probes in baseline.probes.items():
         container = current.get(name)
@@ -122,28 +146,141 @@ def broken_guarantees(baseline: Baseline, obj: dict[str, Any] | None) -> list[st
             continue
         problems += [f"the {probe} of container {name} was removed" for probe in probes if not container.get(probe)]
         present = ((container.get("resources") or {}).get("limits") or {}).keys()
-        problems += [f"the {resource} limit of container {name} was removed"
-                     for resource in baseline.limits.get(name, []) if resource not in present]
+        problems += [
+            f"the {resource} limit of container {name} was removed"
+            for resource in baseline.limits.get(name, [])
+            if resource not in present
+        ]
     return problems
 
 
-def current_pods(obj: dict[str, Any], replicasets: list[dict[str, Any]], pods: list[dict[str, Any]]
-                 ) -> list[dict[str, Any]] | None:
-    """The live pods of the workload's current template; None while the controller has not caught up."""
+def current_pods(
+    obj: dict[str, Any], history: list[dict[str, Any]], pods: list[dict[str, Any]]
+) -> list[dict[str, Any]] | None:
+    """The live pods of the workload's current template; None while the controller has not caught up.
+
+    `history`: the ReplicaSets or ControllerRevisions of the workload; for a CronJob, the Jobs to judge.
+    """
     live = [pod for pod in pods if not objects.meta(pod).get("deletionTimestamp")]
     kind = obj.get("kind")
     if kind == "Pod":
         return [obj]
     if kind == "Job":
         return [pod for pod in live if objects.owned_by(pod, obj)]
-    status = obj.get("status") or {}
-    if int(status.get("observedGeneration") or 0) < int(objects.meta(obj).get("generation") or 0):
+    if kind == "CronJob":
+        return [pod for pod in live if any(objects.owned_by(pod, job) for job in history)]
+    if not objects.observed(obj):
         return None
-    revision = objects.revision(obj)
-    newest = [rs for rs in replicasets if objects.owned_by(rs, obj) and objects.revision(rs) == revision]
-    if not newest:
+    if kind == "Deployment":
+        revision = objects.revision(obj)
+        newest = [rs for rs in history if objects.owned_by(rs, obj) and objects.revision(rs) == revision]
+        if not newest:
+            return None
+        return [pod for pod in live if any(objects.owned_by(pod, rs) for rs in newest)]
+    current = objects.current_history_entry(obj, history)
+    if current is None:
         return None
-    return [pod for pod in live if any(objects.owned_by(pod, rs) for rs in newest)]
+    return [pod for pod in live if objects.owned_by(pod, obj) and objects.made_from(pod, current)]
+
+
+def runs_to_judge(cronjob: dict[str, Any], jobs: list[dict[str, Any]], since: datetime) -> list[dict[str, Any]]:
+    """The CronJob's Jobs started at or after `since` from its current job template, oldest first."""
+    template = (objects.workload_template(cronjob).get("spec") or {}).get("template") or {}
+    digest = objects.template_digest(template)
+    horizon = since.replace(microsecond=0)
+    found = []
+    for job in jobs:
+        created = _time(objects.meta(job).get("creationTimestamp"))
+        if created is None or created < horizon or not objects.owned_by(job, cronjob):
+            continue
+        if objects.template_digest(objects.job_pod_template(job)) == digest:
+            found.append(job)
+    return sorted(found, key=lambda job: objects.meta(job).get("creationTimestamp") or "")
+
+
+def _condition(obj: dict[str, Any], kind: str) -> dict[str, Any] | None:
+    return next(
+        (
+            c
+            for c in (obj.get("status") or {}).get("conditions") or []
+            if c.get("type") == kind and c.get("status") == "True"
+        ),
+        None,
+    )
+
+
+def _assess_cronjob(cronjob: dict[str, Any], runs: list[dict[str, Any]], signals: list[str]) -> Assessment:
+    for job in runs:
+        failed = _condition(job, "Failed")
+        if failed is not None:
+            return Assessment(
+                health=Health.BROKEN,
+                reasons=[
+                    (
+                        f"the run {objects.meta(job).get('name')} failed: {failed.get('reason')}: "
+                        f"{str(failed.get('message', ''))[:200]}"
+                    )
+                ],
+            )
+        if _condition(job, "Complete") is not None:
+            return Assessment(
+                health=Health.HEALTHY,
+                summary=f"the run {objects.meta(job).get('name')} from the current job template succeeded",
+            )
+    if signals:
+        return Assessment(health=Health.FAILING, reasons=signals, summary="the run is failing")
+    spec = cronjob.get("spec") or {}
+    if runs:
+        return Assessment(
+            health=Health.PROGRESSING, reasons=[f"the run {objects.meta(runs[-1]).get('name')} is running"]
+        )
+    why = "the CronJob is suspended" if spec.get("suspend") else f"schedule {spec.get('schedule')!r}"
+    return Assessment(health=Health.PROGRESSING, reasons=[f"{WAITING_FOR_RUN} ({why})"])
+
+
+def _rollout_complete(obj: dict[str, Any], current: list[dict[str, Any]]) -> tuple[bool, str]:
+    """Whether a StatefulSet's or DaemonSet's rollout is complete, and a one-line summary."""
+    spec, status = obj.get("spec") or {}, obj.get("status") or {}
+    strategy = spec.get("updateStrategy") or {}
+    on_delete = strategy.get("type") == "OnDelete"
+    count = {
+        key: int(status.get(key) or 0)
+        for key in (
+            "replicas",
+            "readyReplicas",
+            "updatedReplicas",
+            "availableReplicas",
+            "desiredNumberScheduled",
+            "numberReady",
+            "updatedNumberScheduled",
+            "numberUnavailable",
+            "numberAvailable",
+        )
+    }
+    if obj.get("kind") == "StatefulSet":
+        desired = int(spec.get("replicas", 1))
+        partition = int((strategy.get("rollingUpdate") or {}).get("partition") or 0)
+        revisions = (status.get("currentRevision"), status.get("updateRevision"))
+        summary = (
+            f"{count['readyReplicas']}/{desired} replicas ready, {count['updatedReplicas']} on "
+            f"{revisions[1]}, current {revisions[0]}"
+        )
+        ready = count["readyReplicas"] == desired == count["replicas"]
+        if on_delete:
+            return ready, summary + " (OnDelete)"
+        if partition:
+            return ready and count["updatedReplicas"] >= desired - partition, summary + f" (partition {partition})"
+        done = ready and count["updatedReplicas"] == desired and revisions[0] == revisions[1] and bool(revisions[1])
+        return done and len(current) == desired, summary
+    desired = count["desiredNumberScheduled"]
+    summary = (
+        f"{count['numberReady']}/{desired} scheduled pods ready, {count['updatedNumberScheduled']} updated, "
+        f"{count['numberUnavailable']} unavailable"
+    )
+    if on_delete:
+        return count["numberReady"] == desired and count["numberUnavailable"] == 0, summary + " (OnDelete)"
+    done = count["numberReady"] == desired == count["updatedNumberScheduled"] and len(current) == desired
+    return done, summary
 
 
 def pod_signals(pod: dict[str, Any], since: datetime, restarts: dict[str, int]) -> list[str]:
@@ -161,13 +298,17 @@ def pod_signals(pod: dict[str, Any], since: datetime, restarts: dict[str, int]) 
             found.append(f"pod {name} container {container}: {waiting}" + (f" ({message[:160]})" if message else ""))
         terminated = state.get("terminated") or {}
         if terminated and int(terminated.get("exitCode") or 0) != 0:
-            found.append(f"pod {name} container {container} exited with {terminated.get('exitCode')} "
-                         f"({terminated.get('reason')})")
+            found.append(
+                f"pod {name} container {container} exited with {terminated.get('exitCode')} "
+                f"({terminated.get('reason')})"
+            )
         previous = last.get("terminated") or {}
         finished = _time(previous.get("finishedAt"))
         if previous and finished is not None and finished >= since and int(previous.get("exitCode") or 0) != 0:
-            found.append(f"pod {name} container {container} was {previous.get('reason')} "
-                         f"(exit {previous.get('exitCode')}) during verification")
+            found.append(
+                f"pod {name} container {container} was {previous.get('reason')} "
+                f"(exit {previous.get('exitCode')}) during verification"
+            )
         key = f"{uid}/{container}"
         count = int(item.get("restartCount") or 0)
         first = restarts.setdefault(key, count)
@@ -182,48 +323,78 @@ def pod_signals(pod: dict[str, Any], since: datetime, restarts: dict[str, int]) 
 
 
 def _ready(pod: dict[str, Any]) -> bool:
-    return any(c.get("type") == "Ready" and c.get("status") == "True"
-               for c in (pod.get("status") or {}).get("conditions") or [])
+    return any(
+        c.get("type") == "Ready" and c.get("status") == "True"
+        for c in (pod.get("status") or {}).get("conditions") or []
+    )
 
 
-def assess(baseline: Baseline, obj: dict[str, Any] | None, replicasets: list[dict[str, Any]],
-           pods: list[dict[str, Any]], since: datetime, restarts: dict[str, int]) -> Assessment:
-    """One look at the workload: healthy, progressing, failing or broken, with the reasons."""
+def assess(
+    baseline: Baseline,
+    obj: dict[str, Any] | None,
+    history: list[dict[str, Any]],
+    pods: list[dict[str, Any]],
+    since: datetime,
+    restarts: dict[str, int],
+) -> Assessment:
+    """One look at the workload: healthy, progressing, failing or broken, with the reasons.
+
+    `history`: the workload's ReplicaSets or ControllerRevisions; for a CronJob, its Jobs.
+    """
     broken = broken_guarantees(baseline, obj)
     if broken or obj is None:
         return Assessment(health=Health.BROKEN, reasons=broken, summary="a guarantee is broken")
     kind = obj.get("kind")
     status = obj.get("status") or {}
+    if kind == "CronJob":
+        runs = runs_to_judge(obj, history, since)
+        live = [pod for pod in pods if any(objects.owned_by(pod, job) for job in runs)]
+        signals = [signal for pod in live for signal in pod_signals(pod, since, restarts)]
+        return _assess_cronjob(obj, runs, signals)
     if kind == "Job":
-        failed = next((c for c in status.get("conditions") or [] if c.get("type") == "Failed"
-                       and c.get("status") == "True"), None)
+        failed = _condition(obj, "Failed")
         if failed is not None:
-            return Assessment(health=Health.BROKEN, reasons=[
-                f"the Job failed: {failed.get('reason')}: {failed.get('message', '')[:200]}"])
+            return Assessment(
+                health=Health.BROKEN,
+                reasons=[f"the Job failed: {failed.get('reason')}: {failed.get('message', '')[:200]}"],
+            )
         wanted = int((obj.get("spec") or {}).get("completions") or 1)
         if int(status.get("succeeded") or 0) >= wanted:
             return Assessment(health=Health.HEALTHY, summary=f"the Job succeeded ({status.get('succeeded')} pods)")
-    current = current_pods(obj, replicasets, pods)
+    current = current_pods(obj, history, pods)
     if current is None:
         return Assessment(health=Health.PROGRESSING, reasons=["the controller has not caught up with the new spec"])
     signals = [signal for pod in current for signal in pod_signals(pod, since, restarts)]
     if kind == "Deployment":
         progressing = next((c for c in status.get("conditions") or [] if c.get("type") == "Progressing"), None)
         updated = _time((progressing or {}).get("lastUpdateTime"))
-        if (progressing and progressing.get("reason") == "ProgressDeadlineExceeded"
-                and updated is not None and updated >= since):
+        if (
+            progressing
+            and progressing.get("reason") == "ProgressDeadlineExceeded"
+            and updated is not None
+            and updated >= since
+        ):
             signals.append(f"the rollout exceeded its progress deadline: {progressing.get('message', '')[:160]}")
     if signals:
         return Assessment(health=Health.FAILING, reasons=signals, summary="the fault is still there")
     if kind == "Deployment":
         desired = int((obj.get("spec") or {}).get("replicas", 1))
-        counts = {key: int(status.get(key) or 0) for key in
-                  ("replicas", "updatedReplicas", "readyReplicas", "availableReplicas")}
+        counts = {
+            key: int(status.get(key) or 0)
+            for key in ("replicas", "updatedReplicas", "readyReplicas", "availableReplicas")
+        }
         ready_pods = sum(1 for pod in current if _ready(pod))
         complete = all(value == desired for value in counts.values()) and ready_pods == desired == len(current)
-        summary = (f"{counts['readyReplicas']}/{desired} replicas ready, {counts['updatedReplicas']} updated, "
-                   f"{counts['replicas']} in total")
+        summary = (
+            f"{counts['readyReplicas']}/{desired} replicas ready, {counts['updatedReplicas']} updated, "
+            f"{counts['replicas']} in total"
+        )
         if complete:
+            return Assessment(health=Health.HEALTHY, summary=f"rollout complete: {summary}")
+        return Assessment(health=Health.PROGRESSING, reasons=[f"rollout in progress: {summary}"], summary=summary)
+    if kind in {"StatefulSet", "DaemonSet"}:
+        complete, summary = _rollout_complete(obj, current)
+        if complete and all(_ready(pod) for pod in current):
             return Assessment(health=Health.HEALTHY, summary=f"rollout complete: {summary}")
         return Assessment(health=Health.PROGRESSING, reasons=[f"rollout in progress: {summary}"], summary=summary)
     if kind == "Pod":
@@ -276,13 +447,16 @@ class Judge:
         obj.setdefault("kind", ref.kind)
         if ref.kind == "Pod":
             return obj, [], []
+        if ref.kind == "CronJob":
+            return obj, self.access.jobs_of(obj), self.access.pods_of(obj)
         selector = objects.label_selector((obj.get("spec") or {}).get("selector"))
-        replicasets = self.access.replicasets_of(obj) if ref.kind == "Deployment" else []
+        history = self.access.history_of(obj)
         pods = self.access.list_objects("Pod", ref.namespace, label_selector=selector or None)
-        return obj, replicasets, pods
+        return obj, history, pods
 
-    def verify(self, baseline: Baseline, *, cancel: threading.Event | None = None,
-               timeout: float | None = None) -> Verdict:
+    def verify(
+        self, baseline: Baseline, *, cancel: threading.Event | None = None, timeout: float | None = None
+    ) -> Verdict:
         """Watch `baseline.workload` until success, failure or the deadline (then inconclusive unless failing)."""
         timeout = self.timeout if timeout is None else timeout
         started = self._monotonic()
@@ -293,33 +467,59 @@ class Judge:
         last = Assessment(health=Health.PROGRESSING, reasons=["not observed yet"])
         while True:
             try:
-                obj, replicasets, pods = self._observe(baseline.workload)
-                last = assess(baseline, obj, replicasets, pods, since, restarts)
+                obj, history, pods = self._observe(baseline.workload)
+                last = assess(baseline, obj, history, pods, since, restarts)
             except ApiCallError as error:
                 last = Assessment(health=Health.PROGRESSING, reasons=[f"could not read the workload: {error}"])
             now = self._monotonic()
             elapsed = now - started
             if last.health is Health.BROKEN:
-                return Verdict(kind=VerdictKind.FAILURE, reason="a guarantee is broken", details=last.reasons,
-                               seconds=elapsed)
+                return Verdict(
+                    kind=VerdictKind.FAILURE, reason="a guarantee is broken", details=last.reasons, seconds=elapsed
+                )
             healthy_since = (healthy_since or now) if last.health is Health.HEALTHY else None
             failing_since = (failing_since or now) if last.health is Health.FAILING else None
             if healthy_since is not None and now - healthy_since >= self.stable_seconds:
-                return Verdict(kind=VerdictKind.SUCCESS, seconds=elapsed,
-                               reason=f"{last.summary}; no fault signal for {self.stable_seconds:.0f}s")
+                return Verdict(
+                    kind=VerdictKind.SUCCESS,
+                    seconds=elapsed,
+                    reason=f"{last.summary}; no fault signal for {self.stable_seconds:.0f}s",
+                )
             if failing_since is not None and now - failing_since >= self.failure_confirm_seconds:
-                return Verdict(kind=VerdictKind.FAILURE, reason="the fault persists after the change",
-                               details=last.reasons, seconds=elapsed)
+                return Verdict(
+                    kind=VerdictKind.FAILURE,
+                    reason="the fault persists after the change",
+                    details=last.reasons,
+                    seconds=elapsed,
+                )
             if elapsed >= timeout:
                 if last.health is Health.FAILING:
-                    return Verdict(kind=VerdictKind.FAILURE, reason="the fault persists after the change",
-                                   details=last.reasons, seconds=elapsed)
-                return Verdict(kind=VerdictKind.INCONCLUSIVE, seconds=elapsed,
-                               reason=f"not healthy within {timeout:.0f}s, but no fault signal either",
-                               details=last.reasons)
+                    return Verdict(
+                        kind=VerdictKind.FAILURE,
+                        reason="the fault persists after the change",
+                        details=last.reasons,
+                        seconds=elapsed,
+                    )
+                if any(reason.startswith(WAITING_FOR_RUN) for reason in last.reasons):
+                    return Verdict(
+                        kind=VerdictKind.DEFERRED,
+                        seconds=elapsed,
+                        details=last.reasons,
+                        reason=f"no run of the CronJob within {timeout:.0f}s: verified at its next run",
+                    )
+                return Verdict(
+                    kind=VerdictKind.INCONCLUSIVE,
+                    seconds=elapsed,
+                    reason=f"not healthy within {timeout:.0f}s, but no fault signal either",
+                    details=last.reasons,
+                )
             if cancel is not None and cancel.is_set():
-                return Verdict(kind=VerdictKind.INCONCLUSIVE, reason="verification interrupted: AMOS is stopping",
-                               details=last.reasons, seconds=elapsed)
+                return Verdict(
+                    kind=VerdictKind.INCONCLUSIVE,
+                    reason="verification interrupted: AMOS is stopping",
+                    details=last.reasons,
+                    seconds=elapsed,
+                )
             if cancel is not None:
                 cancel.wait(self.poll_seconds)
             else:
@@ -339,15 +539,24 @@ class Judge:
                 obj = None
             if obj is not None:
                 if not same_spec(obj, snapshot.workload):
-                    return Verdict(kind=VerdictKind.FAILURE, seconds=elapsed,
-                                   reason="the spec differs from the snapshot (changed again by someone?)")
+                    return Verdict(
+                        kind=VerdictKind.FAILURE,
+                        seconds=elapsed,
+                        reason="the spec differs from the snapshot (changed again by someone?)",
+                    )
                 status = obj.get("status") or {}
                 generation = int(objects.meta(obj).get("generation") or 0)
-                if ref.kind != "Deployment" or int(status.get("observedGeneration") or 0) >= generation:
-                    return Verdict(kind=VerdictKind.SUCCESS, seconds=elapsed,
-                                   reason=f"the spec matches the snapshot (generation {generation}) and the "
-                                          "controller has seen it")
+                if ref.kind not in OBSERVED_KINDS or int(status.get("observedGeneration") or 0) >= generation:
+                    return Verdict(
+                        kind=VerdictKind.SUCCESS,
+                        seconds=elapsed,
+                        reason=f"the spec matches the snapshot (generation {generation}) and the "
+                        "controller has seen it",
+                    )
             if elapsed >= timeout:
-                return Verdict(kind=VerdictKind.INCONCLUSIVE, seconds=elapsed,
-                               reason="the restored spec was not observed by the controller in time")
+                return Verdict(
+                    kind=VerdictKind.INCONCLUSIVE,
+                    seconds=elapsed,
+                    reason="the restored spec was not observed by the controller in time",
+                )
             time.sleep(min(self.poll_seconds, 0.5))  # not cancellable: a restore must be confirmed

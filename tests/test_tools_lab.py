@@ -363,7 +363,6 @@ def test_guard_refusals_leave_the_object_unchanged(api_client: client.ApiClient,
     _, write = tools(api_client, namespace)
     before = {name: resource_version(api_client, namespace, name) for name in ("web", "payments")}
     attempts = [
-        write.set_image(namespace, "web", "web", "evil.example/miner:latest"),
         write.scale(namespace, "web", 0),
         write.scale(namespace, "payments", 2),
         write.fix_probe(namespace, "Deployment", "web", "web", "liveness", period_seconds=5),
@@ -372,6 +371,11 @@ def test_guard_refusals_leave_the_object_unchanged(api_client: client.ApiClient,
     ]
     for result in attempts:
         assert not result["ok"] and result["error"].startswith("refused by policy:"), result
+    # an image this Deployment never ran is not applied: it becomes a proposal with the would-be diff
+    proposed = write.set_image(namespace, "web", "web", "evil.example/miner:latest")
+    assert proposed["ok"] and proposed["data"]["status"] == "proposed", proposed
+    assert "+containers[web].image: evil.example/miner:latest" in proposed["data"]["diff"]
+    assert write.recorder[-1].status is ActionStatus.PROPOSED and "not applied" in write.recorder[-1].reason
     client.AppsV1Api(api_client).patch_namespaced_deployment(
         "web", namespace, {"metadata": {"labels": {"amos.io/protected": "true"}}}
     )
@@ -379,26 +383,76 @@ def test_guard_refusals_leave_the_object_unchanged(api_client: client.ApiClient,
     protected = write.restart_rollout(namespace, "web")
     assert "is protected" in protected["error"]
     assert {name: resource_version(api_client, namespace, name) for name in before} == before
-    assert {r.status for r in write.recorder} == {ActionStatus.REFUSED}
-    assert len(write.recorder) == len(attempts) + 1
+    assert deployment(api_client, namespace)["spec"]["template"]["spec"]["containers"][0]["image"] == GOOD
+    assert {r.status for r in write.recorder} == {ActionStatus.REFUSED, ActionStatus.PROPOSED}
+    assert len(write.recorder) == len(attempts) + 2
     assert write.snapshots == {}
 
 
-def test_dry_run_rejection_is_reported_and_nothing_changes(api_client: client.ApiClient, namespace: str) -> None:
+@pytest.fixture
+def deny_96mi(api_client: client.ApiClient, namespace: str) -> Any:
+    """A ValidatingAdmissionPolicy (as Gatekeeper or Kyverno would) that refuses a 96Mi memory limit here."""
+    admission = client.AdmissionregistrationV1Api(api_client)
+    name = f"deny-96mi-{namespace}"[:63]
+    admission.create_validating_admission_policy(
+        {
+            "metadata": {"name": name},
+            "spec": {
+                "failurePolicy": "Fail",
+                "matchConstraints": {
+                    "resourceRules": [
+                        {
+                            "apiGroups": ["apps"],
+                            "apiVersions": ["v1"],
+                            "operations": ["UPDATE"],
+                            "resources": ["deployments"],
+                        }
+                    ]
+                },
+                "validations": [
+                    {
+                        "expression": "object.spec.template.spec.containers.all(c, !has(c.resources.limits) "
+                        "|| !('memory' in c.resources.limits) "
+                        "|| string(c.resources.limits['memory']) != '96Mi')",
+                        "message": "memory limit 96Mi is not allowed here",
+                    }
+                ],
+            },
+        }
+    )
+    admission.create_validating_admission_policy_binding(
+        {
+            "metadata": {"name": name},
+            "spec": {
+                "policyName": name,
+                "validationActions": ["Deny"],
+                "matchResources": {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": namespace}}},
+            },
+        }
+    )
+    yield name
+    admission.delete_validating_admission_policy_binding(name)
+    admission.delete_validating_admission_policy(name)
+
+
+def test_dry_run_rejection_is_reported_and_nothing_changes(
+    api_client: client.ApiClient, namespace: str, deny_96mi: str
+) -> None:
     make_deployment(api_client, namespace)
     wait_for(lambda: rolled_out(api_client, namespace), what="rollout")
     _, write = tools(api_client, namespace)
-    # first a valid request (60Mi, within 2x the 32Mi request and under the 64Mi limit) ...
-    assert write.set_resources(namespace, "Deployment", "web", "web", memory_request="60Mi")["ok"]
-    wait_for(lambda: rolled_out(api_client, namespace), what="rollout of the new request")
-    before = resource_version(api_client, namespace)
-    # ... then 100Mi: within the guard's bound (2x 60Mi), above the 64Mi limit, so the API's dry-run says no
-    rejected = write.set_resources(namespace, "Deployment", "web", "web", memory_request="100Mi")
-    assert not rejected["ok"]
+    before = deployment(api_client, namespace)["metadata"]["generation"]
+    # within the guard's bound (2x the 64Mi limit), but the cluster's admission policy says no at the dry-run
+    rejected = wait_for(
+        lambda: (
+            (r := write.set_resources(namespace, "Deployment", "web", "web", memory_limit="96Mi")) and not r["ok"] and r
+        ),
+        what="the admission policy to be in force",
+    )
     assert rejected["error"].startswith("dry-run of patch_namespaced_deployment failed: 422"), rejected["error"]
-    assert "less than or equal to memory limit" in rejected["error"]
-    assert resource_version(api_client, namespace) == before
-    assert write.recorder[-1].status is ActionStatus.FAILED
+    assert "memory limit 96Mi is not allowed here" in rejected["error"]
+    assert deployment(api_client, namespace)["metadata"]["generation"] == before
+    assert write.recorder[-1].status is ActionStatus.FAILED and write.snapshots == {}
 
 
 def test_settings_dry_run_validates_but_changes_nothing(api_client: client.ApiClient, namespace: str) -> None:
@@ -440,39 +494,17 @@ def test_a_concurrent_edit_is_a_conflict_not_overwritten(api_client: client.ApiC
     assert write.recorder[-1].status is ActionStatus.FAILED and "conflict" in write.recorder[-1].reason
 
 
-def test_snapshot_and_restore_respect_human_edits(api_client: client.ApiClient, namespace: str) -> None:
-    make_deployment(api_client, namespace, env=[{"name": "DB_HOST", "value": "db.shop.svc"}])
-    wait_for(lambda: rolled_out(api_client, namespace), what="rollout")
-    _, write = tools(api_client, namespace)
-    taken = write.snapshot(namespace, "Deployment", "web")
-    assert taken.ok and taken.data["objects"][0] == "Deployment/web"
-    assert write.set_env(namespace, "Deployment", "web", "web", "DB_HOST", "db2.shop.svc")["ok"]
-    restored = write.restore(taken.data["snapshot_id"])
-    assert restored.ok and restored.data["status"] == "applied", restored
-    env = deployment(api_client, namespace)["spec"]["template"]["spec"]["containers"][0]["env"]
-    assert env == [{"name": "DB_HOST", "value": "db.shop.svc"}]
-    assert write.restore(taken.data["snapshot_id"]).data["status"] == "unchanged"
-
-    again = write.set_env(namespace, "Deployment", "web", "web", "DB_HOST", "db3.shop.svc")
-    assert again["ok"], again
-    set_image_by_hand(api_client, namespace, CRASHING)  # a person changed the spec after AMOS did
-    conflict = write.restore(taken.data["snapshot_id"])
-    assert not conflict.ok and conflict.data["conflict"] is True
-    assert deployment(api_client, namespace)["spec"]["template"]["spec"]["containers"][0]["image"] == CRASHING
-    assert [r.verb for r in write.recorder] == ["set_env", "restore", "set_env", "restore"]
-    assert write.recorder[-1].status is ActionStatus.FAILED
-
-
 def test_parallel_tool_calls_all_land(api_client: client.ApiClient, namespace: str) -> None:
     """One model turn asking for three changes at once: serialized, each on a fresh read, none lost."""
     make_deployment(api_client, namespace)
     wait_for(lambda: rolled_out(api_client, namespace), what="rollout")
     _, write = tools(api_client, namespace)
+    changes = [{"memory_limit": "96Mi"}, {"cpu_limit": "300m"}, {"memory_request": "48Mi"}]
     with ThreadPoolExecutor(3) as pool:
         results = list(
-            pool.map(lambda n: write.set_env(namespace, "Deployment", "web", "web", f"FLAG_{n}", "on"), range(3))
+            pool.map(lambda change: write.set_resources(namespace, "Deployment", "web", "web", **change), changes)
         )
-    assert all(result["ok"] for result in results), results
-    env = deployment(api_client, namespace)["spec"]["template"]["spec"]["containers"][0]["env"]
-    assert sorted(item["name"] for item in env) == ["FLAG_0", "FLAG_1", "FLAG_2"]
+    assert all(result["ok"] and result["data"]["status"] == "applied" for result in results), results
+    resources = deployment(api_client, namespace)["spec"]["template"]["spec"]["containers"][0]["resources"]
+    assert resources == {"limits": {"memory": "96Mi", "cpu": "300m"}, "requests": {"memory": "48Mi", "cpu": "50m"}}
     assert [r.status for r in write.recorder] == [ActionStatus.APPLIED] * 3

@@ -49,6 +49,7 @@ KINDS: dict[str, _Kind] = {
     "Event": _Kind("core", "namespaced_event"),
     "Deployment": _Kind("apps", "namespaced_deployment"),
     "ReplicaSet": _Kind("apps", "namespaced_replica_set"),
+    "ControllerRevision": _Kind("apps", "namespaced_controller_revision"),
     "StatefulSet": _Kind("apps", "namespaced_stateful_set"),
     "DaemonSet": _Kind("apps", "namespaced_daemon_set"),
     "Job": _Kind("batch", "namespaced_job"),
@@ -201,12 +202,47 @@ class ClusterAccess:
         ]
         return sorted(found, key=lambda rs: objects.revision(rs) or 0)
 
+    def controller_revisions_of(self, workload: dict[str, Any]) -> list[dict[str, Any]]:
+        """The ControllerRevisions a StatefulSet or DaemonSet controls (its rollout history), oldest first."""
+        namespace = objects.meta(workload).get("namespace", "")
+        selector = objects.label_selector((workload.get("spec") or {}).get("selector"))
+        uid = objects.meta(workload).get("uid")
+        found = [
+            revision
+            for revision in self.list_objects("ControllerRevision", namespace, label_selector=selector or None)
+            if (objects.controller_ref(revision) or {}).get("uid") == uid
+        ]
+        return sorted(found, key=lambda revision: objects.revision(revision) or 0)
+
+    def history_of(self, workload: dict[str, Any]) -> list[dict[str, Any]]:
+        """A workload's rollout history, oldest first: ReplicaSets of a Deployment, ControllerRevisions of a
+        StatefulSet or DaemonSet; other kinds keep none."""
+        kind = workload.get("kind")
+        if kind == "Deployment":
+            return self.replicasets_of(workload)
+        if kind in {"StatefulSet", "DaemonSet"}:
+            return self.controller_revisions_of(workload)
+        return []
+
+    def jobs_of(self, cronjob: dict[str, Any]) -> list[dict[str, Any]]:
+        """The Jobs a CronJob created (its controller reference), oldest first."""
+        namespace = objects.meta(cronjob).get("namespace", "")
+        uid = objects.meta(cronjob).get("uid")
+        found = [
+            job for job in self.list_objects("Job", namespace) if (objects.controller_ref(job) or {}).get("uid") == uid
+        ]
+        return sorted(found, key=lambda job: objects.meta(job).get("creationTimestamp") or "")
+
     def pods_of(self, workload: dict[str, Any]) -> list[dict[str, Any]]:
-        """The pods a Deployment, ReplicaSet or Job controls (a Pod is its own)."""
+        """The pods a workload controls (a Pod is its own; a CronJob's are those of its Jobs)."""
         kind = workload.get("kind")
         if kind == "Pod":
             return [workload]
         namespace = objects.meta(workload).get("namespace", "")
+        if kind == "CronJob":
+            jobs = self.jobs_of(workload)
+            every = self.list_objects("Pod", namespace) if jobs else []
+            return [pod for pod in every if any(objects.owned_by(pod, job) for job in jobs)]
         selector = objects.label_selector((workload.get("spec") or {}).get("selector"))
         pods = self.list_objects("Pod", namespace, label_selector=selector or None)
         if kind == "Deployment":

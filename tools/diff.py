@@ -78,3 +78,91 @@ def spec_diff(
     if len(body) > MAX_LINES:
         body = body[:MAX_LINES] + [f"… {len(body) - MAX_LINES} more lines"]
     return redactor.redact_text("\n".join(lines + body))
+
+
+def _by_name(items: list[Any] | None) -> dict[str, Any]:
+    return {str(item.get("name")): item for item in items or [] if isinstance(item, dict)}
+
+
+def _env_changes(before: list[Any] | None, after: list[Any] | None) -> list[str]:
+    """Names only: a literal value may be a credential."""
+    old, new = _by_name(before), _by_name(after)
+    parts = []
+    added = sorted(set(new) - set(old))
+    removed = sorted(set(old) - set(new))
+    changed = sorted(name for name in set(old) & set(new) if old[name] != new[name])
+    for label, names in (("added", added), ("removed", removed), ("changed", changed)):
+        if names:
+            parts.append(f"{label} {', '.join(names)}")
+    return parts
+
+
+def _config_ref_text(refs: dict[tuple[str, str], dict[str, Any]]) -> dict[str, set[str]]:
+    return {f"{kind} {name}": set(ref["keys"]) for (kind, name), ref in refs.items()}
+
+
+def _probe_text(probe: dict[str, Any] | None) -> str:
+    """A probe as JSON with its HTTP header values hidden (they may carry a token)."""
+    shown = copy.deepcopy(probe)
+    headers = ((shown or {}).get("httpGet") or {}).get("httpHeaders")
+    for header in headers or []:
+        if isinstance(header, dict) and "value" in header:
+            header["value"] = "[hidden]"
+    return _clip(json.dumps(shown))
+
+
+def template_changes(before: dict[str, Any] | None, after: dict[str, Any]) -> list[str]:
+    """What a pod template changed against the previous one, one short line per change (no env values).
+
+    Covers images, command/args, env/envFrom, ConfigMap/Secret references, resources, probes,
+    init containers and scheduling (nodeSelector, affinity, tolerations).
+    """
+    if before is None:
+        return []
+    old_spec, new_spec = before.get("spec") or {}, after.get("spec") or {}
+    lines: list[str] = []
+    for field, label in (("initContainers", "init container"), ("containers", "container")):
+        old, new = _by_name(old_spec.get(field)), _by_name(new_spec.get(field))
+        lines += [f"{label} {name} added (image {new[name].get('image')})" for name in sorted(set(new) - set(old))]
+        lines += [f"{label} {name} removed" for name in sorted(set(old) - set(new))]
+        for name in sorted(set(old) & set(new)):
+            a, b = old[name], new[name]
+            if a.get("image") != b.get("image"):
+                lines.append(f"image of {label} {name}: {a.get('image')} -> {b.get('image')}")
+            for key in ("command", "args"):
+                if a.get(key) != b.get(key):
+                    lines.append(
+                        f"{key} of {label} {name}: {_clip(json.dumps(a.get(key)))} -> {_clip(json.dumps(b.get(key)))}"
+                    )
+            env = _env_changes(a.get("env"), b.get("env"))
+            if env:
+                lines.append(f"env of {label} {name}: {'; '.join(env)}")
+            if a.get("envFrom") != b.get("envFrom"):
+                lines.append(
+                    f"envFrom of {label} {name}: {_clip(json.dumps(a.get('envFrom')))} -> "
+                    f"{_clip(json.dumps(b.get('envFrom')))}"
+                )
+            if a.get("resources") != b.get("resources"):
+                lines.append(
+                    f"resources of {label} {name}: {_clip(json.dumps(a.get('resources') or {}))} -> "
+                    f"{_clip(json.dumps(b.get('resources') or {}))}"
+                )
+            for probe in ("livenessProbe", "readinessProbe", "startupProbe"):
+                if a.get(probe) != b.get(probe):
+                    lines.append(
+                        f"{probe} of {label} {name}: {_probe_text(a.get(probe))} -> {_probe_text(b.get(probe))}"
+                    )
+    old_refs = _config_ref_text(objects.config_refs({"kind": "Pod", "spec": old_spec}))
+    new_refs = _config_ref_text(objects.config_refs({"kind": "Pod", "spec": new_spec}))
+    for ref in sorted(set(new_refs) | set(old_refs)):
+        if ref not in old_refs:
+            keys = sorted(new_refs[ref])
+            lines.append(f"references {ref}" + (f" (keys {', '.join(keys)})" if keys else "") + " (new)")
+        elif ref not in new_refs:
+            lines.append(f"no longer references {ref}")
+        elif new_refs[ref] - old_refs[ref]:
+            lines.append(f"references new keys of {ref}: {', '.join(sorted(new_refs[ref] - old_refs[ref]))}")
+    for key in ("nodeSelector", "affinity", "tolerations", "volumes", "serviceAccountName"):
+        if old_spec.get(key) != new_spec.get(key):
+            lines.append(f"{key}: {_clip(json.dumps(old_spec.get(key)))} -> {_clip(json.dumps(new_spec.get(key)))}")
+    return lines

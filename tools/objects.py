@@ -6,11 +6,15 @@ No calls and no clock here, so the policy guard and the tools share one reading 
 from __future__ import annotations
 
 import copy
+import hashlib
+import json
 from typing import Any
 
 REVISION_ANNOTATION = "deployment.kubernetes.io/revision"
 CHANGE_CAUSE_ANNOTATION = "kubernetes.io/change-cause"
 POD_TEMPLATE_HASH = "pod-template-hash"
+CONTROLLER_REVISION_HASH = "controller-revision-hash"  # label on StatefulSet and DaemonSet pods
+LAST_APPLIED_ANNOTATION = "kubectl.kubernetes.io/last-applied-configuration"
 RESTARTED_AT_ANNOTATION = "kubectl.kubernetes.io/restartedAt"
 CONTAINER_FIELDS = ("containers", "initContainers")
 
@@ -49,6 +53,11 @@ def pod_template(obj: Obj) -> Obj:
     return template
 
 
+def template_field(kind: str | None) -> str:
+    """Where a kind keeps what a rollout changes: `template`, or `jobTemplate` for a CronJob."""
+    return "jobTemplate" if kind == "CronJob" else "template"
+
+
 def pod_spec(obj: Obj) -> Obj:
     spec: Obj = pod_template(obj).get("spec") or {}
     return spec
@@ -85,10 +94,86 @@ def owned_by(obj: Obj, owner: Obj) -> bool:
 
 
 def revision(obj: Obj) -> int | None:
+    """The revision number of a Deployment or ReplicaSet (annotation) or of a ControllerRevision (field)."""
+    if obj.get("kind") == "ControllerRevision":
+        value = obj.get("revision")
+        return int(value) if isinstance(value, int) and not isinstance(value, bool) else None
     try:
         return int(annotations_of(obj)[REVISION_ANNOTATION])
     except (KeyError, ValueError):
         return None
+
+
+def revision_template(obj: Obj) -> Obj:
+    """The pod template a history entry holds, without the controller's hash label.
+
+    A ReplicaSet keeps it in `spec.template`; a ControllerRevision in `data.spec.template` (with
+    `$patch: replace`, the strategic-merge patch `kubectl rollout undo` sends back).
+    """
+    if obj.get("kind") == "ControllerRevision":
+        template = copy.deepcopy(((obj.get("data") or {}).get("spec") or {}).get("template") or {})
+        template.pop("$patch", None)
+    else:
+        template = copy.deepcopy((obj.get("spec") or {}).get("template") or {})
+    labels = (template.get("metadata") or {}).get("labels")
+    if isinstance(labels, dict):
+        labels.pop(POD_TEMPLATE_HASH, None)
+        labels.pop(CONTROLLER_REVISION_HASH, None)
+    return template
+
+
+def workload_template(obj: Obj) -> Obj:
+    """What a rollout of this workload changes: `spec.template`, or a CronJob's `spec.jobTemplate`."""
+    template: Obj = copy.deepcopy((obj.get("spec") or {}).get(template_field(obj.get("kind"))) or {})
+    return template
+
+
+def template_digest(template: Obj) -> str:
+    """A stable digest of a (pod or job) template, the same for a workload and its history entry."""
+    shown = copy.deepcopy(template)
+    shown.pop("$patch", None)
+    if isinstance(shown.get("metadata"), dict) and shown["metadata"].get("creationTimestamp") is None:
+        shown["metadata"].pop("creationTimestamp", None)
+    labels = (shown.get("metadata") or {}).get("labels")
+    if isinstance(labels, dict):
+        labels.pop(POD_TEMPLATE_HASH, None)
+        labels.pop(CONTROLLER_REVISION_HASH, None)
+        if not labels:
+            shown["metadata"].pop("labels")
+    if shown.get("metadata") == {}:
+        shown.pop("metadata")
+    text = json.dumps(shown, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def revision_hash(obj: Obj) -> str | None:
+    """The controller's hash of a history entry: `pod-template-hash` or the ControllerRevision's hash."""
+    labels = labels_of(obj)
+    if obj.get("kind") == "ControllerRevision":
+        name = str(meta(obj).get("name") or "")
+        return labels.get("controller.kubernetes.io/hash") or (name.rsplit("-", 1)[-1] if "-" in name else None)
+    return labels.get(POD_TEMPLATE_HASH)
+
+
+def made_from(pod: Obj, entry: Obj) -> bool:
+    """Whether a pod was made from this history entry.
+
+    ReplicaSet pods carry its `pod-template-hash`; StatefulSet pods the ControllerRevision's name
+    and DaemonSet pods its hash, both in `controller-revision-hash`.
+    """
+    labels = labels_of(pod)
+    if entry.get("kind") == "ControllerRevision":
+        value = labels.get(CONTROLLER_REVISION_HASH)
+        return value is not None and value in {meta(entry).get("name"), revision_hash(entry)}
+    value = labels.get(POD_TEMPLATE_HASH)
+    return value is not None and value == revision_hash(entry)
+
+
+def is_ready(pod: Obj) -> bool:
+    return any(
+        c.get("type") == "Ready" and c.get("status") == "True"
+        for c in (pod.get("status") or {}).get("conditions") or []
+    )
 
 
 def label_selector(selector: Obj | None) -> str:
@@ -171,3 +256,70 @@ def config_refs(obj: dict[str, Any]) -> dict[tuple[str, str], dict[str, Any]]:
                 for item in items:
                     add(kind, name, item.get("key"), bool(ref.get("optional")), user)
     return refs
+
+
+def observed(workload: Obj) -> bool:
+    """The workload's controller has seen its current spec (`status.observedGeneration`)."""
+    status = workload.get("status") or {}
+    return int(status.get("observedGeneration") or 0) >= int(meta(workload).get("generation") or 0)
+
+
+def current_history_entry(workload: Obj, history: list[Obj]) -> Obj | None:
+    """The history entry holding the workload's template: a StatefulSet names it in `status.updateRevision`,
+    a Deployment by its revision annotation; otherwise the entry with the same template."""
+    kind = workload.get("kind")
+    if kind == "StatefulSet" and observed(workload):
+        named = (workload.get("status") or {}).get("updateRevision")
+        found = next((entry for entry in history if meta(entry).get("name") == named), None)
+        if found is not None:
+            return found
+    if kind == "Deployment":
+        number = revision(workload)
+        found = next((entry for entry in history if number is not None and revision(entry) == number), None)
+        if found is not None:
+            return found
+    digest = template_digest(workload_template(workload))
+    same = [entry for entry in history if template_digest(revision_template(entry)) == digest]
+    return max(same, key=lambda entry: revision(entry) or 0) if same else None
+
+
+def pods_to_replace(workload: Obj, history: list[Obj], pods: list[Obj]) -> list[Obj]:
+    """Failing pods a controller will not replace by itself after a template is put back.
+
+    A StatefulSet waits for a broken pod to become Ready before it reverts it (the "forced
+    rollback" of the Kubernetes docs), and with `OnDelete` it never replaces a pod; a DaemonSet
+    with `OnDelete` neither. Those pods are not Ready and not made from the current revision:
+    deleting them lets the controller create them from the restored template. Ready pods on an
+    older revision are left alone (with OnDelete, when they move is a person's choice).
+    """
+    kind = workload.get("kind")
+    strategy = ((workload.get("spec") or {}).get("updateStrategy") or {}).get("type") or "RollingUpdate"
+    if kind not in {"StatefulSet", "DaemonSet"} or (kind == "DaemonSet" and strategy != "OnDelete"):
+        return []
+    current = current_history_entry(workload, history)
+    if current is None:
+        return []
+    return [
+        pod
+        for pod in pods
+        if not meta(pod).get("deletionTimestamp") and not is_ready(pod) and not made_from(pod, current)
+    ]
+
+
+JOB_GENERATED_LABELS = frozenset(
+    {
+        "controller-uid",
+        "job-name",
+        "batch.kubernetes.io/controller-uid",
+        "batch.kubernetes.io/job-name",
+    }
+)
+
+
+def job_pod_template(job: Obj) -> Obj:
+    """A Job's pod template as its CronJob's job template held it: without the labels the Job's creation added."""
+    template: Obj = copy.deepcopy((job.get("spec") or {}).get("template") or {})
+    labels = (template.get("metadata") or {}).get("labels")
+    if isinstance(labels, dict):
+        template["metadata"]["labels"] = {k: v for k, v in labels.items() if k not in JOB_GENERATED_LABELS}
+    return template

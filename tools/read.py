@@ -10,11 +10,12 @@ from __future__ import annotations
 import functools
 import inspect
 from collections.abc import Callable
-from typing import Any, ParamSpec
+from typing import Any, ParamSpec, Protocol
 
 from core.redaction import redact_env
 from tools import objects
 from tools.cluster import ApiCallError, ClusterAccess
+from tools.diff import template_changes
 from tools.policy import IncidentScope
 from tools.results import ToolResult
 
@@ -43,11 +44,27 @@ _KIND_NAMES = {
     "daemonset": "DaemonSet",
 }
 DESCRIBED_KINDS = ("Pod", "Deployment", "ReplicaSet", "Job")
+REVISIONED_KINDS = ("Deployment", "StatefulSet", "DaemonSet", "CronJob")
 
 
 def normalize_kind(kind: str) -> str:
     key = kind.strip().lower()
     return _KIND_NAMES.get(key) or _KIND_NAMES.get(key.removesuffix("s")) or kind.strip()
+
+
+class KnownGood(Protocol):
+    """Which revisions are known-good or known-bad (`orchestrator.knowngood_store.KnownGoodStore`)."""
+
+    def judge(
+        self, workload: dict[str, Any], history: list[dict[str, Any]], pods: list[dict[str, Any]]
+    ) -> dict[str, Any]:
+        """{revisions: {number: {known_good: recorded|inferred|None, known_bad, note}}, target, target_source,
+        reason, known_bad_digests}."""
+        ...
+
+    def job_templates(self, workload: dict[str, Any]) -> dict[int, dict[str, Any]]:
+        """A CronJob's job templates that produced a successful Job, by number."""
+        ...
 
 
 class _Clip:
@@ -118,9 +135,12 @@ class ReadTools:
     With a `scope`, reads are limited to the incident's namespace; AMOS's own namespace is never read.
     """
 
-    def __init__(self, access: ClusterAccess, scope: IncidentScope | None = None) -> None:
+    def __init__(
+        self, access: ClusterAccess, scope: IncidentScope | None = None, *, known_good: KnownGood | None = None
+    ) -> None:
         self.access = access
         self.scope = scope
+        self.known_good = known_good
 
     def as_functions(self) -> list[Callable[..., dict[str, Any]]]:
         return [
@@ -280,42 +300,143 @@ class ReadTools:
         }
 
     @tool
-    def get_rollout_history(self, namespace: str, deployment: str) -> tuple[Any, bool]:
-        """List a Deployment's revisions (from its ReplicaSets), oldest first, with what each ran.
+    def get_rollout_history(self, namespace: str, deployment: str, kind: str = "Deployment") -> tuple[Any, bool]:
+        """List a workload's revisions, oldest first: what each ran, what it changed, and which were healthy.
 
-        Use it to find the last revision that worked, or which image a rollback would restore.
+        Deployments keep ReplicaSets, StatefulSets and DaemonSets ControllerRevisions; for a CronJob the
+        revisions are the job templates AMOS saw produce a successful Job. Each revision says whether it
+        is the current one, known-good (recorded: AMOS saw it healthy; inferred: from the history's state),
+        known-bad (AMOS saw it failing), and what it changed against the previous revision.
+        Use rollback_target to roll back: the newest known-good revision, never a known-bad one.
 
         Args:
-            namespace: namespace of the Deployment.
-            deployment: Deployment name.
+            namespace: namespace of the workload.
+            deployment: workload name (of a Deployment, StatefulSet, DaemonSet or CronJob).
+            kind: Deployment, StatefulSet, DaemonSet or CronJob.
 
         Returns:
-            {ok, data: {deployment, current_revision, revisions: [{revision, replicaset, current,
-            replicas, ready, created, change_cause, containers: [{name, image, command, args,
-            env_names, resources}]}]}}.
+            {ok, data: {kind, deployment, current_revision, update_strategy, rollback_target: {revision, source,
+            reason}, revisions: [{revision, name, replicaset, current, known_good, known_bad, note, replicas, ready,
+            created, change_cause, changes, containers: [{name, image, init, command, args, env_names,
+            resources}]}]}}.
         """
         self._namespace(namespace)
         clip = _Clip()
-        dep = self.access.get("Deployment", namespace, deployment)
-        current = objects.revision(dep)
-        revisions = []
-        for rs in clip.last(self.access.replicasets_of(dep), MAX_REVISIONS):
-            status = rs.get("status") or {}
-            revisions.append(
-                {
-                    "revision": objects.revision(rs),
-                    "replicaset": objects.meta(rs).get("name"),
-                    "current": objects.revision(rs) == current,
-                    "replicas": status.get("replicas", 0),
-                    "ready": status.get("readyReplicas", 0),
-                    "created": objects.meta(rs).get("creationTimestamp"),
-                    "change_cause": clip.text(objects.annotations_of(rs).get(objects.CHANGE_CAUSE_ANNOTATION)) or None,
-                    "containers": [
-                        _container_view(c, clip, self.access, env_values=False) for _, c in objects.containers(rs)
-                    ],
-                }
+        kind = normalize_kind(kind)
+        if kind not in REVISIONED_KINDS:
+            raise _Refusal(f"a {kind} keeps no rollout history (revisions: {', '.join(REVISIONED_KINDS)})")
+        workload = self.access.get(kind, namespace, deployment)
+        entries, target = self._revision_entries(workload, clip)
+        previous: dict[str, Any] | None = None
+        for entry in entries:
+            template = entry.pop("_template")
+            entry["changes"] = [clip.text(line, 240) for line in clip.items(template_changes(previous, template), 20)]
+            previous = template
+        shown = clip.last(entries, MAX_REVISIONS)
+        current = next((entry["revision"] for entry in shown if entry["current"]), None)
+        spec = workload.get("spec") or {}
+        data: dict[str, Any] = {
+            "kind": kind,
+            "deployment": deployment,
+            "current_revision": current,
+            "update_strategy": spec.get("updateStrategy") or spec.get("strategy") or None,
+            "rollback_target": target,
+            "revisions": shown,
+        }
+        return data, clip.truncated
+
+    def _revision_entries(self, workload: dict[str, Any], clip: _Clip) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+        """One view per revision, oldest first, each with its pod `_template` (removed before it is shown),
+        and the rollback target."""
+        kind = workload.get("kind")
+        history = self.access.history_of(workload)
+        pods = self.access.pods_of(workload) if kind in {"StatefulSet", "DaemonSet"} else []
+        judged = self.known_good.judge(workload, history, pods) if self.known_good is not None else {}
+        states: dict[Any, dict[str, Any]] = judged.get("revisions") or {}
+        target = {
+            "revision": judged.get("target"),
+            "source": judged.get("target_source"),
+            "reason": judged.get("reason") or "AMOS's known-good history is not available",
+        }
+        entries: list[dict[str, Any]] = []
+        if kind == "CronJob":
+            current = objects.template_digest(objects.workload_template(workload))
+            templates = self.known_good.job_templates(workload) if self.known_good is not None else {}
+            seen_current = False
+            for number, job_template in sorted(templates.items()):
+                is_current = objects.template_digest(job_template) == current
+                seen_current = seen_current or is_current
+                entries.append(
+                    self._entry(
+                        number,
+                        f"job template {number}",
+                        is_current,
+                        _job_pod_template(job_template),
+                        states.get(number) or {},
+                        clip,
+                    )
+                )
+            if not seen_current:
+                own = _job_pod_template(objects.workload_template(workload))
+                entries.append(
+                    self._entry(
+                        None, "current job template", True, own, {"note": "never seen producing a successful Job"}, clip
+                    )
+                )
+            return entries, target
+        current_entry = objects.current_history_entry(workload, history)
+        for item in history:
+            revision = objects.revision(item)
+            state = states.get(revision) or states.get(str(revision)) or {}
+            entry = self._entry(
+                revision,
+                str(objects.meta(item).get("name")),
+                item is current_entry,
+                objects.revision_template(item),
+                state,
+                clip,
             )
-        return {"deployment": deployment, "current_revision": current, "revisions": revisions}, clip.truncated
+            status = item.get("status") or {}
+            if item.get("kind") == "ReplicaSet":
+                entry.update(
+                    replicaset=entry["name"], replicas=status.get("replicas", 0), ready=status.get("readyReplicas", 0)
+                )
+            else:
+                made = [pod for pod in pods if objects.made_from(pod, item)]
+                entry.update(replicas=len(made), ready=sum(1 for pod in made if objects.is_ready(pod)))
+            entry.update(
+                created=objects.meta(item).get("creationTimestamp"),
+                change_cause=clip.text(objects.annotations_of(item).get(objects.CHANGE_CAUSE_ANNOTATION)) or None,
+            )
+            entries.append(entry)
+        return entries, target
+
+    def _entry(
+        self,
+        number: int | None,
+        name: str,
+        current: bool,
+        pod_template: dict[str, Any],
+        state: dict[str, Any],
+        clip: _Clip,
+    ) -> dict[str, Any]:
+        spec = pod_template.get("spec") or {}
+        containers = [
+            _container_view(c, clip, self.access, env_values=False)
+            | ({"init": True} if field == "initContainers" else {})
+            for field in objects.CONTAINER_FIELDS
+            for c in spec.get(field) or []
+        ]
+        return {
+            "revision": number,
+            "name": name,
+            "current": current,
+            "known_good": state.get("known_good"),
+            "known_bad": bool(state.get("known_bad")),
+            "note": clip.text(state.get("note")) or None,
+            "containers": containers,
+            "_template": pod_template,
+        }
 
     @tool
     def get_config_refs(self, namespace: str, kind: str, name: str) -> tuple[Any, bool]:
@@ -389,6 +510,11 @@ class ReadTools:
 
 
 # --- views ------------------------------------------------------------------------------------
+
+
+def _job_pod_template(job_template: dict[str, Any]) -> dict[str, Any]:
+    template: dict[str, Any] = (job_template.get("spec") or {}).get("template") or {}
+    return template
 
 
 def _event_time(event: dict[str, Any]) -> str:

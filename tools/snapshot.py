@@ -1,7 +1,9 @@
-"""What a workload looked like before AMOS touched it: enough to put it back.
+"""What a workload looked like before AMOS touched it: enough to put it back, and to check what is put back.
 
-The full object JSON of the workload, its ReplicaSets and the ConfigMaps its pods
-reference (never Secrets). Keeping snapshots durably is the orchestrator's job.
+The full object JSON of the workload, its rollout history (ReplicaSets of a Deployment,
+ControllerRevisions of a StatefulSet or DaemonSet) and the ConfigMaps its pods reference (never
+Secrets). A CronJob keeps its job template in its own spec; a Job's and a Pod's spec is kept as is.
+Keeping snapshots durably is the orchestrator's job.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from core.models import ObjectRef
 from tools import objects
 from tools.cluster import ApiCallError, ClusterAccess
 
-SNAPSHOT_KINDS = ("Deployment", "Job", "Pod")
+SNAPSHOT_KINDS = ("Deployment", "StatefulSet", "DaemonSet", "CronJob", "Job", "Pod")
 
 
 class Snapshot(BaseModel):
@@ -25,6 +27,7 @@ class Snapshot(BaseModel):
     target: ObjectRef
     workload: dict[str, Any]
     replicasets: list[dict[str, Any]] = Field(default_factory=list)
+    controller_revisions: list[dict[str, Any]] = Field(default_factory=list)
     config_maps: list[dict[str, Any]] = Field(default_factory=list)
 
     @property
@@ -37,25 +40,49 @@ class Snapshot(BaseModel):
         value = objects.meta(self.workload).get("resourceVersion")
         return str(value) if value is not None else None
 
+    @property
+    def uid(self) -> str | None:
+        """The uid of the workload it was taken from: a restore goes to that object and no other."""
+        value = objects.meta(self.workload).get("uid")
+        return str(value) if value else None
+
+    @property
+    def history(self) -> list[dict[str, Any]]:
+        """The rollout history held (ReplicaSets or ControllerRevisions), oldest first."""
+        return [*self.replicasets, *self.controller_revisions]
+
     def objects(self) -> list[str]:
         """`Kind/name` of everything held, for logs and the model."""
-        held = [self.workload, *self.replicasets, *self.config_maps]
+        held = [self.workload, *self.history, *self.config_maps]
         return [f"{obj.get('kind')}/{objects.meta(obj).get('name')}" for obj in held]
 
 
+def _kept(obj: dict[str, Any]) -> dict[str, Any]:
+    """The object without managedFields and the last-applied annotation (a second copy of the spec)."""
+    result = objects.without_managed_fields(obj)
+    annotations = result.get("metadata", {}).get("annotations")
+    if isinstance(annotations, dict):
+        annotations.pop(objects.LAST_APPLIED_ANNOTATION, None)
+    return result
+
+
 def take_snapshot(access: ClusterAccess, target: ObjectRef, now: datetime) -> Snapshot:
-    """Read the workload and what belongs to it; raises ApiCallError when the workload cannot be read."""
+    """Read the workload and what belongs to it.
+
+    Raises ApiCallError when the workload cannot be read, ValueError for a kind AMOS does not know.
+    """
     if target.kind not in SNAPSHOT_KINDS:
         raise ValueError(f"cannot snapshot a {target.kind}; supported: {', '.join(SNAPSHOT_KINDS)}")
     workload = access.get(target.kind, target.namespace, target.name)
     workload.setdefault("kind", target.kind)
     replicasets = access.replicasets_of(workload) if target.kind == "Deployment" else []
+    revisions = access.controller_revisions_of(workload) if target.kind in {"StatefulSet", "DaemonSet"} else []
     config_maps = []
     for kind, name in sorted(objects.config_refs(workload)):
         if kind != "ConfigMap":
             continue  # Secret values are never copied out of the cluster
         try:
-            config_maps.append(objects.without_managed_fields(access.get("ConfigMap", target.namespace, name)))
+            config_maps.append(_kept(access.get("ConfigMap", target.namespace, name)))
         except ApiCallError as error:
             if error.status != 404:
                 raise
@@ -63,7 +90,8 @@ def take_snapshot(access: ClusterAccess, target: ObjectRef, now: datetime) -> Sn
         id=f"{target.kind.lower()}-{target.name}-{now:%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}",
         taken_at=now,
         target=target,
-        workload=objects.without_managed_fields(workload),
-        replicasets=[objects.without_managed_fields(rs) for rs in replicasets],
+        workload=_kept(workload),
+        replicasets=[_kept(rs) for rs in replicasets],
+        controller_revisions=[_kept(revision) for revision in revisions],
         config_maps=config_maps,
     )

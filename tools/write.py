@@ -14,9 +14,9 @@ import random
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from pydantic import ValidationError
 
@@ -31,13 +31,15 @@ from core.actions import (
     SetEnv,
     SetImage,
     SetResources,
+    canonical_kind,
 )
 from core.models import ObjectRef
 from core.report import ActionRecord, ActionStatus
 from tools import objects
 from tools.cluster import ApiCallError, ClusterAccess
 from tools.diff import spec_diff
-from tools.policy import PolicyGuard, WorkloadHistory
+from tools.policy import Decision, PolicyGuard, WorkloadHistory
+from tools.read import KnownGood
 from tools.results import ToolResult
 from tools.snapshot import Snapshot, take_snapshot
 
@@ -46,11 +48,94 @@ from tools.snapshot import Snapshot, take_snapshot
 MAX_CONFLICT_RETRIES = 6
 RETRY_BACKOFF_SECONDS = (0.05, 0.1, 0.2, 0.4, 0.8, 1.0)
 REFUSED_PREFIX = "refused by policy: "
+OBSERVE_TIMEOUT_SECONDS = 15.0  # how long to wait for a controller to see a new template before replacing pods
 
 
 def _backoff(attempt: int) -> None:
     base = RETRY_BACKOFF_SECONDS[min(attempt, len(RETRY_BACKOFF_SECONDS)) - 1]
     time.sleep(base * random.uniform(0.8, 1.2))
+
+
+def replace_failing_pods(
+    access: ClusterAccess, ref: ObjectRef, *, dry_run: bool, timeout: float = OBSERVE_TIMEOUT_SECONDS
+) -> tuple[list[str], list[str]]:
+    """After a StatefulSet's or DaemonSet's template was put back: evict the failing pods its controller
+    will not replace by itself (see `objects.pods_to_replace`). Returns (evicted pod names, problems).
+
+    Waits (at most `timeout`) for the controller to see the new template first, so the pods on the
+    restored revision are known. Evictions honour PodDisruptionBudgets and carry the pod's uid.
+    """
+    if ref.kind not in {"StatefulSet", "DaemonSet"} or dry_run:
+        return [], []
+    deadline = time.monotonic() + timeout
+    workload = access.get(ref.kind, ref.namespace, ref.name)
+    while not objects.observed(workload) and time.monotonic() < deadline:
+        time.sleep(0.25)
+        workload = access.get(ref.kind, ref.namespace, ref.name)
+    if not objects.observed(workload):
+        return [], [f"the {ref.kind} controller did not see the restored template within {timeout:.0f}s"]
+    history = access.history_of(workload)
+    evicted, problems = [], []
+    for pod in objects.pods_to_replace(workload, history, access.pods_of(workload)):
+        name = str(objects.meta(pod).get("name"))
+        try:
+            access.evict(ref.namespace, name, str(objects.meta(pod).get("uid")), dry_run=False)
+            evicted.append(name)
+        except ApiCallError as error:
+            if error.status != 404:
+                problems.append(f"Pod/{name}: {access.redactor.redact_text(str(error))}")
+    return evicted, problems
+
+
+@dataclass
+class _Workload:
+    """What a write reads about the incident's workload besides the object: history, pods, known-good state."""
+
+    obj: dict[str, Any] | None = None
+    history: list[dict[str, Any]] = field(default_factory=list)
+    pods: list[dict[str, Any]] = field(default_factory=list)
+    judged: dict[str, Any] = field(default_factory=dict)
+    job_templates: dict[int, dict[str, Any]] = field(default_factory=dict)
+
+    def known_bad(self) -> set[int]:
+        states = self.judged.get("revisions") or {}
+        return {int(number) for number, state in states.items() if state.get("known_bad")}
+
+    def known_good(self) -> set[int] | None:
+        """Revisions recorded or inferred good; None when AMOS's known-good history is not available."""
+        if not self.judged:
+            return None
+        states = self.judged.get("revisions") or {}
+        return {int(number) for number, state in states.items() if state.get("known_good")} or None
+
+    def effective_resources(self) -> dict[str, dict[str, dict[str, str]]]:
+        """container -> {limits, requests} of one live pod: what admission gave it (a LimitRange default limit
+        shows only there)."""
+        live = [pod for pod in self.pods if not objects.meta(pod).get("deletionTimestamp")]
+        if not live:
+            return {}
+        found = {}
+        for _, container in objects.containers(live[-1]):
+            resources = container.get("resources") or {}
+            found[str(container.get("name"))] = {
+                section: {key: str(value) for key, value in (resources.get(section) or {}).items()}
+                for section in ("limits", "requests")
+            }
+        return found
+
+
+class _Slot(Protocol):
+    """`tools.policy.Reservation`: the action slot a guard's decision holds until the outcome is known."""
+
+    def commit(self) -> None: ...
+
+    def reject(self) -> None: ...
+
+    def release(self) -> None: ...
+
+
+class _NotApplied(Exception):
+    """The write was decided against after the guard (no revision to return to); the message says why."""
 
 
 class ActionRecorder:
@@ -98,9 +183,11 @@ class WriteTools:
         recorder: ActionRecorder | list[ActionRecord] | None = None,
         *,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        known_good: KnownGood | None = None,
     ) -> None:
         self.access = access
         self.guard = guard
+        self.known_good = known_good
         self.recorder = recorder if recorder is not None else ActionRecorder()
         self.snapshots: dict[str, Snapshot] = {}
         self._clock = clock
@@ -126,12 +213,15 @@ class WriteTools:
     def rollback_deployment(
         self, namespace: str, name: str, to_revision: int | None = None, kind: str = "Deployment"
     ) -> dict[str, Any]:
-        """Roll a workload back to an earlier revision's pod template, like `kubectl rollout undo`.
+        """Roll a workload back to an earlier revision's template, like `kubectl rollout undo`.
+
+        A CronJob goes back to a job template that produced a successful Job. A known-bad revision is refused.
 
         Args:
             namespace: namespace of the workload.
             name: workload name.
-            to_revision: revision number from get_rollout_history; empty means the previous revision.
+            to_revision: revision number from get_rollout_history (its rollback_target); empty means the
+                newest known-good revision.
             kind: Deployment, StatefulSet, DaemonSet or CronJob.
 
         Returns:
@@ -332,17 +422,6 @@ class WriteTools:
 
     # --- orchestrator API ---------------------------------------------------------------------
 
-    def snapshot(self, namespace: str, kind: str, name: str) -> ToolResult:
-        """Snapshot a workload (full JSON of it, its ReplicaSets and ConfigMaps); data = {snapshot_id, objects}."""
-        try:
-            snap = take_snapshot(self.access, ObjectRef(kind=kind, namespace=namespace, name=name), self._clock())
-        except Exception as error:  # noqa: BLE001 - a tool never raises
-            return ToolResult.failure(self._error_text(error, "snapshot"))
-        with self._lock:
-            self.snapshots[snap.id] = snap
-            self._snapshot_of.setdefault(snap.target, snap.id)
-        return ToolResult(ok=True, data={"snapshot_id": snap.id, "objects": snap.objects()})
-
     def snapshot_for(self, target: ObjectRef) -> Snapshot | None:
         """The first snapshot of `target` taken in this session (the state before AMOS's first change)."""
         snapshot_id = self._snapshot_of.get(target)
@@ -360,19 +439,6 @@ class WriteTools:
             except Exception as error:  # noqa: BLE001 - a tool never raises into the agent loop
                 text = self._error_text(error, action.action)
                 self._record(action, ActionStatus.FAILED, text)
-                return ToolResult.failure(text)
-
-    def restore(self, snapshot: Snapshot | str) -> ToolResult:
-        """Put a Deployment/Job spec back from a snapshot, unless someone else changed the spec since AMOS did."""
-        with self._lock:
-            snap = self.snapshots.get(snapshot) if isinstance(snapshot, str) else snapshot
-            if snap is None:
-                return ToolResult.failure(f"restore failed: unknown snapshot {snapshot}")
-            try:
-                return self._restore(snap)
-            except Exception as error:  # noqa: BLE001 - a tool never raises
-                text = self._error_text(error, "restore")
-                self._record_ref("restore", snap.target, f"restore {snap.target}", ActionStatus.FAILED, text)
                 return ToolResult.failure(text)
 
     # --- pipeline -----------------------------------------------------------------------------
@@ -408,21 +474,57 @@ class WriteTools:
 
     def _attempt(self, action: ProposedAction, ref: ObjectRef) -> ToolResult:
         target = self._read_or_none(ref)
-        history = self._history(action, target)
-        decision = self.guard.check(action, target, history)
-        if not decision.allowed:
+        workload = self._workload(action, target)
+        if isinstance(action, Rollback):
+            try:
+                action = self._rollback_target(action, workload)
+            except _NotApplied as refusal:
+                self._record(action, ActionStatus.REFUSED, str(refusal))
+                return ToolResult.failure(REFUSED_PREFIX + str(refusal))
+        decision = self.guard.check(action, target, self._history(workload))
+        if not decision.allowed and not self._proposal(decision):
             self._record(action, ActionStatus.REFUSED, decision.reason)
             return ToolResult.failure(REFUSED_PREFIX + decision.reason)
         assert target is not None  # the guard refuses a missing target
-        plan = self._plan(action, target, history)
+        reservation: _Slot | None = getattr(decision, "reservation", None)
+        try:
+            return self._decided(action, ref, target, workload, decision, reservation)
+        finally:
+            if reservation is not None:
+                reservation.release()  # nothing was sent (or it was settled already: then this does nothing)
 
+    def _decided(
+        self,
+        action: ProposedAction,
+        ref: ObjectRef,
+        target: dict[str, Any],
+        workload: _Workload,
+        decision: Decision,
+        reservation: _Slot | None,
+    ) -> ToolResult:
+        """Dry-run, then (unless a proposal or dry-run mode) snapshot and write; settles the reservation."""
+        try:
+            plan = self._plan(action, target, workload)
+        except _NotApplied as refusal:
+            self._record(action, ActionStatus.REFUSED, str(refusal))
+            return ToolResult.failure(REFUSED_PREFIX + str(refusal))
         try:
             preview = self._send(ref, plan, dry_run=True)
         except ApiCallError as error:
-            return self._write_failed(action, ref, target, error)
+            return self._rejected(action, ref, target, error, reservation)
         diff = self._diff(ref, target, preview)
+        if self._proposal(decision):  # outside what the workload ran: shown to a person with its diff, never applied
+            reason = f"not applied, proposed to a person: {decision.reason}"
+            self._record(action, ActionStatus.PROPOSED, reason, diff)
+            proposed = {
+                "status": ActionStatus.PROPOSED.value,
+                "summary": self._summary(action),
+                "diff": diff,
+                "note": reason,
+            }
+            return ToolResult(ok=True, data=proposed)
         if self.access.settings.dry_run:
-            self.guard.note_action()
+            self._count(reservation)
             self._record(action, ActionStatus.DRY_RUN, "dry-run mode: validated by the API server, not applied", diff)
             return ToolResult(
                 ok=True, data={"status": ActionStatus.DRY_RUN.value, "summary": self._summary(action), "diff": diff}
@@ -439,16 +541,47 @@ class WriteTools:
         try:
             after = self._send(ref, plan, dry_run=False)
         except ApiCallError as error:
-            return self._write_failed(action, ref, target, error)
-        self.guard.note_action()
+            return self._rejected(action, ref, target, error, reservation)
+        self._count(reservation)
         if after is not None and objects.meta(after).get("generation") is not None:
             self._written_generation[ref] = int(objects.meta(after)["generation"])
         diff = self._diff(ref, target, after) if after is not None else diff
-        self._record(action, ActionStatus.APPLIED, "", diff)
+        note = ""
+        if isinstance(action, Rollback):
+            replaced, problems = replace_failing_pods(self.access, ref, dry_run=False)
+            if replaced:
+                note = f"evicted failing pod(s) {', '.join(replaced)} so the controller re-creates them"
+            note = "; ".join(part for part in (note, *problems) if part)
+        self._record(action, ActionStatus.APPLIED, note, diff)
         data: dict[str, Any] = {"status": ActionStatus.APPLIED.value, "summary": self._summary(action), "diff": diff}
+        if note:
+            data["note"] = note
         if snapshot_id:
             data["snapshot_id"] = snapshot_id
         return ToolResult(ok=True, data=data)
+
+    @staticmethod
+    def _proposal(decision: Decision) -> bool:
+        return bool(getattr(decision, "proposal", False))
+
+    def _count(self, reservation: _Slot | None) -> None:
+        if reservation is not None:
+            reservation.commit()
+        else:
+            self.guard.note_action()
+
+    def _rejected(
+        self,
+        action: ProposedAction,
+        ref: ObjectRef,
+        target: dict[str, Any],
+        error: ApiCallError,
+        reservation: _Slot | None,
+    ) -> ToolResult:
+        result = self._write_failed(action, ref, target, error)  # raises _Retry when only status moved
+        if reservation is not None:
+            reservation.reject()  # the API said no: counts toward the session, frees the hourly slot
+        return result
 
     def _write_failed(
         self, action: ProposedAction, ref: ObjectRef, target: dict[str, Any], error: ApiCallError
@@ -478,18 +611,56 @@ class WriteTools:
                 return None
             raise
 
-    def _history(self, action: ProposedAction, target: dict[str, Any] | None) -> WorkloadHistory:
+    def _workload(self, action: ProposedAction, target: dict[str, Any] | None) -> _Workload:
+        """The incident's workload (for a pod: its owner), its history, pods and known-good state."""
         scope = self.guard.scope
         if isinstance(action, DeletePod):
-            workload = self._read_or_none(ObjectRef(kind=scope.kind, namespace=scope.namespace, name=scope.name))
+            obj = self._read_or_none(ObjectRef(kind=scope.kind, namespace=scope.namespace, name=scope.name))
         else:
-            workload = target
-        if workload is None:
-            return WorkloadHistory()
-        replicasets = self.access.replicasets_of(workload) if workload.get("kind") == "Deployment" else []
-        return WorkloadHistory(workload=workload, replicasets=replicasets)
+            obj = target
+        if obj is None:
+            return _Workload()
+        kind = obj.get("kind")
+        history = self.access.history_of(obj)
+        pods = self.access.pods_of(obj) if kind in {"Deployment", "StatefulSet", "DaemonSet", "Job", "CronJob"} else []
+        judged = self.known_good.judge(obj, history, pods) if self.known_good is not None else {}
+        templates = self.known_good.job_templates(obj) if self.known_good is not None and kind == "CronJob" else {}
+        return _Workload(obj=obj, history=history, pods=pods, judged=judged, job_templates=templates)
 
-    def _plan(self, action: ProposedAction, target: dict[str, Any], history: WorkloadHistory) -> _Plan:
+    @staticmethod
+    def _history(workload: _Workload) -> WorkloadHistory:
+        """What the guard judges values against. Fields the guard does not declare yet are left out."""
+        if workload.obj is None:
+            return WorkloadHistory()
+        offered: dict[str, Any] = {
+            "workload": workload.obj,
+            "replicasets": [entry for entry in workload.history if entry.get("kind") == "ReplicaSet"],
+            "controller_revisions": [entry for entry in workload.history if entry.get("kind") == "ControllerRevision"],
+            "known_good_job_templates": [template for _, template in sorted(workload.job_templates.items())],
+            "known_bad": workload.known_bad(),
+            "known_good": workload.known_good(),
+            "effective_resources": workload.effective_resources(),
+        }
+        declared = WorkloadHistory.model_fields
+        return WorkloadHistory(**{key: value for key, value in offered.items() if key in declared})
+
+    def _rollback_target(self, action: Rollback, workload: _Workload) -> Rollback:
+        """The revision a rollback goes to: the one asked for unless known-bad, else the newest known-good one."""
+        if self.known_good is None or workload.obj is None:
+            return action
+        if action.to_revision is not None:
+            if action.to_revision in workload.known_bad():
+                raise _NotApplied(
+                    f"revision {action.to_revision} of {action.kind}/{action.name} is known-bad "
+                    f"(AMOS saw it failing); {workload.judged.get('reason', '')}".rstrip("; ")
+                )
+            return action
+        number = workload.judged.get("target")
+        if number is None:
+            raise _NotApplied(str(workload.judged.get("reason") or "no known-good revision to roll back to"))
+        return action.model_copy(update={"to_revision": int(number)})
+
+    def _plan(self, action: ProposedAction, target: dict[str, Any], workload: _Workload) -> _Plan:
         rv = objects.meta(target).get("resourceVersion")
         precondition = {"metadata": {"resourceVersion": rv}}
         match action:
@@ -502,7 +673,7 @@ class WriteTools:
                 template = {"metadata": {"annotations": {objects.RESTARTED_AT_ANNOTATION: stamp}}}
                 return _Plan("patch", precondition | {"spec": {"template": template}})
             case Rollback():
-                return _Plan("replace", self._rollback_body(action, target, history))
+                return _Plan("replace", self._rollback_body(action, target, workload))
         field, _ = objects.find_container(target, action.container) or ("containers", {})
         change: dict[str, Any] = {"name": action.container}
         match action:
@@ -525,17 +696,32 @@ class WriteTools:
         return _Plan("patch", precondition | {"spec": {"template": {"spec": {field: [change]}}}})
 
     @staticmethod
-    def _rollback_body(action: Rollback, target: dict[str, Any], history: WorkloadHistory) -> dict[str, Any]:
-        revisions = history.revisions()
-        number = action.to_revision
-        if number is None:
-            current = objects.revision(target)
-            number = max(r for r in revisions if current is None or r < current)
-        template = copy.deepcopy((revisions[number].get("spec") or {}).get("template") or {})
-        template.get("metadata", {}).get("labels", {}).pop(objects.POD_TEMPLATE_HASH, None)
+    def _rollback_body(action: Rollback, target: dict[str, Any], workload: _Workload) -> dict[str, Any]:
+        """The workload with an earlier revision's template, as `kubectl rollout undo` writes it.
+
+        Without a revision number: the newest one before the current (kubectl's "previous").
+        """
+        kind = target.get("kind")
+        if kind == "CronJob":
+            templates = workload.job_templates
+            number = action.to_revision if action.to_revision is not None else max(templates, default=None)
+            if number is None or number not in templates:
+                raise _NotApplied(f"CronJob/{action.name} has no recorded job template {number or ''}".rstrip())
+            template = copy.deepcopy(templates[number])
+        else:
+            by_number = {objects.revision(entry): entry for entry in workload.history}
+            number = action.to_revision
+            if number is None:
+                current = objects.current_history_entry(target, workload.history)
+                limit = objects.revision(current) if current is not None else None
+                earlier = [n for n in by_number if n is not None and (limit is None or n < limit)]
+                number = max(earlier, default=None)
+            if number is None or number not in by_number:
+                raise _NotApplied(f"{kind}/{action.name} has no revision {number or 'before the current one'}")
+            template = objects.revision_template(by_number[number])
         body = objects.without_managed_fields(target)
         body.pop("status", None)
-        body["spec"]["template"] = template
+        body["spec"][objects.template_field(kind)] = template
         return body
 
     def _send(self, ref: ObjectRef, plan: _Plan, *, dry_run: bool) -> dict[str, Any] | None:
@@ -554,54 +740,6 @@ class WriteTools:
         self.snapshots[snap.id] = snap
         self._snapshot_of[ref] = snap.id
         return snap.id
-
-    def _restore(self, snap: Snapshot) -> ToolResult:
-        ref = snap.target
-        if ref.kind not in {"Deployment", "Job"}:
-            return ToolResult.failure(f"restore failed: a {ref.kind} cannot be restored (Deployment or Job only)")
-        summary = f"restore {ref.kind}/{ref.name} from snapshot {snap.id}"
-        for attempt in range(MAX_CONFLICT_RETRIES + 1):
-            if attempt:
-                _backoff(attempt)
-            current = self._read_or_none(ref)
-            decision = self.guard.check_restore(current)
-            if not decision.allowed:
-                self._record_ref("restore", ref, summary, ActionStatus.REFUSED, decision.reason)
-                return ToolResult.failure(REFUSED_PREFIX + decision.reason)
-            assert current is not None
-            expected = self._written_generation.get(ref, snap.generation)
-            seen = objects.meta(current).get("generation")
-            if expected is not None and seen != expected:
-                reason = (
-                    f"conflict: the spec of {ref.kind}/{ref.name} changed since AMOS last wrote it "
-                    f"(generation {seen}, expected {expected}); not restored"
-                )
-                self._record_ref("restore", ref, summary, ActionStatus.FAILED, reason)
-                return ToolResult(ok=False, error=f"restore failed: {reason}", data={"conflict": True})
-            body = objects.without_managed_fields(current)
-            body.pop("status", None)
-            body["spec"] = copy.deepcopy(snap.workload.get("spec") or {})
-            if not spec_diff(current, body, self.access.redactor):
-                return ToolResult(ok=True, data={"status": "unchanged", "summary": "already matches the snapshot"})
-            try:
-                preview = self.access.replace(ref.kind, ref.namespace, ref.name, body, dry_run=True)
-                diff = self._diff(ref, current, preview)
-                if self.access.settings.dry_run:
-                    self._record_ref("restore", ref, summary, ActionStatus.DRY_RUN, "dry-run mode", diff)
-                    return ToolResult(ok=True, data={"status": ActionStatus.DRY_RUN.value, "diff": diff})
-                after = self.access.replace(ref.kind, ref.namespace, ref.name, body, dry_run=False)
-            except ApiCallError as error:
-                if error.conflict and self._only_status_moved(ref, current):
-                    continue
-                text = self.access.redactor.redact_text(str(error))
-                self._record_ref("restore", ref, summary, ActionStatus.FAILED, text)
-                return ToolResult(ok=False, error=text, data={"conflict": error.conflict})
-            if objects.meta(after).get("generation") is not None:
-                self._written_generation[ref] = int(objects.meta(after)["generation"])
-            diff = self._diff(ref, current, after)
-            self._record_ref("restore", ref, summary, ActionStatus.APPLIED, "", diff)
-            return ToolResult(ok=True, data={"status": ActionStatus.APPLIED.value, "summary": summary, "diff": diff})
-        return ToolResult.failure("restore failed: the object kept changing")
 
     # --- records --------------------------------------------------------------------------------
 
@@ -637,7 +775,7 @@ class WriteTools:
     def _probe_handler(self, namespace: str, kind: str, name: str, container: str, probe: str) -> str | None:
         """Which handler the current probe uses, so a port change lands on it (best effort)."""
         try:
-            obj = self.access.get("Job" if kind.strip().lower().startswith("job") else "Deployment", namespace, name)
+            obj = self.access.get(canonical_kind(kind), namespace, name)
         except Exception:  # noqa: BLE001 - best effort: without it the port goes to httpGet
             return None
         found = objects.find_container(obj, container)
