@@ -23,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import queue
 import threading
 import time
 from collections.abc import Callable
@@ -44,6 +45,7 @@ from monitors.failed_creates import EVENT_REASON as FAILED_CREATE
 from monitors.failed_creates import FailedCreates
 from monitors.health import (
     STABLE_WINDOW_SECONDS,
+    HealthyRevision,
     daemonset_healthy,
     deployment_healthy,
     statefulset_healthy,
@@ -143,7 +145,7 @@ class Watcher:
         on_healthy: OnHealthy | None = None,
         stable_window_seconds: float = STABLE_WINDOW_SECONDS,
     ) -> None:
-        """`on_healthy`, when given, hears of each workload revision that turned healthy and stayed so."""
+        """`on_healthy`, when given, hears of each revision that turned healthy and stayed so, on a thread of its own."""
         self.settings = settings
         self.detector = detector
         self.owners = OwnerIndex()
@@ -154,7 +156,9 @@ class Watcher:
         self.revisions = RevisionIndex()
         self.failed_creates = FailedCreates()
         self.probe_events = ProbeEvents()
-        self.known_good = KnownGood(on_healthy, stable_window_seconds) if on_healthy is not None else None
+        self._on_healthy = on_healthy
+        self._healthy: queue.Queue[HealthyRevision] = queue.Queue()  # delivered off the watch and tick threads
+        self.known_good = KnownGood(self._healthy.put, stable_window_seconds) if on_healthy is not None else None
         self.reconnects = 0  # streams lost to an error (connection dropped, API server restarted, ...)
         self.relists = 0  # lists after a stream's first one, for any reason (410 Gone included)
         self._clock = clock
@@ -215,6 +219,8 @@ class Watcher:
             for s in self._streams
         ]
         self._threads.append(threading.Thread(target=self._tick_loop, name="amos-detector-tick", daemon=True))
+        if self._on_healthy is not None:
+            self._threads.append(threading.Thread(target=self._deliver_healthy, name="amos-known-good", daemon=True))
         for thread in self._threads:
             thread.start()
 
@@ -585,6 +591,19 @@ class Watcher:
         return False
 
     # ---- ticker ----------------------------------------------------------------------------------
+    def _deliver_healthy(self) -> None:
+        """Hand known-good signals to `on_healthy` one by one; a slow consumer (API writes) never stalls a watch."""
+        assert self._on_healthy is not None
+        while not self._stop.is_set():
+            try:
+                signal = self._healthy.get(timeout=0.5)
+            except queue.Empty:
+                continue
+            try:
+                self._on_healthy(signal)
+            except Exception:  # keep delivering: other workloads' signals still count
+                log.exception("on_healthy failed for %s", signal.workload)
+
     def _tick_loop(self) -> None:
         while not self._stop.wait(self._tick_seconds):
             now = self._clock()
