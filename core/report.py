@@ -80,12 +80,27 @@ class FailingWorkload(BaseModel):
     category: str = ""
 
 
+CLUSTER_WIDE = "(cluster-wide)"  # the `namespace` of a storm across namespaces
+
+
 class NamespaceOutage(BaseModel):
-    """Every failing workload of a namespace AMOS will not act in, reported in one message."""
+    """Every failing workload of a namespace (or, for a storm, of the cluster) AMOS will not act in, in one message."""
 
     namespace: str
     total_workloads: int
     failing: list[FailingWorkload] = Field(default_factory=list)
+
+    @property
+    def cluster_wide(self) -> bool:
+        return self.namespace == CLUSTER_WIDE
+
+    @property
+    def scope(self) -> str:
+        return "the cluster" if self.cluster_wide else f"namespace {self.namespace}"
+
+    def label(self, item: FailingWorkload) -> str:
+        """How one failing workload is named in the list: with its namespace when the list spans several."""
+        return str(item.workload) if self.cluster_wide else f"{item.workload.kind}/{item.workload.name}"
 
 
 class IncidentReport(BaseModel):

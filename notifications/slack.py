@@ -47,7 +47,7 @@ def _list_sections(title: str, lines: list[str]) -> list[dict[str, Any]]:
 
 def blocks(report: IncidentReport, summary: ReportSummary) -> list[dict[str, Any]]:
     fields = [
-        ("Workload", f"namespace {report.outage.namespace}" if report.outage else summary.workload),
+        ("Workload", report.outage.scope if report.outage else summary.workload),
         ("Cluster", summary.cluster),
         ("Outcome", summary.label),
         ("Severity", summary.severity.label),
@@ -77,7 +77,7 @@ def blocks(report: IncidentReport, summary: ReportSummary) -> list[dict[str, Any
         result += _list_sections(
             f"Failing workloads ({len(report.outage.failing)} of {report.outage.total_workloads})",
             [
-                f"{item.workload.kind}/{item.workload.name}"
+                report.outage.label(item)
                 + (f" [{item.kind.value}]" if item.kind else "")
                 + f": {item.diagnosis or 'not diagnosed'}"
                 for item in report.outage.failing

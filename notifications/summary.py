@@ -93,10 +93,10 @@ def summarize(report: IncidentReport, cluster: str) -> ReportSummary:
     label = "OUTAGE" if outage is not None else LABELS[report.outcome]
     if outage is not None:
         headline = (
-            f"{len(outage.failing)} of {outage.total_workloads} workloads in namespace {outage.namespace} are failing; "
+            f"{len(outage.failing)} of {outage.total_workloads} workloads in {outage.scope} are failing; "
             "AMOS does not change anything during an outage."
         )
-        target = f"namespace {outage.namespace}"
+        target = outage.scope
         reason = f"{len(outage.failing)} of {outage.total_workloads} workloads failing"
     else:
         headline = HEADLINES[report.outcome]
@@ -244,11 +244,11 @@ def _what_to_do(report: IncidentReport) -> list[str]:
 
 def inspect_commands(report: IncidentReport) -> list[str]:
     if report.outage is not None:
-        ns = report.outage.namespace
+        scope = "-A" if report.outage.cluster_wide else f"-n {report.outage.namespace}"
         return [
-            f"kubectl -n {ns} get deploy,sts,ds,job,cronjob",
-            f"kubectl -n {ns} get pods --field-selector=status.phase!=Running",
-            f"kubectl -n {ns} get events --sort-by=.lastTimestamp",
+            f"kubectl {scope} get deploy,sts,ds,job,cronjob",
+            f"kubectl {scope} get pods --field-selector=status.phase!=Running",
+            f"kubectl {scope} get events --sort-by=.lastTimestamp",
         ]
     ref = report.incident.workload
     short = f"{SHORT_KINDS.get(ref.kind, ref.kind.lower())}/{ref.name}"

@@ -16,6 +16,7 @@ import pytest
 from core.config import Settings
 from core.models import Evidence, FaultKind, ObjectRef
 from core.report import (
+    CLUSTER_WIDE,
     ActionRecord,
     ActionStatus,
     FailingWorkload,
@@ -333,3 +334,21 @@ def test_an_approval_mail_puts_the_diff_and_the_approve_command_on_the_first_scr
     assert "AMOS changed nothing in the cluster." in screen
     assert "rollout undo" not in rendered.text
     assert "Attempt:" not in rendered.text
+
+
+def test_a_storm_across_namespaces_names_each_workload_with_its_namespace_and_inspects_the_whole_cluster() -> None:
+    failing = [
+        FailingWorkload(workload=ObjectRef(kind="Deployment", namespace=f"team-{index}", name="api"), diagnosis="x")
+        for index in range(3)
+    ]
+    report = outage().model_copy(
+        update={"outage": NamespaceOutage(namespace=CLUSTER_WIDE, total_workloads=3, failing=failing)}
+    )
+
+    rendered = render_report(report, cluster=CLUSTER)
+
+    assert rendered.subject == "[AMOS][prod-eu] OUTAGE: 3 of 3 workloads failing on the cluster"
+    assert "- Deployment/api -n team-2: x" in rendered.text
+    assert "kubectl -A get events --sort-by=.lastTimestamp" in first_screen(rendered.text)
+    assert "-n (cluster-wide)" not in rendered.text
+    check_html(rendered.html)
