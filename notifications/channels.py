@@ -47,6 +47,8 @@ SETTINGS_FIELDS = (
     "email_outcomes",
     "slack_outcomes",
     "webhook_outcomes",
+    "notify_routes",
+    "notify_timeout_seconds",
 )
 
 
