@@ -1,10 +1,16 @@
-"""The root agent `adk web agents` serves: the production graph, with lazy cluster access.
+"""The root agent `adk web agents` serves: the production graph, diagnose-only, with lazy cluster access.
 
-Importing builds no Kubernetes client and opens no connection. The first tool call
-loads the kubeconfig (settings / KUBECONFIG, else in-cluster, else ~/.kube/config);
-when that fails every tool answers with a clear error instead of raising. Without an
-incident record, the incident is what the user types; write tools are scoped to the
-workload named there (`Deployment/web -n shop`) and pass the same policy guard.
+`adk web` runs outside the safety loop (no guard rails, ledger, snapshot, journal or
+verification), so it never gets a write tool. Its reads are scoped to the incident the user
+names in the session's first message (`Deployment/web -n shop`): a session about `shop`
+cannot read `payments`, `kube-system` or AMOS's own namespace. With writes enabled
+(`AMOS_ADK_WEB_WRITES=true`, `Settings.adk_web_writes`), the remediation step does not run a model
+at all: it takes the diagnosis's typed proposed actions and hands them to a `SubmitFix` hook,
+which the orchestrator provides; without one, it refuses.
+
+Importing builds no Kubernetes client and opens no connection. The first tool call loads
+the kubeconfig (settings / KUBECONFIG, else in-cluster, else ~/.kube/config); when that
+fails every tool answers with a clear error instead of raising.
 """
 
 from __future__ import annotations
@@ -12,22 +18,41 @@ from __future__ import annotations
 import inspect
 import threading
 import typing
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol
 
 from google.adk.agents import LlmAgent
+from google.adk.agents.callback_context import CallbackContext
 from google.adk.models import BaseLlm
 from google.adk.tools.tool_context import ToolContext
+from google.genai import types
 
 from agents.context import IncidentContext
 from agents.graph import build_graph
-from agents.guardrails import WRITE_TOOL_ACTIONS, Guardrails
+from agents.guardrails import REMEDIATION, Guardrails, approved_actions, session_diagnosis
 from agents.instructions import context_from_state
 from agents.models import build_model
 from agents.offline import workload_in_text
+from core.actions import ProposedAction
 from core.config import Settings, load_settings
 from core.models import ObjectRef
 from core.redaction import Redactor
+from monitors.scope import namespace_in_scope
+
+DIAGNOSE_ONLY = "adk web is diagnose-only (set AMOS_ADK_WEB_WRITES=true to hand a fix to the orchestrator)"
+WRITES_DISABLED = "writes disabled"
+
+
+class SubmitFix(Protocol):
+    """Hands the typed actions a diagnosis proposed for one workload to the orchestrator's path; says what happened."""
+
+    def __call__(self, incident_ref: ObjectRef, actions: Sequence[ProposedAction]) -> str: ...
+
+
+def refuse_fix(incident_ref: ObjectRef, actions: Sequence[ProposedAction]) -> str:
+    """The hook until the orchestrator is connected: nothing is applied."""
+    return f"{WRITES_DISABLED}: no orchestrator is connected to adk web; nothing was applied to {incident_ref}"
+
 
 READ_TOOL_NAMES = (
     "get_pod_logs",
@@ -38,8 +63,6 @@ READ_TOOL_NAMES = (
     "get_config_refs",
     "list_pods",
 )
-WRITE_TOOL_NAMES = tuple(WRITE_TOOL_ACTIONS)
-
 Resolver = Callable[[ToolContext], tuple[Any, str | None]]
 
 
@@ -48,37 +71,45 @@ def _error(text: str) -> dict[str, Any]:
 
 
 class LazyCluster:
-    """Builds `ClusterAccess` on first use; a failure is reported, and retried on the next call."""
+    """Connects on first use; a failure is reported, and retried on the next call.
+
+    One redactor for the app, viewed per namespace: a Secret read in `shop` teaches it
+    values that are looked for in `shop`'s text only.
+    """
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self._access: Any = None
+        self.redactor = Redactor()
+        self._api_client: Any = None
         self._lock = threading.Lock()
 
-    def access(self) -> tuple[Any, str | None]:
+    def connect(self) -> str | None:
+        """Connect once; on failure, why (and try again on the next call)."""
         with self._lock:
-            if self._access is None:
+            if self._api_client is None:
                 try:
-                    self._access = self._connect()
+                    self._api_client = self._connect()
                 except Exception as error:  # noqa: BLE001 - no kubeconfig, bad file, no in-cluster token: say so
                     where = self.settings.kubeconfig or "KUBECONFIG / in-cluster / ~/.kube/config"
-                    return None, f"cannot reach the cluster (kubeconfig {where}): {type(error).__name__}: {error}"
-            return self._access, None
+                    return f"cannot reach the cluster (kubeconfig {where}): {type(error).__name__}: {error}"
+            return None
+
+    def access(self, namespace: str) -> Any:
+        """`ClusterAccess` for one namespace's reads (after `connect` succeeded)."""
+        from tools.cluster import ClusterAccess
+
+        return ClusterAccess(self._api_client, self.settings, self.redactor.scope(namespace))
 
     def _connect(self) -> Any:
         from kubernetes import client, config
 
-        from tools.cluster import ClusterAccess
-
         if self.settings.kubeconfig is not None:
-            api_client = config.new_client_from_config(config_file=str(self.settings.kubeconfig))  # type: ignore[no-untyped-call]
-        else:
-            try:
-                config.load_incluster_config()  # type: ignore[no-untyped-call]
-                api_client = client.ApiClient()
-            except config.ConfigException:
-                api_client = config.new_client_from_config()  # type: ignore[no-untyped-call]
-        return ClusterAccess(api_client, self.settings, Redactor())
+            return config.new_client_from_config(config_file=str(self.settings.kubeconfig))  # type: ignore[no-untyped-call]
+        try:
+            config.load_incluster_config()  # type: ignore[no-untyped-call]
+            return client.ApiClient()
+        except config.ConfigException:
+            return config.new_client_from_config()  # type: ignore[no-untyped-call]
 
 
 def lazy_tool(cls: type, method_name: str, resolve: Resolver) -> Callable[..., dict[str, Any]]:
@@ -107,11 +138,12 @@ def lazy_tool(cls: type, method_name: str, resolve: Resolver) -> Callable[..., d
     return call
 
 
-def _session_workload(tool_context: ToolContext) -> ObjectRef | None:
-    context: IncidentContext | None = context_from_state(tool_context.state)
-    if context is not None:
-        return context.incident.workload
-    for event in tool_context.session.events:
+def session_workload(context: CallbackContext) -> ObjectRef | None:
+    """The session's incident: the preloaded record, else the first workload the user named (later ones do not move it)."""
+    incident: IncidentContext | None = context_from_state(context.state)
+    if incident is not None:
+        return incident.incident.workload
+    for event in context.session.events:
         if event.author == "user" and event.content:
             text = " ".join(part.text or "" for part in event.content.parts or [])
             workload = workload_in_text(text)
@@ -121,57 +153,89 @@ def _session_workload(tool_context: ToolContext) -> ObjectRef | None:
 
 
 class WebTools:
-    """Read and write tools for `adk web`, one `WriteTools` (guard, recorder) per ADK session."""
+    """The read tools for `adk web`, each call scoped to the session's incident."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.cluster = LazyCluster(settings)
-        self._writers: dict[str, Any] = {}
-        self._lock = threading.Lock()
+
+    def scope(self, context: CallbackContext) -> tuple[Any, str | None]:
+        """The session's `IncidentScope`, or why there is none (no workload named, a namespace AMOS leaves alone)."""
+        from tools.policy import IncidentScope
+
+        workload = session_workload(context)
+        if workload is None:
+            return None, "refused: no incident scope; name the workload in your message as Kind/name -n namespace"
+        if not namespace_in_scope(workload.namespace, self.settings) or workload.namespace == (
+            self.settings.store_namespace
+        ):
+            return None, f"refused: namespace {workload.namespace} is outside what AMOS watches"
+        return IncidentScope.of(workload), None
 
     def _reader(self, tool_context: ToolContext) -> tuple[Any, str | None]:
         from tools.read import ReadTools
 
-        access, error = self.cluster.access()
-        return (ReadTools(access), None) if access is not None else (None, error)
-
-    def _writer(self, tool_context: ToolContext) -> tuple[Any, str | None]:
-        from tools.policy import IncidentScope, PolicyGuard
-        from tools.write import ActionRecorder, WriteTools
-
-        access, error = self.cluster.access()
-        if access is None:
+        error = self.cluster.connect()
+        if error is not None:
             return None, error
-        workload = _session_workload(tool_context)
-        if workload is None:
-            return None, "refused: no incident scope; name the workload in your message as Kind/name -n namespace"
-        key = f"{tool_context.session.id}:{workload.kind}/{workload.namespace}/{workload.name}"
-        with self._lock:
-            writer = self._writers.get(key)
-            if writer is None:
-                guard = PolicyGuard(self.settings, IncidentScope.of(workload))
-                writer = self._writers[key] = WriteTools(access, guard, ActionRecorder())
-        return writer, None
+        scope, error = self.scope(tool_context)
+        if scope is None:
+            return None, error
+        return ReadTools(self.cluster.access(scope.namespace), scope), None
 
     def read_functions(self) -> list[Callable[..., dict[str, Any]]]:
         from tools.read import ReadTools
 
         return [lazy_tool(ReadTools, name, self._reader) for name in READ_TOOL_NAMES]
 
-    def write_functions(self) -> list[Callable[..., dict[str, Any]]]:
-        from tools.write import WriteTools
 
-        return [lazy_tool(WriteTools, name, self._writer) for name in WRITE_TOOL_NAMES]
+class FixHandoff:
+    """Remediation in `adk web`: no model, no write tool; the diagnosis's typed actions go to the `SubmitFix` hook.
+
+    Used as the remediation agent's `before_agent_callback`: the text it returns is the
+    agent's whole answer, so the agent's model never runs.
+    """
+
+    def __init__(self, tools: WebTools, submit_fix: SubmitFix) -> None:
+        self.tools = tools
+        self.submit_fix = submit_fix
+
+    def __call__(self, callback_context: CallbackContext) -> types.Content:
+        scope, error = self.tools.scope(callback_context)
+        actions = approved_actions(session_diagnosis(callback_context.state))
+        if scope is None:
+            text = error or "refused: no incident scope"
+        elif not actions:
+            text = "nothing submitted: the diagnosis proposes no action, or escalates"
+        else:
+            text = self.submit_fix(scope.workload, actions)
+        return types.Content(role="model", parts=[types.Part.from_text(text=text)])
 
 
-def build_root_agent(settings: Settings | None = None, model: BaseLlm | None = None) -> LlmAgent:
-    """The coordinator for `adk web`: the offline model when no key is configured."""
+def build_root_agent(
+    settings: Settings | None = None,
+    model: BaseLlm | None = None,
+    *,
+    writes: bool | None = None,
+    submit_fix: SubmitFix | None = None,
+) -> LlmAgent:
+    """The coordinator for `adk web`: the offline model when no key is configured.
+
+    Diagnose-only unless `writes` (default: `settings.adk_web_writes`, `AMOS_ADK_WEB_WRITES`);
+    with writes, remediation hands the proposed actions to `submit_fix` (default: refuse).
+    """
     settings = settings or load_settings()
     tools = WebTools(settings)
-    return build_graph(
+    writes = (settings.adk_web_writes if writes is None else writes) and not settings.dry_run
+    root = build_graph(
         model=model or build_model(settings),
         settings=settings,
         read_tools=tools.read_functions(),
-        write_tools=None if settings.dry_run else tools.write_functions(),
+        write_tools=[] if writes else None,  # a remediation step without tools: FixHandoff answers for it
         guardrails=Guardrails(settings),
+        remediation_off_reason="dry-run mode: AMOS only recommends" if settings.dry_run else DIAGNOSE_ONLY,
     )
+    if writes:
+        remediation = next(agent for agent in root.sub_agents if agent.name == REMEDIATION)
+        remediation.before_agent_callback = FixHandoff(tools, submit_fix or refuse_fix)
+    return root

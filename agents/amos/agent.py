@@ -1,6 +1,8 @@
 """`root_agent` for `adk web agents`: built from settings (config.yaml / environment).
 
 No cluster is contacted at import; the offline model is used when no model key is set.
+Diagnose-only unless `AMOS_ADK_WEB_WRITES=true` (`Settings.adk_web_writes`), and even then
+a fix is handed to the orchestrator's path, never applied from here (see agents/app.py).
 """
 
 import sys
