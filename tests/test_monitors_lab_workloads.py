@@ -1,5 +1,6 @@
 """Monitors on the lab's real API server for every workload kind: StatefulSets, DaemonSets, CronJobs, quota
-FailedCreate, the known-good signal, and (once the lab kubelet runs them) init containers and probes.
+FailedCreate, the known-good signal, init containers and probes (the lab kubelet runs them as `lab.programs`
+documents: a probe on a port the container does not declare fails).
 """
 
 from __future__ import annotations
@@ -21,10 +22,6 @@ from monitors.watch import Watcher
 from tests.test_monitors_lab import WAIT_SECONDS, Sink, opened
 
 pytestmark = pytest.mark.lab
-
-LAB_KUBELET_WORK = (
-    "the lab kubelet does not {what} yet (lab/kubelet.py + lab/programs.py, issue 11 section 5, in progress)"
-)
 
 
 class Signals:
@@ -316,33 +313,29 @@ def test_a_resource_quota_failed_create_is_one_incident_with_the_quota_message(
 
 
 # ---- init containers and probes (need the lab kubelet's init-container and probe support) ------
-def first_pod(api_client: client.ApiClient, namespace: str, app: str) -> client.V1Pod | None:
-    pods = client.CoreV1Api(api_client).list_namespaced_pod(namespace, label_selector=f"app={app}").items
-    return pods[0] if pods else None
-
-
 def test_failing_init_container_is_an_init_container_incident(
     api_client: client.ApiClient, namespace: str, monitor: Monitor
 ) -> None:
-    pod_template = labelled("web", template("lab/web:1.0"))
-    pod_template["spec"]["initContainers"] = [{"name": "migrate", "image": "lab/migrate:v9-missing"}]
-    client.AppsV1Api(api_client).create_namespaced_deployment(
-        namespace,
-        {
-            "metadata": {"name": "web"},
-            "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "web"}}, "template": pod_template},
-        },
-    )
-    if not wait_until(
-        lambda: bool((p := first_pod(api_client, namespace, "web")) and p.status and p.status.init_container_statuses),
-        timeout=20,
-    ):
-        pytest.skip(LAB_KUBELET_WORK.format(what="run init containers"))
-    web = ObjectRef(kind="Deployment", namespace=namespace, name="web")
-    incident = monitor.sink.wait_for(FaultKind.INIT_CONTAINER, web)
-    assert incident.evidence[0].container == "migrate"
-    assert incident.evidence[0].reason in ("ErrImagePull", "ImagePullBackOff")
-    assert not any(i.kind is FaultKind.IMAGE_PULL for i in monitor.sink.about(web))
+    for name, image in (("pull", "lab/migrate:v9-missing"), ("crash", "lab/migrate:v2-crash")):
+        pod_template = labelled(name, template("lab/web:1.0"))
+        pod_template["spec"]["initContainers"] = [{"name": "migrate", "image": image}]
+        client.AppsV1Api(api_client).create_namespaced_deployment(
+            namespace,
+            {
+                "metadata": {"name": name},
+                "spec": {"replicas": 1, "selector": {"matchLabels": {"app": name}}, "template": pod_template},
+            },
+        )
+    pull, crash = (ObjectRef(kind="Deployment", namespace=namespace, name=name) for name in ("pull", "crash"))
+
+    evidence = monitor.sink.wait_for(FaultKind.INIT_CONTAINER, pull).evidence[0]
+    assert evidence.container == "migrate" and evidence.reason in ("ErrImagePull", "ImagePullBackOff")
+    assert "v9-missing" in evidence.message
+    evidence = monitor.sink.wait_for(FaultKind.INIT_CONTAINER, crash).evidence[0]
+    assert evidence.container == "migrate" and evidence.exit_code == 1
+    time.sleep(3)  # an init container's failure is not also the app's pull failure or crash loop
+    kinds = {i.kind for i in monitor.sink.about(pull) + monitor.sink.about(crash)}
+    assert not kinds & {FaultKind.IMAGE_PULL, FaultKind.CRASH_LOOP}, kinds
 
 
 def test_failing_liveness_probe_is_a_liveness_incident(
@@ -360,17 +353,6 @@ def test_failing_liveness_probe_is_a_liveness_incident(
             },
         },
     )
-    if not wait_until(
-        lambda: bool(
-            (p := first_pod(api_client, namespace, "web"))
-            and p.status
-            and any(s.restart_count for s in p.status.container_statuses or [])
-        ),
-        timeout=20,
-    ):
-        pytest.skip(
-            LAB_KUBELET_WORK.format(what="run liveness probes (the container on an undeclared port never restarts)")
-        )
     incident = monitor.sink.wait_for(
         FaultKind.LIVENESS_FAILED, ObjectRef(kind="Deployment", namespace=namespace, name="web")
     )
@@ -399,13 +381,6 @@ def test_failing_readiness_probe_is_a_not_ready_incident(
             },
         },
     )
-    assert wait_until(
-        lambda: bool((p := first_pod(api_client, namespace, "web")) and p.status and p.status.phase == "Running")
-    )
-    time.sleep(2)
-    pod = first_pod(api_client, namespace, "web")
-    if pod is not None and all(s.ready for s in pod.status.container_statuses or []):
-        pytest.skip(LAB_KUBELET_WORK.format(what="run readiness probes (the container on an undeclared port is Ready)"))
     incident = monitor.sink.wait_for(FaultKind.NOT_READY, ObjectRef(kind="Deployment", namespace=namespace, name="web"))
     assert incident.evidence[0].container == "app" and incident.evidence[0].reason == "NotReady"
     assert incident.evidence[0].message.startswith("Readiness probe failed:"), incident.evidence
