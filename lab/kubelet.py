@@ -153,8 +153,6 @@ class PodSim:
     initialized: bool = False  # latched, as the kubelet's Initialized condition
     conditions: dict[str, tuple[str, str]] = field(default_factory=dict)  # type -> (status, lastTransitionTime)
     written: dict[str, Any] | None = None  # the status last written, to skip writes that change nothing
-    phase: str = "Pending"
-    finished: bool = False
 
     @property
     def all_containers(self) -> list[ContainerSim]:
@@ -212,7 +210,8 @@ class LabKubelet:
         self.core = client.CoreV1Api(api)
         self.writes = Writes(api.configuration, WRITERS)
         self.logs = log_store
-        self._pods: dict[str, PodSim] = {}
+        self._pods: dict[str, PodSim] = {}  # pods with something still to happen
+        self._settled: dict[str, str] = {}  # pod key -> uid of a pod where nothing will happen by itself
         self._due: list[tuple[float, int, str]] = []
         self._seq = itertools.count()
         self._lock = threading.Condition()
@@ -259,6 +258,7 @@ class LabKubelet:
         if event_type == "DELETED":
             with self._lock:
                 self._pods.pop(key, None)
+                self._settled.pop(key, None)
             self._events.pop(meta["uid"], None)
             self.logs.forget(meta["namespace"], meta["name"])
             return
@@ -267,8 +267,9 @@ class LabKubelet:
             return
         with self._lock:
             sim = self._pods.get(key)
-            if sim is not None and sim.uid == meta["uid"]:
+            if (sim is not None and sim.uid == meta["uid"]) or self._settled.get(key) == meta["uid"]:
                 return
+            self._settled.pop(key, None)
             self._pods[key] = self._new_pod(pod)
             self._schedule(key, START_SECONDS)
 
@@ -294,7 +295,7 @@ class LabKubelet:
                         return
                 _, _, key = heapq.heappop(self._due)
                 sim = self._pods.get(key)
-            if sim is not None and not sim.finished:
+            if sim is not None:
                 self._writers.submit(self._guarded_step, key, sim)
 
     def _guarded_step(self, key: str, sim: PodSim) -> None:
@@ -308,10 +309,15 @@ class LabKubelet:
         except Exception:  # the lab must keep running for the other pods
             log.exception("step for %s failed; retrying", key)
             delay = 2.0
-        if delay is not None:
-            with self._lock:
-                if self._pods.get(key) is sim:
-                    self._schedule(key, delay)
+        with self._lock:
+            if self._pods.get(key) is not sim:
+                return
+            if delay is not None:
+                self._schedule(key, delay)
+                return
+            del self._pods[key]  # settled: keep only its uid, so 50,000 running pods cost little memory
+            self._settled[key] = sim.uid
+        self._events.pop(sim.uid, None)
 
     def _decide(self, sim: PodSim, spec: dict[str, Any], role: Role) -> Behaviour:
         return decide(spec, role=role, exists=self._exists(sim.namespace))
@@ -348,7 +354,6 @@ class LabKubelet:
         self._write_status(sim)
         pending = [c.due for c in sim.all_containers if c.due is not None]
         if not pending:
-            sim.finished = True
             return None
         return max(0.0, min(pending) - time.monotonic())
 
@@ -578,7 +583,6 @@ class LabKubelet:
             "application/merge-patch+json",
         )
         sim.written = status
-        sim.phase = phase
 
     def _event(self, sim: PodSim, c: ContainerSim, kind: str, reason: str, message: str) -> None:
         key = (c.name, reason, message)

@@ -17,47 +17,44 @@ MAX_LINES = 500
 
 
 class LogStore:
-    """Current and previous log of each container; bounded per container."""
+    """Current and previous log of each container, indexed by pod so forgetting a pod costs nothing at scale."""
 
     def __init__(self) -> None:
-        self._current: dict[tuple[str, str, str], deque[str]] = {}
-        self._previous: dict[tuple[str, str, str], list[str]] = {}
+        self._current: dict[tuple[str, str], dict[str, deque[str]]] = {}
+        self._previous: dict[tuple[str, str], dict[str, list[str]]] = {}
         self._lock = threading.Lock()
 
     def start(self, namespace: str, pod: str, container: str, lines: tuple[str, ...]) -> None:
         stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        buffer: deque[str] = deque((f"{stamp} {line}" for line in lines), maxlen=MAX_LINES)
         with self._lock:
-            buffer = deque(maxlen=MAX_LINES)
-            buffer.extend(f"{stamp} {line}" for line in lines)
-            self._current[(namespace, pod, container)] = buffer
+            self._current.setdefault((namespace, pod), {})[container] = buffer
 
     def rotate(self, namespace: str, pod: str, container: str) -> None:
         """The container died: its log becomes the `--previous` one."""
-        key = (namespace, pod, container)
         with self._lock:
-            self._previous[key] = list(self._current.pop(key, ()))
+            current = self._current.get((namespace, pod), {}).pop(container, None)
+            self._previous.setdefault((namespace, pod), {})[container] = list(current or ())
 
     def forget(self, namespace: str, pod: str) -> None:
         with self._lock:
-            for store in (self._current, self._previous):
-                for key in [k for k in store if k[0] == namespace and k[1] == pod]:
-                    del store[key]
+            self._current.pop((namespace, pod), None)
+            self._previous.pop((namespace, pod), None)
 
     def read(self, namespace: str, pod: str, container: str, previous: bool) -> list[str] | None:
-        key = (namespace, pod, container)
         with self._lock:
+            found_previous = self._previous.get((namespace, pod), {}).get(container)
             if previous:
-                found = self._previous.get(key)
-                return None if found is None else list(found)
-            current = self._current.get(key)
+                return None if found_previous is None else list(found_previous)
+            current = self._current.get((namespace, pod), {}).get(container)
             if current is None:
-                current = self._previous.get(key)  # a dead container still shows its last log
-            return None if current is None else list(current)
+                return None if found_previous is None else list(found_previous)  # a dead container's last log
+            return list(current)
 
 
 def _handler(store: LogStore) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+        def do_GET(self) -> None:  # http.server's naming
             url = urlparse(self.path)
             parts = url.path.strip("/").split("/")
             if len(parts) != 4 or parts[0] != "containerLogs":
@@ -89,7 +86,7 @@ def _handler(store: LogStore) -> type[BaseHTTPRequestHandler]:
             self.end_headers()
             self.wfile.write(data)
 
-        def log_message(self, format: str, *args: object) -> None:  # noqa: A002 (quiet access log)
+        def log_message(self, format: str, *args: object) -> None:  # a quiet access log
             return
 
     return Handler
