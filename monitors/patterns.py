@@ -8,8 +8,9 @@ event arrives when nothing changes.
 Containers, first match wins: image pull, config error, OOM, then a restart loop,
 which is a liveness failure when the container has a liveness probe and the last
 run ended the way a probe kill ends (SIGKILL 137, SIGTERM 143, or a clean exit it
-did not choose), else a crash loop (a crash from bad args, exit 1 or 2, stays
-CRASH_LOOP). An init container that fails while the pod is still initialising is
+did not choose) or the kubelet's Unhealthy Event says the liveness probe failed,
+else a crash loop (a crash from bad args, exit 1 or 2, never probed, stays
+CRASH_LOOP). Probe messages, when known, lead the evidence. An init container that fails while the pod is still initialising is
 INIT_CONTAINER whatever the reason (pull, crash, OOM, exit non-zero): the fix is in
 that init container, and the evidence keeps the kubelet's reason. A sidecar
 (restartPolicy Always) or an init container failing after the pod initialised is
