@@ -330,11 +330,36 @@ def _signature(revision: dict[str, Any]) -> str:
     return json.dumps([shown, {k: revision.get(k) for k in _POD_FIELDS}], sort_keys=True, default=str)
 
 
-def _short(value: Any) -> str:
+def _short(value: Any, key: str = "") -> str:
+    """A field's value as a person reads it: `limits memory=256Mi`, `httpGet /healthz on port 8080`."""
     if isinstance(value, list) and all(isinstance(item, str) for item in value):
-        return " ".join(value) or "(none)"
-    text = value if isinstance(value, str) else json.dumps(value, sort_keys=True, default=str)
+        text = " ".join(value) or "(none)"
+    elif key == "resources" and isinstance(value, dict):
+        text = ", ".join(
+            f"{section} {resource}={quantity}"
+            for section in ("requests", "limits")
+            for resource, quantity in sorted((value.get(section) or {}).items())
+        )
+    elif key == "envFrom" and isinstance(value, list):
+        text = ", ".join(
+            f"{'ConfigMap' if ref_key.startswith('configMap') else 'Secret'} {_ref_name(ref)}"
+            for source in value
+            if isinstance(source, dict)
+            for ref_key, ref in source.items()
+        )
+    elif key.endswith("Probe") and isinstance(value, dict):
+        handler = next((h for h in ("httpGet", "tcpSocket", "grpc", "exec") if h in value), "")
+        detail = value.get(handler) or {}
+        where = f" {detail.get('path')}" if isinstance(detail, dict) and detail.get("path") else ""
+        port = f" on port {detail.get('port')}" if isinstance(detail, dict) and detail.get("port") else ""
+        text = f"{handler}{where}{port}" or json.dumps(value, sort_keys=True, default=str)
+    else:
+        text = value if isinstance(value, str) else json.dumps(value, sort_keys=True, default=str)
     return text if len(text) <= 120 else text[:119] + "…"
+
+
+def _ref_name(ref: Any) -> str:
+    return str(ref.get("name")) if isinstance(ref, dict) else str(ref)
 
 
 def changes(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
@@ -361,11 +386,11 @@ def changes(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
                 if removed:
                     found.append(f"env {', '.join(removed)} removed from container {name}")
             elif was is None:
-                found.append(f"{word} {_short(now)} added to container {name}")
+                found.append(f"{word} {_short(now, key)} added to container {name}")
             elif now is None:
                 found.append(f"the {word} of container {name} removed")
             else:
-                found.append(f"the {word} of container {name} changed from {_short(was)} to {_short(now)}")
+                found.append(f"the {word} of container {name} changed from {_short(was, key)} to {_short(now, key)}")
     found.extend(f"container {name} removed" for name in before if name not in after)
     for key in _POD_FIELDS:
         was, now = old.get(key) or None, new.get(key) or None

@@ -392,6 +392,30 @@ def test_what_a_revision_changed_reads_as_a_sentence() -> None:
     ]
 
 
+def test_resources_envfrom_and_probes_read_as_words() -> None:
+    old = {
+        "containers": [
+            app(
+                resources={"limits": {"memory": "256Mi"}}, livenessProbe={"httpGet": {"path": "/healthz", "port": 8080}}
+            )
+        ]
+    }
+    new = {
+        "containers": [
+            app(
+                resources={"limits": {"memory": "160Mi"}, "requests": {"memory": "160Mi"}},
+                livenessProbe={"httpGet": {"path": "/deep", "port": 8080}},
+                envFrom=[{"configMapRef": "orders-settings"}, {"secretRef": {"name": "orders-db"}}],
+            )
+        ]
+    }
+    assert changes(old, new) == [
+        "envFrom ConfigMap orders-settings, Secret orders-db added to container orders",
+        "the resources of container orders changed from limits memory=256Mi to requests memory=160Mi, limits memory=160Mi",
+        "the liveness probe of container orders changed from httpGet /healthz on port 8080 to httpGet /deep on port 8080",
+    ]
+
+
 def test_config_steps_name_the_object_and_the_key() -> None:
     assert config_step("ConfigMap a has no key x, y", "shop") == "create keys x and y in ConfigMap a"
     assert config_step("Secret s not found", "shop") == "create Secret s in namespace shop"
