@@ -128,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
         log.warning("configuration: %s", warning)
     try:
         if args.command == "demo":
-            from service.demo import run_demo
+            from scenarios.demo import run_demo
 
             return run_demo(settings, keep=args.keep)
         if args.command == "diagnose":

@@ -27,6 +27,7 @@ class FaultKind(StrEnum):
     LIVENESS_FAILED = "LivenessProbeFailed"  # restarts caused by a failing liveness probe
     NOT_READY = "ReadinessProbeFailed"  # Running but never Ready past a grace period
     FAILED_CREATE = "FailedCreate"  # the controller cannot create pods (quota, LimitRange, admission)
+    REQUESTED = "RequestedFix"  # a person asked for a fix (adk web, an approved proposal): no pattern fired
 
 
 class ObjectRef(BaseModel):

@@ -34,7 +34,7 @@ from pydantic import BaseModel, ConfigDict
 from core.clock import Clock, utc_now
 from core.config import Settings
 from core.models import Incident, ObjectRef
-from core.report import FailingWorkload, NamespaceOutage
+from core.report import CLUSTER_WIDE, FailingWorkload, NamespaceOutage
 from orchestrator.breaker import BREAKER_NAME, ClusterBudget
 from orchestrator.records import BreakerState, FixWatch, WorkloadState
 from orchestrator.store import StateStore
@@ -353,7 +353,7 @@ class GuardRails:
         ]
         health = self.health(namespace, incidents) if namespace else None
         total = health.total if health is not None else len(failing)
-        return NamespaceOutage(namespace=namespace or "(cluster-wide)", total_workloads=total, failing=failing)
+        return NamespaceOutage(namespace=namespace or CLUSTER_WIDE, total_workloads=total, failing=failing)
 
     def note_change(self, ref: ObjectRef) -> None:
         """AMOS changed `ref` (a fix or a restore): the cooldown starts now."""

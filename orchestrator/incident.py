@@ -24,7 +24,7 @@ from orchestrator.outcome import conclude, should_retry
 from orchestrator.records import FixWatch, Ledger, Phase
 from orchestrator.reports import Reporter
 from orchestrator.snapshots import SnapshotTooLarge
-from orchestrator.steps import AttemptSteps
+from orchestrator.steps import AttemptSteps, SessionRunner
 from orchestrator.store import JournalClaimed, StateStore
 from tools.cluster import ClusterAccess
 from tools.policy import ActionBudget, IncidentBaseline, IncidentScope, PolicyGuard
@@ -69,11 +69,14 @@ class IncidentHandler:
         self._clock = clock
         self._proposal_access = proposal_access
 
-    def process(self, incident: Incident) -> IncidentReport | None:
-        """Handle one incident; returns the report sent, if any. Never raises."""
+    def process(self, incident: Incident, runner: SessionRunner | None = None) -> IncidentReport | None:
+        """Handle one incident; returns the report sent, if any. Never raises.
+
+        `runner` decides the change instead of the agent session (a person's chosen fix); the rest is the same.
+        """
         with incident_scope(incident.id):
             try:
-                return self._process(incident)
+                return self._process(incident, runner)
             except (LostLeadership, JournalClaimed) as error:
                 log.warning("incident %s: stopped acting: %s", incident.id, error)
                 return None
@@ -81,9 +84,11 @@ class IncidentHandler:
                 log.exception("incident %s: the orchestrator failed", incident.id)
                 return self._after_crash(incident, error)
 
-    def _process(self, incident: Incident) -> IncidentReport | None:
+    def _process(self, incident: Incident, runner: SessionRunner | None) -> IncidentReport | None:
         if incident.state is IncidentState.RESOLVED:
             return None
+        if not self.steps.still_leader():
+            raise LostLeadership("this replica does not hold the leader Lease")
         started = self._clock()
         workload = self.steps.read(incident.workload)
         reverted = self.check_revert_of(incident, workload)
@@ -100,10 +105,10 @@ class IncidentHandler:
         match decision.verdict:
             case GuardVerdict.PROCEED:
                 assert workload is not None
-                return self._remediate(incident, workload, started)
+                return self._remediate(incident, workload, started, runner)
             case GuardVerdict.PROPOSE:
                 assert workload is not None
-                return self._propose(incident, workload, decision, started)
+                return self._propose(incident, workload, decision, started, runner)
             case GuardVerdict.DEFER:
                 assert decision.retry_at is not None
                 self._defer(incident, decision.retry_at)
@@ -135,7 +140,12 @@ class IncidentHandler:
     # --- proposals only ---------------------------------------------------------------------------------
 
     def _propose(
-        self, incident: Incident, workload: dict[str, Any], decision: GuardDecision, started: datetime
+        self,
+        incident: Incident,
+        workload: dict[str, Any],
+        decision: GuardDecision,
+        started: datetime,
+        runner: SessionRunner | None = None,
     ) -> IncidentReport:
         """Diagnose and recommend; every proposal is validated by a server-side dry-run, nothing is changed."""
         settings = self.settings.model_copy(update={"dry_run": True})
@@ -146,7 +156,7 @@ class IncidentHandler:
         write_tools = WriteTools(access, guard, recorder, known_good=self.steps.known_good)
         read_tools = ReadTools(access, scope, known_good=self.steps.known_good)
         context = self.steps.context_builder(incident, read_tools, [])
-        result = self.steps.run_session(incident, context, read_tools, write_tools, settings)
+        result = self.steps.run_session(incident, context, read_tools, write_tools, settings, runner)
         if result.diagnosis is not None and not result.diagnosis.escalate:
             for action in result.diagnosis.proposed_actions:
                 write_tools.apply(action)  # dry-run only: settings.dry_run is set on this access
@@ -181,7 +191,9 @@ class IncidentHandler:
 
     # --- remediation ---------------------------------------------------------------------------------------
 
-    def _remediate(self, incident: Incident, workload: dict[str, Any], started: datetime) -> IncidentReport | None:
+    def _remediate(
+        self, incident: Incident, workload: dict[str, Any], started: datetime, runner: SessionRunner | None
+    ) -> IncidentReport | None:
         ref, fingerprint = incident.workload, incident.fingerprint
         window = self.settings.workload_block_seconds
         ledger = self.store.ledger(fingerprint)
@@ -223,7 +235,7 @@ class IncidentHandler:
                 if r.status is ActionStatus.APPLIED and r.verb != "restore"
             )
             try:
-                run = self.steps.begin(incident, spent + 1, history, failed, baseline)
+                run = self.steps.begin(incident, spent + 1, history, failed, baseline, runner)
             except SnapshotTooLarge as error:
                 return self._cannot_snapshot(incident, workload, started, str(error), attempts)
             baseline = run.baseline

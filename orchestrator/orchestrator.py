@@ -9,13 +9,16 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 
+from core.actions import ProposedAction
 from core.config import Settings
-from core.models import Incident
+from core.models import Evidence, FaultKind, Incident, ObjectRef, fingerprint
 from core.report import IncidentReport
 from orchestrator.dispatch import Dispatcher, Periodic
+from orchestrator.given import GivenActions
 from orchestrator.guardrails import GuardRails
 from orchestrator.incident import IncidentHandler
 from orchestrator.recovery import Recovery
@@ -137,6 +140,18 @@ class Orchestrator:
     def process(self, incident: Incident) -> IncidentReport | None:
         """Handle one incident synchronously (tests, one-shot use); returns the report, if any."""
         return self.handler.process(incident)
+
+    def apply_actions(
+        self, workload: ObjectRef, actions: Sequence[ProposedAction], *, requested_by: str, reason: str
+    ) -> IncidentReport | None:
+        """Apply a person's chosen fix through the whole safety loop (guard rails to report); never raises."""
+        now = self.steps.clock()
+        incident = Incident(
+            id=f"req-{uuid.uuid4().hex[:10]}", fingerprint=fingerprint(workload, FaultKind.REQUESTED),
+            kind=FaultKind.REQUESTED, workload=workload, first_seen=now, last_seen=now,
+            evidence=[Evidence(reason="RequestedFix", message=f"{requested_by}: {reason}")],
+        )
+        return self.handler.process(incident, GivenActions(actions, requested_by, reason))
 
     def recover(self) -> list[IncidentReport]:
         """Finish or roll back every remediation a previous process left unfinished (even after kill -9)."""

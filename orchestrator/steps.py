@@ -63,6 +63,7 @@ class AttemptRun:
     history: list[str] = field(default_factory=list)
     failed_actions: frozenset[str] = frozenset()
     baseline: IncidentBaseline | None = None  # the workload when the incident began: bounds every attempt's change
+    runner: SessionRunner | None = None  # who decides the change; None: the agent session
 
     @property
     def ref(self) -> ObjectRef:
@@ -113,7 +114,7 @@ class AttemptSteps:
         self.budget = budget
         self._session_runner = session_runner
         self.context_builder = context_builder
-        self._clock = clock
+        self.clock = clock
         self.still_leader = still_leader
         self._abort = abort
         self.identity = identity
@@ -148,6 +149,10 @@ class AttemptSteps:
         self.durably(f"journal {phase.value}", lambda: self.store.write_journal(run.journal))
 
     def read(self, ref: ObjectRef) -> dict[str, Any] | None:
+        """The workload now (None when it is gone), read through API blips like every state write."""
+        return self.durably(f"read {ref}", lambda: self._read_once(ref))
+
+    def _read_once(self, ref: ObjectRef) -> dict[str, Any] | None:
         try:
             obj = self.access.get(ref.kind, ref.namespace, ref.name)
         except ApiCallError as error:
@@ -166,9 +171,10 @@ class AttemptSteps:
         history: list[str],
         failed_actions: frozenset[str],
         baseline: IncidentBaseline | None = None,
+        runner: SessionRunner | None = None,
     ) -> AttemptRun:
         """Snapshot, journal and count a new attempt; nothing has changed yet."""
-        ref, fingerprint, now = incident.workload, incident.fingerprint, self._clock()
+        ref, fingerprint, now = incident.workload, incident.fingerprint, self.clock()
         try:  # the revision current while the fault shows is known-bad: never a rollback target
             self.durably("mark the revision bad", lambda: self.known_good.mark_bad(ref, note=f"incident {incident.id}"))
         except (LostLeadership, JournalClaimed):
@@ -205,6 +211,7 @@ class AttemptSteps:
             history=history,
             failed_actions=failed_actions,
             baseline=baseline or IncidentBaseline(workload=snapshot.workload),
+            runner=runner,
         )
         self.journal(run, Phase.SNAPSHOTTED)
         self.events.record(
@@ -276,18 +283,24 @@ class AttemptSteps:
         holder["tools"] = write_tools
         read_tools = ReadTools(self.access, scope, known_good=self.known_good)
         context = self.context_builder(incident, read_tools, run.history)
-        attempt.result = self.run_session(incident, context, read_tools, write_tools, self.settings)
+        attempt.result = self.run_session(incident, context, read_tools, write_tools, self.settings, run.runner)
         attempt.records = recorder.records()
         attempt.applied = any(r.status is ActionStatus.APPLIED for r in attempt.records)
         if attempt.result is not None:
             run.journal.diagnosis = attempt.result.diagnosis
 
     def run_session(
-        self, incident: Incident, context: Any, read_tools: Any, write_tools: Any, settings: Settings
+        self,
+        incident: Incident,
+        context: Any,
+        read_tools: Any,
+        write_tools: Any,
+        settings: Settings,
+        runner: SessionRunner | None = None,
     ) -> SessionResult:
-        kwargs = {"model": self._model} if self._model is not None else {}
+        kwargs = {"model": self._model} if self._model is not None and runner is None else {}
         try:
-            outcome = self._session_runner(incident, context, read_tools, write_tools, settings, **kwargs)
+            outcome = (runner or self._session_runner)(incident, context, read_tools, write_tools, settings, **kwargs)
             if inspect.isawaitable(outcome):
                 outcome = asyncio.run(_awaited(outcome))
             assert isinstance(outcome, SessionResult)
@@ -300,7 +313,7 @@ class AttemptSteps:
 
     def _give_back(self, run: AttemptRun) -> None:
         """Nothing changed: the attempt is not counted."""
-        number, now, result = run.attempt.number, self._clock(), run.attempt.result
+        number, now, result = run.attempt.number, self.clock(), run.attempt.result
         summary = (result.escalation_reason or "") if result else "interrupted before any change"
 
         def refund(ledger: Ledger) -> None:
@@ -321,6 +334,7 @@ class AttemptSteps:
         attempt.verdict = verdict
         attempt.interrupted = self._abort.is_set() and not verdict.ok
         run.journal.verdict = verdict.model_dump(mode="json")
+        self.journal(run, Phase.VERIFYING)  # the verdict is durable, and a newer owner stops this one here
         run.journal.verification = ("after AMOS restarted: " if attempt.resumed else "") + verdict.text()
         current = self.read(ref)
         if verdict.ok:
@@ -346,7 +360,7 @@ class AttemptSteps:
         return Phase.ROLLING_BACK
 
     def _mark_fixed(self, run: AttemptRun, current: dict[str, Any] | None) -> None:
-        incident, now, summary = run.incident, self._clock(), run.attempt.summary()[:500]
+        incident, now, summary = run.incident, self.clock(), run.attempt.summary()[:500]
 
         def fixed(ledger: Ledger) -> None:
             ledger.note(
@@ -404,7 +418,7 @@ class AttemptSteps:
         note = AttemptNote(
             attempt=attempt.number,
             incident_id=run.incident.id,
-            at=self._clock(),
+            at=self.clock(),
             outcome="rolled back" if attempt.restored else "not rolled back",
             summary=attempt.summary()[:500],
         )

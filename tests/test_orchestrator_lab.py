@@ -326,7 +326,7 @@ def test_missing_configmap_escalates_without_any_change(
         assert amos.orchestrator.wait_idle(30)
 
     text = body(mail)
-    assert "api-config" in text and "No action was taken." in text
+    assert "api-config" in text and "AMOS changed nothing in the cluster." in text
     after = read(api_client, namespace, "api")
     assert after["spec"] == before["spec"]
     assert after["metadata"]["generation"] == before["metadata"]["generation"]

@@ -2,7 +2,7 @@
 
 No cluster is contacted at import; the offline model is used when no model key is set.
 Diagnose-only unless `AMOS_ADK_WEB_WRITES=true` (`Settings.adk_web_writes`), and even then
-a fix is handed to the orchestrator's path, never applied from here (see agents/app.py).
+a fix is handed to the orchestrator's whole safety loop (`service.adk_fixes`), never applied here.
 """
 
 import sys
@@ -13,5 +13,8 @@ if _REPO_ROOT not in sys.path:
     sys.path.insert(0, _REPO_ROOT)
 
 from agents.app import build_root_agent
+from core.config import load_settings
+from service.adk_fixes import OrchestratorFixes
 
-root_agent = build_root_agent()
+_settings = load_settings()
+root_agent = build_root_agent(_settings, submit_fix=OrchestratorFixes(_settings))
