@@ -19,6 +19,7 @@ from collections.abc import Callable, Sequence
 from enum import StrEnum
 from typing import Any
 
+import urllib3
 from kubernetes import client
 from pydantic import BaseModel, Field
 
@@ -26,7 +27,7 @@ from core.config import LoadedConfig, ModelProvider, Settings, SmtpSecurity, env
 from core.redaction import Redactor
 from monitors.scope import watched_namespaces
 from service.exitcodes import ExitCode
-from service.kube import connect
+from service.kube import ClusterUnavailable, connect
 
 log = logging.getLogger("amos.check")
 
@@ -536,9 +537,17 @@ def check_model(settings: Settings, api: client.ApiClient) -> list[Finding]:
 def preflight(
     settings: Settings, api: client.ApiClient, *, config_warnings: Sequence[str] = (), send_test_mail: bool = False
 ) -> CheckReport:
+    """Every check; raises `ClusterUnavailable` when the API server stops answering or refuses a review."""
     findings = [Finding(area="config", severity=Severity.WARNING, message=w) for w in config_warnings]
-    findings += check_permissions(api, settings)
-    findings += check_state_namespace(api, settings)
+    try:
+        findings += check_permissions(api, settings)
+        findings += check_state_namespace(api, settings)
+    except (urllib3.exceptions.HTTPError, OSError) as error:
+        raise ClusterUnavailable(f"the API server stopped answering during the check: {error}") from error
+    except client.ApiException as error:  # a review itself refused (401: credentials expired)
+        raise ClusterUnavailable(
+            f"the API server refused a SelfSubjectAccessReview: {error.status} {error.reason}"
+        ) from error
     findings += check_smtp(settings, send_test_mail=send_test_mail)
     findings += check_model(settings, api)
     return CheckReport(findings=findings)

@@ -168,9 +168,10 @@ class Metrics:
             seen.popitem(last=False)
         return True
 
-    def record_delivery(self, channel: str, delivered: bool) -> None:
-        """One report delivery attempt through `channel` (email, slack, webhook)."""
-        self.deliveries.labels(channel=channel, result="delivered" if delivered else "failed").inc()
+    def record_delivery(self, channel: str, result: str) -> None:
+        """One delivery attempt of a report through `channel` (email, slack, webhook); `result` is the outbox's
+        status: delivered, transient (retried), permanent (given up) or expired (retried past the deadline)."""
+        self.deliveries.labels(channel=channel, result=result).inc()
 
     def record_skip(self, reason: str) -> None:
         """An incident a guard rail set aside (cooldown, outage, blocked, budget, ...)."""

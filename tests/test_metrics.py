@@ -139,8 +139,8 @@ def test_a_report_without_attempt_records_counts_its_own_actions() -> None:
 
 def test_deliveries_skips_model_requests_and_callbacks() -> None:
     metrics = Metrics()
-    metrics.record_delivery("email", delivered=True)
-    metrics.record_delivery("slack", delivered=False)
+    metrics.record_delivery("email", "delivered")
+    metrics.record_delivery("slack", "permanent")
     metrics.record_skip("cooldown")
     metrics.record_model_request("gemini:gemini-3.5-flash", 1.5)
     metrics.record_model_request("gemini:gemini-3.5-flash", 60.0, error="timeout")
@@ -148,7 +148,7 @@ def test_deliveries_skips_model_requests_and_callbacks() -> None:
     metrics.watch_reconnects.set_function(lambda: reconnects["n"])
     reconnects["n"] = 3
     assert value(metrics, "amos_report_deliveries_total", channel="email", result="delivered") == 1
-    assert value(metrics, "amos_report_deliveries_total", channel="slack", result="failed") == 1
+    assert value(metrics, "amos_report_deliveries_total", channel="slack", result="permanent") == 1
     assert value(metrics, "amos_incidents_skipped_total", reason="cooldown") == 1
     assert value(metrics, "amos_model_latency_seconds_count", model="gemini:gemini-3.5-flash") == 2
     assert value(metrics, "amos_model_errors_total", model="gemini:gemini-3.5-flash", error="timeout") == 1
