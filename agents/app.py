@@ -173,6 +173,7 @@ class WebTools:
         return IncidentScope.of(workload), None
 
     def _reader(self, tool_context: ToolContext) -> tuple[Any, str | None]:
+        from orchestrator.knowngood_store import KnownGoodStore
         from tools.read import ReadTools
 
         error = self.cluster.connect()
@@ -181,7 +182,8 @@ class WebTools:
         scope, error = self.scope(tool_context)
         if scope is None:
             return None, error
-        return ReadTools(self.cluster.access(scope.namespace), scope), None
+        access = self.cluster.access(scope.namespace)
+        return ReadTools(access, scope, known_good=KnownGoodStore(access)), None  # the same history the loop reads
 
     def read_functions(self) -> list[Callable[..., dict[str, Any]]]:
         from tools.read import ReadTools
