@@ -2,7 +2,10 @@
 
 Kubernetes and etcd are pinned by `lab/go/go.mod` (the wrapper module that builds
 them); this module reads them from there so nothing is written twice. KWOK is
-installed with `go install`, so its version is pinned here.
+installed with `go install`, so its version is pinned here, as are the chart tools
+(helm, promtool) and the prometheus-operator release whose CRDs the chart's
+ServiceMonitor and PrometheusRule are checked against. The tools are pinned to
+releases whose go.mod accepts Go 1.24, the oldest toolchain setup.sh accepts.
 """
 
 from __future__ import annotations
@@ -15,6 +18,10 @@ from pydantic import BaseModel
 
 GO_MODULE_DIR = Path(__file__).resolve().parent / "go"
 KWOK_VERSION = "v0.7.0"
+HELM_VERSION = "v3.19.5"
+# Prometheus publishes its Go module as v0.<major><minor>.<patch>: v0.308.1 is Prometheus 3.8.1.
+PROMETHEUS_MODULE_VERSION = "v0.308.1"
+PROMETHEUS_OPERATOR_VERSION = "v0.85.0"
 
 
 class LabVersions(BaseModel, frozen=True):
@@ -29,7 +36,7 @@ class LabVersions(BaseModel, frozen=True):
 
 
 def _required_version(go_mod: str, module: str) -> str:
-    match = re.search(rf"^\s*(?:require\s+)?{re.escape(module)} (v[0-9][^\s]*)", go_mod, re.M)
+    match = re.search(rf"^\s*(?:require\s+)?{re.escape(module)} (v[0-9][^\s]*)", go_mod, re.MULTILINE)
     if match is None:
         raise RuntimeError(f"{module} is not required in {GO_MODULE_DIR / 'go.mod'}")
     return match.group(1)
@@ -43,3 +50,21 @@ def lab_versions() -> LabVersions:
         etcd=_required_version(go_mod, "go.etcd.io/etcd/server/v3"),
         kwok=KWOK_VERSION,
     )
+
+
+class ToolVersions(BaseModel, frozen=True):
+    """The chart tools, kept apart from LabVersions so a new tool pin never rebuilds the control plane."""
+
+    helm: str = HELM_VERSION
+    prometheus: str = PROMETHEUS_MODULE_VERSION
+    prometheus_operator: str = PROMETHEUS_OPERATOR_VERSION
+
+    @property
+    def prometheus_release(self) -> str:
+        """The Prometheus release a module version stands for (v0.308.1 -> 3.8.1)."""
+        minor_part, patch = self.prometheus.lstrip("v").split(".")[1:3]
+        return f"{int(minor_part) // 100}.{int(minor_part) % 100}.{patch}"
+
+    @property
+    def stamp_name(self) -> str:
+        return f".tools-helm-{self.helm}_prometheus-{self.prometheus}_operator-{self.prometheus_operator}.complete"
