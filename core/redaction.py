@@ -267,22 +267,17 @@ def _redact_pem(text: str) -> str:
 
 
 def _pem_body_start(text: str, floor: int, end: int) -> int:
-    """Where the base64 lines before an END line start (not before `floor`)."""
-    start = end
-    breaks = [m for m in _PEM_LINE_BREAK.finditer(text, floor, end)]
+    """Where the key body before an END line starts: the whole base64 lines above it, and, on the text's
+    first line (which a clip may have cut mid-line), its base64 tail."""
     line_end = end
-    for line_break in reversed(breaks):
-        line = text[line_break.end() : line_end]
-        if not _BASE64_LINE.fullmatch(line):
-            tail = _BASE64_TAIL.search(line)
-            return line_break.end() + tail.start() if tail else start
-        start = line_break.start()
+    for line_break in reversed(list(_PEM_LINE_BREAK.finditer(text, floor, end))):
+        if not _BASE64_LINE.fullmatch(text, line_break.end(), line_end):
+            return line_end
         line_end = line_break.start()
-    first = text[floor:line_end]
-    tail = _BASE64_TAIL.search(first) if not _BASE64_LINE.fullmatch(first) else None
-    if tail:
-        return floor + tail.start()
-    return floor if _BASE64_LINE.fullmatch(first) else start
+    if _BASE64_LINE.fullmatch(text, floor, line_end):
+        return floor
+    tail = _BASE64_TAIL.search(text, floor, line_end) if floor == 0 else None
+    return tail.start() if tail else line_end
 
 
 def _redact_yaml_blocks(text: str) -> str:
