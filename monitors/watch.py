@@ -28,7 +28,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from functools import partial
 from typing import Any
 
@@ -94,6 +94,7 @@ CONNECT_TIMEOUT_SECONDS = 5.0
 LIST_READ_TIMEOUT_SECONDS = 60.0
 OWNERS_SYNC_TIMEOUT_SECONDS = 30.0  # the pod stream's first list waits this long for the owner streams
 FORBIDDEN_RETRY_SECONDS = 300.0
+REVISION_RETRY = timedelta(seconds=5)
 WORKLOAD_KINDS = ("Deployment", "StatefulSet", "DaemonSet", "CronJob", "Job")
 _SELECTORS = {"FailedCreateEvent": f"reason={FAILED_CREATE}", "UnhealthyEvent": f"reason={UNHEALTHY}"}
 _UNDETECTED = {  # what goes unseen without a stream, for the one warning a forbidden stream gives
@@ -451,10 +452,14 @@ class Watcher:
 
     def _evaluate_deployment(self, deployment: DeploymentView, now: datetime) -> None:
         ref = ObjectRef(kind="Deployment", namespace=deployment.namespace, name=deployment.name)
-        current = None
-        if deployment_healthy(deployment) and deployment.revision and deployment.revision.isdigit():
+        current, healthy = None, deployment_healthy(deployment)
+        if healthy and deployment.revision and deployment.revision.isdigit():
             current = self.revisions.by_number(ref, int(deployment.revision))
-        due = [deployment_recheck_at(deployment, self.settings), self._known_good(ref, current, now)]
+        due = [
+            deployment_recheck_at(deployment, self.settings),
+            self._known_good(ref, current, now),
+            self._revision_pending(healthy and current is None, now),
+        ]
         self.rechecks.set(ref, _earliest(due), partial(self._evaluate_deployment, deployment), now)
         self.detector.observe(ref, deployment_faults(deployment, now, self.settings), now)
 
@@ -487,8 +492,13 @@ class Watcher:
     def _evaluate_daemon_set(self, ds: DaemonSetView, now: datetime) -> None:
         ref = ObjectRef(kind="DaemonSet", namespace=ds.namespace, name=ds.name)
         since = self.onsets.track(ref, daemonset_unavailable(ds), now)
-        current = self.revisions.newest(ref) if daemonset_healthy(ds) else None
-        due = [workload_recheck_at(since, self.settings), self._known_good(ref, current, now)]
+        healthy = daemonset_healthy(ds)
+        current = self.revisions.newest(ref) if healthy else None
+        due = [
+            workload_recheck_at(since, self.settings),
+            self._known_good(ref, current, now),
+            self._revision_pending(healthy and current is None, now),
+        ]
         self.rechecks.set(ref, _earliest(due), partial(self._evaluate_daemon_set, ds), now)
         event = self.failed_creates.note(ref, ds, daemonset_missing_pods(ds))
         faults = daemonset_faults(ds, since, now, self.settings)
@@ -569,6 +579,10 @@ class Watcher:
         if self.known_good is None:
             return None
         return self.known_good.observe(workload, current, self.detector.last_fault_at(workload, now), now)
+
+    def _revision_pending(self, pending: bool, now: datetime) -> datetime | None:
+        """Healthy, but its ReplicaSet or ControllerRevision is not indexed yet (another stream): look again soon."""
+        return now + REVISION_RETRY if pending and self.known_good is not None else None
 
     def _workload_gone_or_out(
         self, event_type: str, ref: ObjectRef, annotations: dict[str, str], now: datetime
