@@ -119,6 +119,10 @@ class Settings(BaseSettings):
     mode_default: Literal["auto", "approve", "observe"] = Field(
         "auto", description="auto: apply fixes; approve: propose and wait for a person; observe: report only"
     )
+    proposal_ttl_seconds: float = Field(
+        3600.0, gt=0, description="approve mode: a proposal not approved within this time expires unapplied"
+    )
+    approval_check_seconds: float = Field(5.0, gt=0, description="approve mode: how often approvals are looked for")
     dry_run: bool = Field(False, description="diagnose and report only; change nothing")
     max_attempts: int = Field(2, ge=1, le=5, description="fix attempts per incident before escalating")
     allowed_verbs: Verbs = Field(

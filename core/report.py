@@ -134,6 +134,7 @@ class IncidentReport(BaseModel):
     proposal_id: str | None = Field(
         default=None, description="the stored proposal an APPROVAL_NEEDED report asks about"
     )
+    approved_by: str | None = Field(default=None, description="who approved the fix this report is about")
     outage: NamespaceOutage | None = None
 
     @property

@@ -36,6 +36,7 @@ from core.config import Settings
 from core.models import Incident, ObjectRef
 from core.report import CLUSTER_WIDE, FailingWorkload, NamespaceOutage
 from orchestrator.breaker import BREAKER_NAME, ClusterBudget
+from orchestrator.modes import Mode
 from orchestrator.records import BreakerState, FixWatch, WorkloadState
 from orchestrator.store import StateStore
 from tools import objects
@@ -57,6 +58,7 @@ _VOLATILE_TEMPLATE_LABELS = ("controller-uid", "batch.kubernetes.io/controller-u
 class GuardVerdict(StrEnum):
     PROCEED = "proceed"  # snapshot, session, verify
     PROPOSE = "propose"  # diagnose and recommend; change nothing
+    APPROVE = "approve"  # diagnose, validate and store the fix; apply it only once a person approves
     DEFER = "defer"  # look again at `retry_at`
     SKIP = "skip"  # do nothing now (a person already knows, or nothing is left to do)
     ESCALATE = "escalate"  # do nothing, tell a person
@@ -73,6 +75,8 @@ class GuardRule(StrEnum):
     BLOCKED = "blocked"
     COOLDOWN = "cooldown"
     DRY_RUN = "dry_run"
+    OBSERVE = "observe"
+    APPROVAL = "approval"
     GITOPS = "gitops"
     PROTECTED = "protected"
     BREAKER = "breaker"
@@ -218,6 +222,7 @@ def decide(
     budget_used: int,
     health: NamespaceHealth | None,
     storm: Storm | None = None,
+    mode: Mode = Mode.AUTO,
 ) -> GuardDecision:
     """The guard rails, in order; the first rule that applies decides."""
     if workload is None:
@@ -257,6 +262,10 @@ def decide(
     if settings.dry_run:
         return GuardDecision(verdict=GuardVerdict.PROPOSE, rule=GuardRule.DRY_RUN,
                              reason="dry-run mode: AMOS diagnoses and recommends, it changes nothing")
+    if mode is Mode.OBSERVE:
+        return GuardDecision(verdict=GuardVerdict.PROPOSE, rule=GuardRule.OBSERVE,
+                             reason=f"namespace {objects.meta(workload).get('namespace')} is in observe mode: AMOS "
+                                    "diagnoses and reports, it changes nothing")
     manager = gitops_manager(workload)
     if manager is not None:
         return GuardDecision(verdict=GuardVerdict.PROPOSE, rule=GuardRule.GITOPS,
@@ -274,6 +283,10 @@ def decide(
     if budget_used >= settings.actions_per_hour:
         return GuardDecision(verdict=GuardVerdict.PROPOSE, rule=GuardRule.BUDGET,
                              reason=f"the action budget of {settings.actions_per_hour} per hour is used up")
+    if mode is Mode.APPROVE:
+        return GuardDecision(verdict=GuardVerdict.APPROVE, rule=GuardRule.APPROVAL,
+                             reason=f"namespace {objects.meta(workload).get('namespace')} is in approve mode: AMOS "
+                                    "applies a fix only after a person approves it")
     return GuardDecision(verdict=GuardVerdict.PROCEED, rule=GuardRule.OK, reason="guard rails passed")
 
 
@@ -288,8 +301,10 @@ class GuardRails:
     """
 
     def __init__(self, settings: Settings, store: StateStore, access: ClusterAccess, budget: ClusterBudget,
-                 clock: Clock = utc_now, open_incidents: Callable[[], list[Incident]] = list) -> None:
+                 clock: Clock = utc_now, open_incidents: Callable[[], list[Incident]] = list,
+                 modes: Callable[[str], Mode] | None = None) -> None:
         self.settings = settings
+        self._modes = modes or (lambda namespace: Mode(settings.mode_default))
         self.store = store
         self.access = access
         self.budget = budget
@@ -313,12 +328,17 @@ class GuardRails:
         faulty = [f"{i.workload.kind}/{i.workload.name}" for i in incidents if i.workload.namespace == namespace]
         return namespace_health(namespace, workloads, faulty)
 
+    def _mode(self, namespace: str, approved: bool) -> Mode:
+        mode = self._modes(namespace)
+        return Mode.AUTO if approved and mode is Mode.APPROVE else mode
+
     def _storm(self, incidents: list[Incident], now: datetime) -> Storm:
         window = self.settings.storm_window_seconds
         recent = {str(i.workload) for i in incidents if (now - i.first_seen).total_seconds() <= window}
         return Storm(workloads=sorted(recent), window_seconds=window)
 
-    def evaluate(self, incident: Incident, workload: dict[str, Any] | None) -> GuardDecision:
+    def evaluate(self, incident: Incident, workload: dict[str, Any] | None, *, approved: bool = False) -> GuardDecision:
+        """The guard rails for `incident`; `approved`: a person approved this fix, so approve mode lets it through."""
         now = self._clock()
         state = self.store.workload_state(incident.workload)
         breaker = self.budget.sync()
@@ -327,6 +347,7 @@ class GuardRails:
             settings=self.settings, now=now, workload=workload, state=state, breaker=breaker,
             budget_used=self.budget.used(), health=self.health(incident.workload.namespace, incidents),
             storm=self._storm(incidents, now),
+            mode=self._mode(incident.workload.namespace, approved),
         )
         if decision.rule is GuardRule.BUDGET:
             self.budget.trip(decision.reason)

@@ -19,17 +19,15 @@ from core.models import Incident, IncidentState
 from core.report import ActionStatus, IncidentReport, Outcome
 from orchestrator.attempt import Attempt
 from orchestrator.fencing import LostLeadership, generation_of
-from orchestrator.guardrails import GuardDecision, GuardRails, GuardRule, GuardVerdict, RevertStatus, check_revert
+from orchestrator.guardrails import GuardRails, GuardRule, GuardVerdict, RevertStatus, check_revert
 from orchestrator.outcome import conclude, should_retry
+from orchestrator.proposing import Proposer
 from orchestrator.records import FixWatch, Ledger, Phase
 from orchestrator.reports import Reporter
 from orchestrator.snapshots import SnapshotTooLarge
 from orchestrator.steps import AttemptSteps, SessionRunner
 from orchestrator.store import JournalClaimed, StateStore
-from tools.cluster import ClusterAccess
-from tools.policy import ActionBudget, IncidentBaseline, IncidentScope, PolicyGuard
-from tools.read import ReadTools
-from tools.write import ActionRecorder, WriteTools
+from tools.policy import IncidentBaseline
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +55,7 @@ class IncidentHandler:
         defer: Defer,
         stopping: Callable[[], bool],
         clock: Callable[[], datetime],
-        proposal_access: Callable[[], ClusterAccess],
+        proposer: Proposer,
     ) -> None:
         self.steps = steps
         self.settings = steps.settings
@@ -67,16 +65,19 @@ class IncidentHandler:
         self._defer = defer
         self._stopping = stopping
         self._clock = clock
-        self._proposal_access = proposal_access
+        self.proposer = proposer
 
-    def process(self, incident: Incident, runner: SessionRunner | None = None) -> IncidentReport | None:
+    def process(
+        self, incident: Incident, runner: SessionRunner | None = None, *, approved: bool = False
+    ) -> IncidentReport | None:
         """Handle one incident; returns the report sent, if any. Never raises.
 
         `runner` decides the change instead of the agent session (a person's chosen fix); the rest is the same.
+        `approved`: a person approved this fix, so approve mode lets it through (the other guard rails still hold).
         """
         with incident_scope(incident.id):
             try:
-                return self._process(incident, runner)
+                return self._process(incident, runner, approved)
             except (LostLeadership, JournalClaimed) as error:
                 log.warning("incident %s: stopped acting: %s", incident.id, error)
                 return None
@@ -84,7 +85,7 @@ class IncidentHandler:
                 log.exception("incident %s: the orchestrator failed", incident.id)
                 return self._after_crash(incident, error)
 
-    def _process(self, incident: Incident, runner: SessionRunner | None) -> IncidentReport | None:
+    def _process(self, incident: Incident, runner: SessionRunner | None, approved: bool) -> IncidentReport | None:
         if incident.state is IncidentState.RESOLVED:
             return None
         if not self.steps.still_leader():
@@ -94,7 +95,7 @@ class IncidentHandler:
         reverted = self.check_revert_of(incident, workload)
         if reverted is not None:
             return reverted
-        decision = self.guardrails.evaluate(incident, workload)
+        decision = self.guardrails.evaluate(incident, workload, approved=approved)
         log.info(
             "incident %s (%s): guard rails say %s: %s",
             incident.id,
@@ -108,7 +109,10 @@ class IncidentHandler:
                 return self._remediate(incident, workload, started, runner)
             case GuardVerdict.PROPOSE:
                 assert workload is not None
-                return self._propose(incident, workload, decision, started, runner)
+                return self.proposer.propose(incident, workload, decision, started, runner)
+            case GuardVerdict.APPROVE:
+                assert workload is not None
+                return self.proposer.request_approval(incident, workload, decision, started)
             case GuardVerdict.DEFER:
                 assert decision.retry_at is not None
                 self._defer(incident, decision.retry_at)
@@ -136,58 +140,6 @@ class IncidentHandler:
                     outage=decision.outage,
                 )
                 return self.reporter.finish(report, workload or incident.workload)
-
-    # --- proposals only ---------------------------------------------------------------------------------
-
-    def _propose(
-        self,
-        incident: Incident,
-        workload: dict[str, Any],
-        decision: GuardDecision,
-        started: datetime,
-        runner: SessionRunner | None = None,
-    ) -> IncidentReport:
-        """Diagnose and recommend; every proposal is validated by a server-side dry-run, nothing is changed."""
-        settings = self.settings.model_copy(update={"dry_run": True})
-        access = self._proposal_access()
-        scope = IncidentScope.of(incident.workload)
-        guard = PolicyGuard(settings, scope, budget=ActionBudget(settings.actions_per_hour))
-        recorder = ActionRecorder()
-        write_tools = WriteTools(access, guard, recorder, known_good=self.steps.known_good)
-        read_tools = ReadTools(access, scope, known_good=self.steps.known_good)
-        context = self.steps.context_builder(incident, read_tools, [])
-        result = self.steps.run_session(incident, context, read_tools, write_tools, settings, runner)
-        if result.diagnosis is not None and not result.diagnosis.escalate:
-            for action in result.diagnosis.proposed_actions:
-                write_tools.apply(action)  # dry-run only: settings.dry_run is set on this access
-        records = [
-            r.model_copy(update={"reason": f"proposed, not applied: {decision.reason}"})
-            if r.status is ActionStatus.DRY_RUN
-            else r
-            for r in recorder.records()
-        ]
-        after = self.steps.read(incident.workload)
-        if after is not None and generation_of(after) != generation_of(workload):
-            log.error("incident %s: the workload changed during a proposal-only session", incident.id)
-        proposes = bool(result.diagnosis and result.diagnosis.proposed_actions and not result.diagnosis.escalate)
-        if result.outcome_hint == "recommend" or proposes:
-            outcome, reason = Outcome.RECOMMENDED, decision.reason
-            steps = [
-                "Review the proposed change and apply it yourself" + (" in Git" if decision.rule is GuardRule.GITOPS else "")
-            ]
-        else:
-            outcome, reason, steps = Outcome.ESCALATED, result.escalation_reason or decision.reason, []
-        report = self.reporter.build(
-            incident,
-            outcome,
-            started=started,
-            results=[result],
-            records=records,
-            reason=reason,
-            human_steps=steps,
-            spec_generation=generation_of(workload),
-        )
-        return self.reporter.finish(report, workload)
 
     # --- remediation ---------------------------------------------------------------------------------------
 
@@ -289,6 +241,7 @@ class IncidentHandler:
         )
         journal = self.store.read_journal(incident.fingerprint)
         if journal is not None:
+            report.approved_by = journal.requested_by or None
             journal.report = report
             self.steps.durably("journal the report", lambda: self.store.write_journal(journal))
         self.reporter.finish(report, current or ref, attempt_started=attempt_started)

@@ -17,10 +17,13 @@ from core.actions import ProposedAction
 from core.config import Settings
 from core.models import Evidence, FaultKind, Incident, ObjectRef, fingerprint
 from core.report import IncidentReport
+from orchestrator.approvals import Approvals
 from orchestrator.dispatch import Dispatcher, Periodic
 from orchestrator.given import GivenActions
 from orchestrator.guardrails import GuardRails
 from orchestrator.incident import IncidentHandler
+from orchestrator.proposals import ProposalStore
+from orchestrator.proposing import Proposer
 from orchestrator.recovery import Recovery
 from orchestrator.reports import Reporter
 from orchestrator.steps import AttemptSteps
@@ -44,9 +47,11 @@ class Orchestrator:
         guardrails: GuardRails,
         reporter: Reporter,
         store: StateStore,
+        proposals: ProposalStore,
         proposal_access: Callable[[], ClusterAccess],
         clock: Callable[[], datetime],
         abort: threading.Event,
+        fault_present: Callable[[ObjectRef], bool],
         tick_seconds: float = 0.5,
         revert_check_seconds: float = 15.0,
         stale_check_seconds: float = 30.0,
@@ -65,6 +70,7 @@ class Orchestrator:
             periodic=[
                 Periodic("revert check", revert_check_seconds, self.check_reverts),
                 Periodic("stale journal entries", stale_check_seconds, self.recover_stale),
+                Periodic("approvals", settings.approval_check_seconds, self.check_approvals),
             ],
         )
         self.handler = IncidentHandler(
@@ -75,8 +81,10 @@ class Orchestrator:
             defer=self.dispatcher.defer,
             stopping=lambda: self.dispatcher.stopping,
             clock=clock,
-            proposal_access=proposal_access,
+            proposer=Proposer(settings, steps, reporter, proposals, proposal_access, clock),
         )
+        self.approvals = Approvals(self.handler, proposals, clock=clock, fault_present=fault_present,
+                                   resubmit=self.submit)
         self.recovery = Recovery(
             steps, self.handler, store, busy=lambda fp: fp in self.dispatcher.active_fingerprints(), clock=clock
         )
@@ -159,6 +167,10 @@ class Orchestrator:
 
     def recover_stale(self) -> list[IncidentReport]:
         return self.recovery.recover(stale_after=STALE_JOURNAL_AGE)
+
+    def check_approvals(self) -> list[IncidentReport]:
+        """Apply approved proposals, close rejected and expired ones (approve mode)."""
+        return self.approvals.check()
 
     def check_reverts(self) -> list[IncidentReport]:
         """Escalate every verified fix whose pod template went back to what it was before the fix."""

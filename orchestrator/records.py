@@ -98,6 +98,7 @@ class JournalEntry(BaseModel):
     verdict: dict[str, Any] | None = None  # the judge's Verdict, so a resumed attempt concludes as it would have
     restore: dict[str, Any] | None = None  # the RestoreResult of a rollback, likewise
     diagnosis: Diagnosis | None = None  # kept so a recovery report still names the root cause
+    requested_by: str = ""  # who chose the fix when a person did (adk web, an approval); empty: AMOS's session
     owner: str = ""
     term: int = 0  # the leader term (Lease transitions) of the owner; a newer term's claim wins
     started_at: datetime

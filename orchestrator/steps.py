@@ -202,6 +202,7 @@ class AttemptSteps:
             owner=self.identity,
             started_at=now,
             updated_at=now,
+            requested_by=str(getattr(runner, "requested_by", "")),
         )
         run = AttemptRun(
             incident=incident,

@@ -76,6 +76,7 @@ class AmosApp:
         self._orchestrating = False
         self.metrics.watch_reconnects.set_function(lambda: self.watcher.reconnects)
         self.metrics.open_incidents.set_function(lambda: len(self.detector.open_incidents()))
+        self.metrics.proposals_pending.set_function(lambda: self.orchestrator.approvals.pending)
         self.metrics.outbox_pending.set_function(
             lambda: sum(c.queue_length for c in self.outbox.stats().channels.values()))
         self.metrics.outbox_oldest.set_function(

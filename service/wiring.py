@@ -17,14 +17,16 @@ from agents.context import build_context
 from agents.session import run_session
 from core.clock import utc_now
 from core.config import Settings
-from core.models import Incident
+from core.models import Incident, ObjectRef
 from core.redaction import Redactor
 from core.report import IncidentReport
-from orchestrator.events import EventRecorder, replica_identity
 from orchestrator.breaker import ClusterBudget
+from orchestrator.events import EventRecorder, replica_identity
 from orchestrator.guardrails import GuardRails
 from orchestrator.knowngood_store import KnownGoodStore
+from orchestrator.modes import Mode, NamespaceModes
 from orchestrator.orchestrator import Orchestrator
+from orchestrator.proposals import ProposalStore
 from orchestrator.reports import Reporter, ReportSink
 from orchestrator.snapshots import SnapshotStore
 from orchestrator.steps import AttemptSteps, ContextBuilder, SessionRunner
@@ -63,6 +65,7 @@ def build_orchestrator(
     term: Callable[[], int] = lambda: 0,
     identity: str | None = None,
     open_incidents: Callable[[], list[Incident]] = list,
+    fault_present: Callable[[ObjectRef], bool] | None = None,
     on_report: Callable[[IncidentReport], None] | None = None,
     tick_seconds: float = 0.5,
     revert_check_seconds: float = 15.0,
@@ -76,7 +79,8 @@ def build_orchestrator(
     known_good = KnownGoodStore(access, clock=clock)
     events = EventRecorder(api_client, redactor=redactor, clock=clock)
     budget = ClusterBudget(api_client, settings, clock)
-    guardrails = GuardRails(settings, store, access, budget, clock, open_incidents)
+    modes = NamespaceModes(api_client, Mode(settings.mode_default))
+    guardrails = GuardRails(settings, store, access, budget, clock, open_incidents, modes.mode)
     abort = threading.Event()
     steps = AttemptSteps(
         settings,
@@ -105,6 +109,8 @@ def build_orchestrator(
         guardrails=guardrails,
         reporter=Reporter(settings, events, sink, clock, on_report),
         store=store,
+        proposals=ProposalStore(api_client, settings, store.signer),
+        fault_present=fault_present or (lambda ref: any(i.workload == ref for i in open_incidents())),
         proposal_access=lambda: ClusterAccess(api_client, proposal_settings, redactor),
         clock=clock,
         abort=abort,

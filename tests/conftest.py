@@ -8,15 +8,20 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+from aiosmtpd.controller import Controller
 from kubernetes import client
+from kubernetes.client.exceptions import ApiException
 
+from core.config import Settings
 from lab import build
 from lab.cluster import LabCluster
 from lab.workloads import create_namespace
+from tests.mailbox import Inbox, free_port
 
 
 @pytest.fixture(scope="session")
@@ -46,3 +51,42 @@ def namespace(api_client: client.ApiClient, request: pytest.FixtureRequest) -> I
                             {"amos.io/test": "true"})
     yield name
     client.CoreV1Api(api_client).delete_namespace(name, propagation_policy="Background")
+
+
+@pytest.fixture
+def inbox() -> Iterator[Inbox]:
+    handler = Inbox()
+    handler.port = free_port()
+    controller = Controller(handler, hostname="127.0.0.1", port=handler.port)
+    controller.start()
+    yield handler
+    controller.stop()
+
+
+@pytest.fixture
+def amos_api(lab: LabCluster) -> Iterator[client.ApiClient]:
+    """AMOS's own client (its watches hold connections of their own)."""
+    with lab.api_client() as api:
+        yield api
+
+
+@pytest.fixture
+def make_settings(namespace: str, inbox: Inbox, api_client: client.ApiClient) -> Iterator[Callable[..., Settings]]:
+    """Settings scoped to the test namespace, with a state namespace of the test's own (deleted after)."""
+    state = f"amos-state-{namespace}"[:63].rstrip("-")
+
+    def make(**overrides: Any) -> Settings:
+        values: dict[str, Any] = {
+            "namespaces": [namespace], "state_namespace": state, "model_provider": "offline",
+            "leader_election": False, "verify_timeout_seconds": 60, "aggregation_window_seconds": 1.0,
+            "smtp_host": "127.0.0.1", "smtp_port": inbox.port, "smtp_security": "none",
+            "smtp_timeout_seconds": 5, "engineer_email": "oncall@example.com", "from_email": "amos@example.com",
+        }
+        return Settings(**(values | overrides))
+
+    yield make
+    try:
+        client.CoreV1Api(api_client).delete_namespace(state, propagation_policy="Background")
+    except ApiException as error:
+        if error.status != 404:
+            raise

@@ -8,29 +8,21 @@ the lab shows and call the orchestrator directly.
 
 from __future__ import annotations
 
-import email
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import textwrap
-import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime
-from email.message import EmailMessage
-from email.policy import default as default_policy
 from pathlib import Path
 from typing import Any, Self
 
 import pytest
-from aiosmtpd.controller import Controller
-from aiosmtpd.smtp import Envelope, Session
 from kubernetes import client
-from kubernetes.client.exceptions import ApiException
 
 from agents.session import run_session
 from core.config import Settings
@@ -49,6 +41,7 @@ from orchestrator.snapshots import SnapshotStore
 from orchestrator.store import StateStore
 from orchestrator.verify import Judge, Verdict, VerdictKind
 from service.wiring import MailSink, build_orchestrator
+from tests.mailbox import Inbox, body
 from tools.snapshot import take_snapshot
 
 pytestmark = pytest.mark.lab
@@ -56,102 +49,11 @@ pytestmark = pytest.mark.lab
 REPO = Path(__file__).resolve().parent.parent
 FAST = RetryPolicy(attempts=2, initial_wait_seconds=0.01, max_wait_seconds=0.05, max_total_seconds=5)
 MISSING = "nginx:1.99-does-not-exist"
-MAIL_TIMEOUT = 150.0
 
 
 def build(settings: Settings, api: client.ApiClient, mailer: Mailer | None, **options: Any) -> Orchestrator:
     """The orchestrator as the service wires it, mailing through `mailer`."""
     return build_orchestrator(settings, api, MailSink(mailer) if mailer is not None else None, **options)
-
-
-# --- a real SMTP server ----------------------------------------------------------------------------------
-
-
-class Inbox:
-    """An aiosmtpd handler that keeps every message and lets a test wait for one."""
-
-    def __init__(self) -> None:
-        self.messages: list[EmailMessage] = []
-        self.port = 0
-        self._changed = threading.Condition()
-
-    async def handle_DATA(self, server: Any, session: Session, envelope: Envelope) -> str:
-        content = envelope.content
-        assert isinstance(content, bytes)
-        message = email.message_from_bytes(content, policy=default_policy)
-        assert isinstance(message, EmailMessage)
-        with self._changed:
-            self.messages.append(message)
-            self._changed.notify_all()
-        return "250 OK"
-
-    def wait(self, subject: str, timeout: float = MAIL_TIMEOUT) -> EmailMessage:
-        def found() -> EmailMessage | None:
-            return next((m for m in self.messages if subject in str(m["Subject"])), None)
-
-        with self._changed:
-            self._changed.wait_for(lambda: found() is not None, timeout)
-            message = found()
-        assert message is not None, f"no mail with {subject!r} in {timeout:.0f} s; got {self.subjects()}"
-        return message
-
-    def subjects(self) -> list[str]:
-        with self._changed:
-            return [str(m["Subject"]) for m in self.messages]
-
-
-def body(message: EmailMessage) -> str:
-    part = message.get_body(preferencelist=("plain",))
-    assert part is not None
-    return str(part.get_content())
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-@pytest.fixture
-def inbox() -> Iterator[Inbox]:
-    handler = Inbox()
-    handler.port = free_port()
-    controller = Controller(handler, hostname="127.0.0.1", port=handler.port)
-    controller.start()
-    yield handler
-    controller.stop()
-
-
-# --- AMOS wiring -------------------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def amos_api(lab: LabCluster) -> Iterator[client.ApiClient]:
-    """AMOS's own client (its watches hold connections of their own)."""
-    with lab.api_client() as api:
-        yield api
-
-
-@pytest.fixture
-def make_settings(namespace: str, inbox: Inbox, api_client: client.ApiClient) -> Iterator[Callable[..., Settings]]:
-    """Settings scoped to the test namespace, with a state namespace of the test's own (deleted after)."""
-    state = f"amos-state-{namespace}"[:63].rstrip("-")
-
-    def make(**overrides: Any) -> Settings:
-        values: dict[str, Any] = {
-            "namespaces": [namespace], "state_namespace": state, "model_provider": "offline",
-            "leader_election": False, "verify_timeout_seconds": 60, "aggregation_window_seconds": 1.0,
-            "smtp_host": "127.0.0.1", "smtp_port": inbox.port, "smtp_security": "none",
-            "smtp_timeout_seconds": 5, "engineer_email": "oncall@example.com", "from_email": "amos@example.com",
-        }
-        return Settings(**(values | overrides))
-
-    yield make
-    try:
-        client.CoreV1Api(api_client).delete_namespace(state, propagation_policy="Background")
-    except ApiException as error:
-        if error.status != 404:
-            raise
 
 
 class Amos:

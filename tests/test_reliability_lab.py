@@ -7,6 +7,9 @@ Reports go through the real outbox (cluster state + a real SMTP server), as the 
 
 from __future__ import annotations
 
+import asyncio
+import base64
+import gzip
 import threading
 import time
 import uuid
@@ -30,18 +33,14 @@ from orchestrator.store import JournalClaimed, StateStore
 from orchestrator.verify import Judge, Verdict
 from service.leader import LeaderElector
 from service.wiring import build_orchestrator
-from tests.test_orchestrator_lab import (  # noqa: F401 - fixtures
+from tests.mailbox import Inbox, body
+from tests.test_orchestrator_lab import (
     MISSING,
-    Inbox,
-    amos_api,
     amos_events,
-    body,
     create,
     human_edit,
     image_of,
-    inbox,
     incident_for,
-    make_settings,
     read,
     set_image,
     wait_pods,
@@ -150,7 +149,7 @@ def test_an_api_outage_right_after_the_fix_is_ridden_out_and_the_report_is_truth
         result = await run_session(*args, **kwargs)
         # The instant the change is applied, the API server goes away for a while.
         threading.Thread(target=lab.restart_apiserver, kwargs={"down_seconds": 8}, daemon=True).start()
-        time.sleep(0.5)
+        await asyncio.sleep(0.5)
         return result
 
     orchestrator = build_orchestrator(settings, amos_api, outbox, session_runner=outage_after_the_fix)
@@ -241,8 +240,6 @@ def test_forged_state_is_never_written_to_a_workload(
     forged = snapshot.model_copy(deep=True)
     forged.workload["spec"]["template"]["spec"]["hostNetwork"] = True
     secret = core.read_namespaced_secret(snapshot.id, settings.store_namespace)
-    import base64
-    import gzip
     secret.data["snapshot.json.gz"] = base64.b64encode(gzip.compress(forged.model_dump_json().encode())).decode()
     core.replace_namespaced_secret(snapshot.id, settings.store_namespace, secret)
     assert orchestrator.steps.snapshots.load(snapshot.id) is None

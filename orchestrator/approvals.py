@@ -1,0 +1,110 @@
+"""Approvals: a person's decision on a pending proposal, read from the workload itself, and acted on.
+
+A person approves with the tools they already use, so RBAC decides who may:
+`kubectl annotate deploy/web amos.io/approve=<proposal-id>` (or `amos.io/reject=<id>`), which needs
+the right to patch that workload; `python main.py approve <id>` writes the same annotation. On the
+next check AMOS re-validates (not expired, the spec generation unchanged, the fault still there)
+and applies the stored actions through the whole safety loop (ledger, snapshot, journal, policy,
+verification, restore on failure, report). Annotations change metadata only, not the generation.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import datetime
+
+from core.models import Incident, ObjectRef
+from core.report import IncidentReport, Outcome
+from orchestrator.fencing import generation_of
+from orchestrator.given import GivenActions
+from orchestrator.incident import IncidentHandler
+from orchestrator.proposals import Proposal, ProposalState, ProposalStore, decision_of
+
+log = logging.getLogger(__name__)
+
+
+class Approvals:
+    def __init__(
+        self,
+        handler: IncidentHandler,
+        proposals: ProposalStore,
+        *,
+        clock: Callable[[], datetime],
+        fault_present: Callable[[ObjectRef], bool],
+        resubmit: Callable[[Incident], None],
+    ) -> None:
+        self.handler = handler
+        self.proposals = proposals
+        self._clock = clock
+        self._fault_present = fault_present
+        self._resubmit = resubmit
+        self.pending = 0  # proposals waiting at the last check (for `amos_proposals_pending`)
+
+    def check(self) -> list[IncidentReport]:
+        """Act on every decided or expired proposal; the rest keep waiting."""
+        reports = []
+        waiting = self.proposals.list(ProposalState.PENDING)
+        self.pending = len(waiting)
+        for proposal in waiting:
+            try:
+                report = self._check(proposal)
+            except Exception:
+                log.exception("could not act on proposal %s", proposal.id)
+                continue
+            if report is not None:
+                reports.append(report)
+        return reports
+
+    def _check(self, proposal: Proposal) -> IncidentReport | None:
+        steps = self.handler.steps
+        workload = steps.read(proposal.workload)
+        now = self._clock()
+        if workload is None:
+            self._close(proposal, ProposalState.SUPERSEDED, "", "the workload was deleted")
+            return None
+        decided = decision_of(workload, proposal.id)
+        if decided is None:
+            if now < proposal.expires_at:
+                return None
+            return self._refuse(proposal, workload, ProposalState.EXPIRED, "",
+                                f"proposal {proposal.id} expired at {proposal.expires_at:%Y-%m-%d %H:%M} UTC "
+                                "without a decision; nothing was changed")
+        state, who = decided
+        if state is ProposalState.REJECTED:
+            return self._refuse(proposal, workload, ProposalState.REJECTED, who,
+                                f"proposal {proposal.id} was rejected by {who}; nothing was changed")
+        if now >= proposal.expires_at:
+            return self._refuse(proposal, workload, ProposalState.EXPIRED, who,
+                                f"{who} approved proposal {proposal.id} after it expired; nothing was changed")
+        if generation_of(workload) != proposal.generation:
+            self._resubmit(proposal.incident)
+            return self._refuse(proposal, workload, ProposalState.SUPERSEDED, who,
+                                f"{proposal.workload} changed since proposal {proposal.id} was made (generation "
+                                f"{generation_of(workload)}, proposed for {proposal.generation}); it was not applied, "
+                                "and AMOS diagnoses afresh")
+        if not self._fault_present(proposal.workload):
+            return self._refuse(proposal, workload, ProposalState.SUPERSEDED, who,
+                                f"the fault of proposal {proposal.id} is gone; it was not applied")
+        self._close(proposal, ProposalState.APPROVED, who, "applied through the safety loop")
+        steps.events.record(workload, "ProposalApproved", f"proposal {proposal.id} approved by {who}; applying it")
+        reason = proposal.diagnosis.root_cause if proposal.diagnosis else f"proposal {proposal.id}"
+        report = self.handler.process(proposal.incident, GivenActions(proposal.actions, who, reason), approved=True)
+        return report
+
+    def _close(self, proposal: Proposal, state: ProposalState, who: str, note: str) -> None:
+        closed = proposal.model_copy(update={"state": state, "decided_by": who, "decided_at": self._clock(),
+                                             "note": note})
+        self.handler.steps.durably("close the proposal", lambda: self.proposals.save(closed))
+
+    def _refuse(self, proposal: Proposal, workload: dict[str, object], state: ProposalState, who: str,
+                reason: str) -> IncidentReport:
+        self._close(proposal, state, who, reason)
+        reporter = self.handler.reporter
+        self.handler.steps.events.record(workload, f"Proposal{state.value.capitalize()}", reason,
+                                         warning=state is not ProposalState.REJECTED)
+        report = reporter.build(proposal.incident, Outcome.ESCALATED, started=self._clock(),
+                                diagnosis=proposal.diagnosis, records=proposal.records, reason=reason,
+                                spec_generation=generation_of(workload))
+        report.proposal_id = proposal.id
+        return reporter.finish(report, workload)

@@ -1,0 +1,164 @@
+"""Proposals waiting for a person: a validated fix, stored until it is approved, rejected or expires.
+
+In approve mode AMOS diagnoses, validates the fix (policy guard and a server-side dry-run) and keeps
+the typed actions here, with the spec generation they were made for. A proposal is a signed Secret
+in the state namespace (its actions may carry env values; a forged one is never applied), named by
+its id so `kubectl annotate ... amos.io/approve=<id>` and `python main.py approve <id>` find it.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import uuid
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from kubernetes import client
+from pydantic import BaseModel, Field, ValidationError
+
+from core.actions import Diagnosis, ProposedAction
+from core.config import Settings
+from core.models import Incident, ObjectRef
+from core.report import ActionRecord
+from orchestrator.integrity import SIGNATURE_ANNOTATION, ForgedState, StateSigner
+from orchestrator.state_api import (
+    MANAGED_BY,
+    MANAGED_BY_LABEL,
+    RECORD_LABEL,
+    WORKLOAD_NAMESPACE_LABEL,
+    StoreError,
+    call_json,
+)
+from tools import objects
+
+log = logging.getLogger(__name__)
+
+PROPOSAL_KEY = "proposal.json"
+STATE_LABEL = "amos.io/proposal-state"
+APPROVE_ANNOTATION = "amos.io/approve"
+REJECT_ANNOTATION = "amos.io/reject"
+MAX_WRITE_RETRIES = 5
+
+
+class ProposalState(StrEnum):
+    PENDING = "pending"
+    APPROVED = "approved"  # applied through the safety loop (its report says how that went)
+    REJECTED = "rejected"
+    EXPIRED = "expired"
+    SUPERSEDED = "superseded"  # the workload changed, or the fault is gone: a fresh diagnosis is due
+
+
+class Proposal(BaseModel):
+    id: str
+    incident: Incident
+    workload: ObjectRef
+    generation: int | None  # the spec it was validated against; approval needs the same
+    actions: list[ProposedAction]
+    records: list[ActionRecord] = Field(default_factory=list)  # the dry-run records, with their diffs
+    diagnosis: Diagnosis | None = None
+    created_at: datetime
+    expires_at: datetime
+    state: ProposalState = ProposalState.PENDING
+    decided_by: str = ""
+    decided_at: datetime | None = None
+    note: str = ""
+
+
+def new_proposal_id() -> str:
+    return f"p-{uuid.uuid4().hex[:10]}"
+
+
+def decision_of(workload: dict[str, Any], proposal_id: str) -> tuple[ProposalState, str] | None:
+    """(approved or rejected, by whom) when the workload carries a person's decision on `proposal_id`.
+
+    Who: the field manager that set the annotation (`kubectl annotate` writes `kubectl-annotate`;
+    `python main.py approve` writes `amos-approve/<user>`), read from `managedFields`.
+    """
+    annotations = objects.meta(workload).get("annotations") or {}
+    for key, state in ((REJECT_ANNOTATION, ProposalState.REJECTED), (APPROVE_ANNOTATION, ProposalState.APPROVED)):
+        if str(annotations.get(key, "")).strip() == proposal_id:
+            return state, _annotation_manager(workload, key)
+    return None
+
+
+def _annotation_manager(workload: dict[str, Any], key: str) -> str:
+    for entry in objects.meta(workload).get("managedFields") or []:
+        fields = ((entry.get("fieldsV1") or {}).get("f:metadata") or {}).get("f:annotations") or {}
+        if f"f:{key}" in fields:
+            return str(entry.get("manager") or "unknown")
+    return "unknown"
+
+
+class ProposalStore:
+    def __init__(self, api_client: client.ApiClient, settings: Settings, signer: StateSigner) -> None:
+        self.namespace = settings.store_namespace
+        self._core = client.CoreV1Api(api_client)
+        self.signer = signer
+
+    def save(self, proposal: Proposal) -> None:
+        text = proposal.model_dump_json()
+        labels = {MANAGED_BY_LABEL: MANAGED_BY, RECORD_LABEL: "proposal", STATE_LABEL: proposal.state.value,
+                  WORKLOAD_NAMESPACE_LABEL: proposal.workload.namespace}
+        metadata = {"name": proposal.id, "labels": labels,
+                    "annotations": {SIGNATURE_ANNOTATION: self.signer.sign(text),
+                                    "amos.io/workload": str(proposal.workload)}}
+        data = {PROPOSAL_KEY: base64.b64encode(text.encode()).decode()}
+        for _ in range(MAX_WRITE_RETRIES):
+            try:
+                found: dict[str, Any] = call_json("read_namespaced_secret", self._core.read_namespaced_secret,
+                                                  proposal.id, self.namespace)
+            except StoreError as error:
+                if error.status != 404:
+                    raise
+                body = {"metadata": metadata, "type": "Opaque", "data": data}
+                try:
+                    call_json("create_namespaced_secret", self._core.create_namespaced_secret, self.namespace, body)
+                    return
+                except StoreError as created:
+                    if created.status == 409:
+                        continue
+                    raise
+            found["metadata"].update(labels=labels, annotations=metadata["annotations"])
+            found["data"] = data
+            try:
+                call_json("replace_namespaced_secret", self._core.replace_namespaced_secret, proposal.id,
+                          self.namespace, found)
+                return
+            except StoreError as error:
+                if error.status not in (404, 409):
+                    raise
+        raise StoreError(f"save proposal {proposal.id}", RuntimeError("it kept changing"))
+
+    def _parse(self, item: dict[str, Any]) -> Proposal | None:
+        name = objects.meta(item).get("name")
+        try:
+            text = base64.b64decode((item.get("data") or {}).get(PROPOSAL_KEY) or "").decode()
+            self.signer.check(text, (objects.meta(item).get("annotations") or {}).get(SIGNATURE_ANNOTATION),
+                              f"proposal {name}")
+            return Proposal.model_validate_json(text)
+        except ForgedState as forged:
+            log.error("%s", forged)
+        except (ValueError, ValidationError) as error:
+            log.warning("proposal %s is unreadable: %s", name, error)
+        return None
+
+    def get(self, proposal_id: str) -> Proposal | None:
+        try:
+            found = call_json("read_namespaced_secret", self._core.read_namespaced_secret, proposal_id,
+                              self.namespace)
+        except StoreError as error:
+            if error.status == 404:
+                return None
+            raise
+        return self._parse(found)
+
+    def list(self, state: ProposalState | None = None) -> list[Proposal]:
+        selector = f"{MANAGED_BY_LABEL}={MANAGED_BY},{RECORD_LABEL}=proposal"
+        if state is not None:
+            selector += f",{STATE_LABEL}={state.value}"
+        result = call_json("list_namespaced_secret", self._core.list_namespaced_secret, self.namespace,
+                           label_selector=selector)
+        found = [p for item in (result or {}).get("items") or [] if (p := self._parse(item)) is not None]
+        return sorted(found, key=lambda p: p.created_at)

@@ -1,0 +1,178 @@
+"""Approve mode on the lab: AMOS proposes and changes nothing; a person approves with `kubectl annotate` (so the
+API server's RBAC decides who may); AMOS re-validates and applies through the whole safety loop."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+
+from core.config import Settings
+from core.models import FaultKind, ObjectRef
+from core.report import Outcome
+from lab import build
+from lab.cluster import LabCluster
+from lab.workloads import deployment, rollout_complete
+from notifications import Mailer
+from orchestrator.orchestrator import Orchestrator
+from orchestrator.proposals import ProposalState
+from tests.mailbox import Inbox, body
+from tests.test_orchestrator_lab import (
+    MISSING,
+    amos_events,
+    create,
+    human_edit,
+    image_of,
+    incident_for,
+    read,
+    set_image,
+    wait_pods,
+)
+from tests.test_orchestrator_lab import (
+    build as build_amos,
+)
+
+pytestmark = pytest.mark.lab
+
+
+def kubectl(kubeconfig: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "KUBECONFIG": str(kubeconfig)}
+    return subprocess.run([str(build.bin_dir() / "kubectl"), *args], env=env, capture_output=True, text=True,
+                          timeout=60, check=False)
+
+
+@pytest.fixture
+def approving(api_client: client.ApiClient, amos_api: client.ApiClient, namespace: str,
+              make_settings: Callable[..., Settings]) -> Callable[..., Orchestrator]:
+    """The namespace in approve mode, a broken Deployment, and a way to build AMOS (as if restarted)."""
+    client.CoreV1Api(api_client).patch_namespace(namespace, {"metadata": {"labels": {"amos.io/mode": "approve"}}})
+    create(api_client, namespace, deployment("web", "nginx:1.27", replicas=2))
+    set_image(api_client, namespace, "web", MISSING)
+    wait_pods(api_client, namespace, "web", {"ErrImagePull", "ImagePullBackOff"})
+    web = ObjectRef(kind="Deployment", namespace=namespace, name="web")
+
+    def make(**overrides: Any) -> Orchestrator:
+        settings = make_settings(**overrides)
+        orchestrator = build_amos(settings, amos_api, Mailer(settings), fault_present=lambda ref: ref == web)
+        orchestrator.store.ensure_namespace()
+        return orchestrator
+
+    return make
+
+
+def propose(orchestrator: Orchestrator, namespace: str) -> str:
+    report = orchestrator.process(incident_for(namespace, "web", FaultKind.IMAGE_PULL, "ImagePullBackOff"))
+    assert report is not None and report.outcome is Outcome.APPROVAL_NEEDED and report.proposal_id
+    return report.proposal_id
+
+
+def test_approve_mode_stores_a_proposal_sends_it_and_changes_nothing(
+        api_client: client.ApiClient, namespace: str, inbox: Inbox, approving: Callable[..., Orchestrator]) -> None:
+    before = read(api_client, namespace, "web")
+    orchestrator = approving()
+    proposal_id = propose(orchestrator, namespace)
+
+    stored = orchestrator.approvals.proposals.get(proposal_id)
+    assert stored is not None and stored.state is ProposalState.PENDING
+    assert [a.summary() for a in stored.actions] == ["roll back Deployment/web to revision 1"]
+    assert stored.generation == before["metadata"]["generation"]
+    mail = body(inbox.wait("] APPROVAL NEEDED:"))
+    assert f"amos.io/approve={proposal_id}" in mail and "+containers[app].image: nginx:1.27" in mail
+    assert read(api_client, namespace, "web")["metadata"]["generation"] == before["metadata"]["generation"]
+    assert "ProposalCreated" in amos_events(api_client, namespace, "web")
+    # The same fault again while the proposal waits: no second proposal, no second mail.
+    assert orchestrator.process(incident_for(namespace, "web", FaultKind.IMAGE_PULL, "ImagePullBackOff")) is None
+
+
+def test_kubectl_annotate_approves_and_amos_applies_verifies_and_names_the_approver_even_after_a_restart(
+        lab: LabCluster, api_client: client.ApiClient, namespace: str, inbox: Inbox,
+        approving: Callable[..., Orchestrator]) -> None:
+    proposal_id = propose(approving(), namespace)
+    restarted = approving()  # a new AMOS process: the proposal is kept in the cluster
+
+    done = kubectl(lab.kubeconfig, "-n", namespace, "annotate", "deploy/web", f"amos.io/approve={proposal_id}")
+    assert done.returncode == 0, done.stderr
+    reports = restarted.check_approvals()
+
+    assert [r.outcome for r in reports] == [Outcome.FIXED]
+    assert reports[0].approved_by == "kubectl-annotate"
+    assert rollout_complete(api_client, namespace, "web") and image_of(api_client, namespace, "web") == "nginx:1.27"
+    assert "kubectl-annotate" in body(inbox.wait("] FIXED:"))
+    stored = restarted.approvals.proposals.get(proposal_id)
+    assert stored is not None and stored.state is ProposalState.APPROVED and stored.decided_by == "kubectl-annotate"
+    events = amos_events(api_client, namespace, "web")
+    assert {"ProposalApproved", "Remediating", "FixApplied", "Remediated"} <= set(events)
+    ledger = restarted.store.ledger(incident_for(namespace, "web", FaultKind.IMAGE_PULL, "x").fingerprint)
+    assert ledger.history[-1].outcome == "fixed" and ledger.history[-1].attempt == 1  # counted like any attempt
+    assert restarted.check_approvals() == []  # applied once
+
+
+def test_a_user_who_may_not_patch_the_workload_cannot_approve(
+        api_client: client.ApiClient, namespace: str, approving: Callable[..., Orchestrator]) -> None:
+    proposal_id = propose(approving(), namespace)
+    core, rbac = client.CoreV1Api(api_client), client.RbacAuthorizationV1Api(api_client)
+    core.create_namespaced_service_account(namespace, {"metadata": {"name": "viewer"}})
+    rbac.create_namespaced_role(namespace, {"metadata": {"name": "viewer"}, "rules": [
+        {"apiGroups": ["apps"], "resources": ["deployments"], "verbs": ["get", "list"]}]})
+    rbac.create_namespaced_role_binding(namespace, {
+        "metadata": {"name": "viewer"}, "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role",
+                                                    "name": "viewer"},
+        "subjects": [{"kind": "ServiceAccount", "name": "viewer", "namespace": namespace}]})
+    token = core.create_namespaced_service_account_token("viewer", namespace, {"spec": {}}).status.token
+    configuration = client.Configuration()
+    configuration.host = api_client.configuration.host
+    configuration.ssl_ca_cert = api_client.configuration.ssl_ca_cert
+    configuration.api_key = {"BearerToken": token}
+    configuration.api_key_prefix = {"BearerToken": "Bearer"}
+    with client.ApiClient(configuration) as viewer:
+        assert client.AppsV1Api(viewer).read_namespaced_deployment("web", namespace).metadata.name == "web"
+        with pytest.raises(ApiException) as refused:
+            client.AppsV1Api(viewer).patch_namespaced_deployment(
+                "web", namespace, {"metadata": {"annotations": {"amos.io/approve": proposal_id}}})
+    assert refused.value.status == 403
+    assert "amos.io/approve" not in (read(api_client, namespace, "web")["metadata"].get("annotations") or {})
+
+
+def test_an_edit_after_the_proposal_refuses_it_and_asks_for_a_fresh_diagnosis(
+        lab: LabCluster, api_client: client.ApiClient, namespace: str, approving: Callable[..., Orchestrator]) -> None:
+    orchestrator = approving()
+    proposal_id = propose(orchestrator, namespace)
+    human_edit(api_client, namespace, "web")
+    kubectl(lab.kubeconfig, "-n", namespace, "annotate", "deploy/web", f"amos.io/approve={proposal_id}")
+    submitted: list[Any] = []
+    orchestrator.approvals._resubmit = submitted.append  # the dispatcher is not running here
+
+    reports = orchestrator.check_approvals()
+
+    assert [r.outcome for r in reports] == [Outcome.ESCALATED]
+    assert "changed since proposal" in (reports[0].escalation_reason or "")
+    assert image_of(api_client, namespace, "web") == MISSING
+    assert [i.workload.name for i in submitted] == ["web"]
+    stored = orchestrator.approvals.proposals.get(proposal_id)
+    assert stored is not None and stored.state is ProposalState.SUPERSEDED
+
+
+def test_an_expired_or_rejected_proposal_changes_nothing(
+        lab: LabCluster, api_client: client.ApiClient, namespace: str, approving: Callable[..., Orchestrator]) -> None:
+    orchestrator = approving(proposal_ttl_seconds=1)
+    expired_id = propose(orchestrator, namespace)
+    later = datetime.now(UTC) + timedelta(seconds=5)
+    orchestrator.approvals._clock = lambda: later
+    reports = orchestrator.check_approvals()
+    assert [r.outcome for r in reports] == [Outcome.ESCALATED] and "expired" in (reports[0].escalation_reason or "")
+
+    orchestrator = approving()
+    rejected_id = propose(orchestrator, namespace)
+    assert rejected_id != expired_id
+    kubectl(lab.kubeconfig, "-n", namespace, "annotate", "deploy/web", f"amos.io/reject={rejected_id}")
+    reports = orchestrator.check_approvals()
+    assert [r.outcome for r in reports] == [Outcome.ESCALATED]
+    assert "rejected by kubectl-annotate" in (reports[0].escalation_reason or "")
+    assert image_of(api_client, namespace, "web") == MISSING
