@@ -441,6 +441,12 @@ class History:
         return f"revision {self.target['revision']} (known-good{', ' + how if how else ''})"
 
 
+def revision_name(revision: dict[str, Any]) -> str:
+    """`revision 3`, or a CronJob's job template AMOS never saw succeed (it has no number)."""
+    number = revision.get("revision")
+    return f"revision {number}" if isinstance(number, int) else "the current job template"
+
+
 def _number(revision: dict[str, Any]) -> float:
     number = revision.get("revision")
     return float(number) if isinstance(number, int) else math.inf  # a CronJob's unrecorded current template
@@ -758,7 +764,7 @@ def _restore_known_good(
     symptom = _symptom(fault, incident, facts)
     what = "; ".join(changed) or "a change of its pod template"
     root_cause = (
-        f"The {fault.value} of {ref} started with revision {current['revision']} ({what}). "
+        f"The {fault.value} of {ref} started with {revision_name(current)} ({what}). "
         f"AMOS returns it to {history.describe_target()}."
     )
     if missing:
@@ -777,7 +783,7 @@ def _restore_known_good(
         category=category,
         evidence=(
             evidence
-            + [f"revision {current['revision']} is current; it brought: {what}"]
+            + [f"{revision_name(current)} is current; it brought: {what}"]
             + [
                 f"{history.describe_target()} is the rollback target"
                 + (f": {history.reason}" if history.reason else "")

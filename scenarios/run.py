@@ -334,7 +334,7 @@ def suite_settings(kubeconfig: Path, base: Settings | None = None) -> Settings:
         "http_port": 0,
         "pending_grace_seconds": 5.0,
         "unavailable_grace_seconds": 90.0,
-        "verify_timeout_seconds": 45.0,
+        "verify_timeout_seconds": 90.0,
         "workload_cooldown_seconds": 0.0,
         "actions_per_hour": 500,
         "excluded_namespaces": ["kube-system", "kube-public", "kube-node-lease", EXCLUDED_NAMESPACE],

@@ -344,6 +344,7 @@ def test_a_cronjob_whose_current_template_was_never_seen_succeeding_returns_to_t
     found.workload = {"kind": "CronJob", "name": "report"}
     diagnosis = run(FaultKind.JOB_FAILED, found, cron)
     assert diagnosis.proposed_actions == rollback_to(2, cron)
+    assert "started with the current job template (" in diagnosis.root_cause
     assert "env LAB_EXIT_CODE added to container orders" in diagnosis.root_cause
 
 
