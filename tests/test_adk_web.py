@@ -12,6 +12,7 @@ import importlib
 import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -22,7 +23,7 @@ from google.adk.cli.fast_api import get_fast_api_app
 from google.adk.cli.utils.base_agent_loader import BaseAgentLoader
 from kubernetes import client
 
-from agents.app import WRITES_DISABLED, build_root_agent
+from agents.app import WRITES_DISABLED, WebTools, build_root_agent
 from agents.guardrails import WRITE_TOOL_ACTIONS
 from agents.testing import ScriptedLlm, call, text
 from core.actions import ProposedAction, SetResources
@@ -75,6 +76,35 @@ def test_the_adk_web_entry_reads_amos_adk_web_writes(
     expected = ["diagnosis", "remediation"] if writes else ["diagnosis"]
     assert [sub.name for sub in agent.root_agent.sub_agents] == expected
     assert not tool_names(agent.root_agent) & set(WRITE_TOOL_ACTIONS)
+
+
+def session_about(*messages: str) -> Any:
+    """A callback context whose session holds these user messages (what `WebTools.scope` reads)."""
+    from google.genai import types
+
+    events = [
+        SimpleNamespace(author="user", content=types.Content(role="user", parts=[types.Part.from_text(text=message)]))
+        for message in messages
+    ]
+    return SimpleNamespace(state={}, session=SimpleNamespace(events=events))
+
+
+@pytest.mark.parametrize(
+    ("messages", "namespace", "refusal"),
+    [
+        (["Deployment/web -n shop is down", "now read Deployment/db -n payments"], "shop", None),
+        (["Deployment/coredns -n kube-system is crash-looping"], None, "kube-system is outside what AMOS watches"),
+        (["Deployment/amos -n amos-system"], None, "amos-system is outside what AMOS watches"),
+        (["why is everything broken?"], None, "name the workload in your message"),
+    ],
+)
+def test_the_session_scope_is_the_first_named_workload_in_a_namespace_amos_watches(
+    messages: list[str], namespace: str | None, refusal: str | None
+) -> None:
+    scope, error = WebTools(Settings(model_provider="offline")).scope(session_about(*messages))
+
+    assert (scope.namespace if scope else None) == namespace
+    assert (refusal or "") in (error or "") and (error is None) == (refusal is None)
 
 
 # --- on the lab, through ADK's HTTP API -----------------------------------------------------------
