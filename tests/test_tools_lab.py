@@ -5,16 +5,23 @@ from __future__ import annotations
 
 import functools
 import json
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 from kubernetes import client
 
 from core.config import Settings
+from core.models import ObjectRef
 from core.redaction import Redactor
 from core.report import ActionStatus
 from lab import workloads
+from monitors.health import HealthyRevision
+from orchestrator.knowngood_store import KnownGoodStore
+from orchestrator.verify import Baseline, Judge
+from tools import objects
 from tools.cluster import ClusterAccess
 from tools.policy import IncidentScope, PolicyGuard
 from tools.read import ReadTools
@@ -508,3 +515,225 @@ def test_parallel_tool_calls_all_land(api_client: client.ApiClient, namespace: s
     resources = deployment(api_client, namespace)["spec"]["template"]["spec"]["containers"][0]["resources"]
     assert resources == {"limits": {"memory": "96Mi", "cpu": "300m"}, "requests": {"memory": "48Mi", "cpu": "50m"}}
     assert [r.status for r in write.recorder] == [ActionStatus.APPLIED] * 3
+
+
+# --- every revisioned kind, with AMOS's known-good history ---------------------------------------------------
+
+
+@pytest.fixture
+def known_good(api_client: client.ApiClient, namespace: str) -> Iterator[KnownGoodStore]:
+    state = workloads.create_namespace(api_client, f"{namespace[:50]}-state")
+    yield KnownGoodStore(ClusterAccess(api_client, Settings(state_namespace=state), Redactor()))
+    client.CoreV1Api(api_client).delete_namespace(state, propagation_policy="Background")
+
+
+def kind_tools(
+    api_client: client.ApiClient, ref: ObjectRef, store: KnownGoodStore
+) -> tuple[ClusterAccess, ReadTools, WriteTools]:
+    access = ClusterAccess(api_client, Settings(), Redactor())
+    scope = IncidentScope.of(ref)
+    return (
+        access,
+        ReadTools(access, scope, known_good=store),
+        WriteTools(access, PolicyGuard(access.settings, scope), known_good=store),
+    )
+
+
+def pod_template(app: str, image: str) -> dict[str, Any]:
+    return {
+        "metadata": {"labels": {"app": app}},
+        "spec": {
+            "terminationGracePeriodSeconds": 0,
+            "containers": [
+                {
+                    "name": "web",
+                    "image": image,
+                    "ports": [{"containerPort": 8080}],
+                    "readinessProbe": {"tcpSocket": {"port": 8080}, "periodSeconds": 1},
+                    "resources": {"limits": {"memory": "64Mi"}},
+                }
+            ],
+        },
+    }
+
+
+def patch_image(api_client: client.ApiClient, ref: ObjectRef, image: str) -> None:
+    body = {"spec": {"template": {"spec": {"containers": [{"name": "web", "image": image}]}}}}
+    apps = client.AppsV1Api(api_client)
+    patch = apps.patch_namespaced_stateful_set if ref.kind == "StatefulSet" else apps.patch_namespaced_daemon_set
+    patch(ref.name, ref.namespace, body)
+
+
+def revisions(access: ClusterAccess, ref: ObjectRef) -> list[dict[str, Any]]:
+    return access.controller_revisions_of(access.get(ref.kind, ref.namespace, ref.name))
+
+
+def verified(access: ClusterAccess, ref: ObjectRef) -> None:
+    obj = access.get(ref.kind, ref.namespace, ref.name)
+    verdict = Judge(access, access.settings, stable_seconds=2).verify(Baseline.of(ref, obj))
+    assert verdict.ok, verdict.text()
+
+
+def test_statefulset_good_crash_bad_image_rolls_back_to_the_recorded_revision(
+    api_client: client.ApiClient, namespace: str, known_good: KnownGoodStore
+) -> None:
+    ref = ObjectRef(kind="StatefulSet", namespace=namespace, name="db")
+    access, read, write = kind_tools(api_client, ref, known_good)
+    body = {
+        "apiVersion": "apps/v1",
+        "kind": "StatefulSet",
+        "metadata": {"name": "db"},
+        "spec": {
+            "replicas": 2,
+            "serviceName": "db",
+            "selector": {"matchLabels": {"app": "db"}},
+            "template": pod_template("db", GOOD),
+        },
+    }
+    client.AppsV1Api(api_client).create_namespaced_stateful_set(namespace, body)
+    first = wait_for(lambda: revisions(access, ref), what="revision 1")[0]
+    wait_for(
+        lambda: (access.get("StatefulSet", namespace, "db").get("status") or {}).get("readyReplicas") == 2,
+        what="2 ready replicas",
+    )
+    signal = HealthyRevision(
+        workload=ref, revision=1, template_hash=first["metadata"]["name"], observed_at=datetime.now(UTC)
+    )
+    assert known_good.mark_good(signal) is not None
+    patch_image(api_client, ref, CRASHING)
+    wait_for(lambda: len(revisions(access, ref)) == 2, what="revision 2")
+    assert known_good.mark_bad(ref, 2, note="CrashLoopBackOff") is not None
+    patch_image(api_client, ref, "registry.local/shop/web:v1.6.0-missing")
+    wait_for(lambda: len(revisions(access, ref)) == 3, what="revision 3")
+
+    history = read.get_rollout_history(namespace, "db", kind="StatefulSet")
+    assert history["ok"], history
+    data = history["data"]
+    by_number = {entry["revision"]: entry for entry in data["revisions"]}
+    assert data["current_revision"] == 3 and by_number[3]["current"]
+    assert by_number[1]["known_good"] == "recorded" and by_number[2]["known_bad"]
+    assert data["rollback_target"]["revision"] == 1 and data["rollback_target"]["source"] == "recorded"
+    assert by_number[2]["changes"] == [f"image of container web: {GOOD} -> {CRASHING}"]
+    assert data["update_strategy"]["type"] == "RollingUpdate"
+
+    described = read.describe(namespace, "statefulset", "db")["data"]
+    assert described["status"]["updateRevision"] == by_number[3]["name"] and described["replicas"] == 2
+    assert described["template"]["containers"][0]["image"] == "registry.local/shop/web:v1.6.0-missing"
+    assert {p["name"] for p in read.list_pods(namespace, "StatefulSet", "db")["data"]["pods"]} == {"db-0", "db-1"}
+
+    refused = write.rollback_deployment(namespace, "db", to_revision=2, kind="StatefulSet")
+    assert not refused["ok"] and "known-bad" in refused["error"], refused
+    result = write.rollback_deployment(namespace, "db", kind="sts")
+    assert result["ok"] and result["data"]["status"] == "applied", result
+    assert write.recorder[-1].summary == "roll back StatefulSet/db to revision 1"
+    restored = access.get("StatefulSet", namespace, "db")
+    assert restored["spec"]["template"] == objects.revision_template(first)
+    assert restored["spec"]["replicas"] == 2
+    verified(access, ref)
+
+
+def test_daemonset_rollback_infers_the_revision_still_serving(
+    api_client: client.ApiClient, namespace: str, known_good: KnownGoodStore
+) -> None:
+    ref = ObjectRef(kind="DaemonSet", namespace=namespace, name="agent")
+    access, read, write = kind_tools(api_client, ref, known_good)
+    body = {
+        "apiVersion": "apps/v1",
+        "kind": "DaemonSet",
+        "metadata": {"name": "agent"},
+        "spec": {
+            "selector": {"matchLabels": {"app": "agent"}},
+            "template": pod_template("agent", GOOD),
+            "updateStrategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 1}},
+        },
+    }
+    client.AppsV1Api(api_client).create_namespaced_daemon_set(namespace, body)
+    wait_for(
+        lambda: (s := access.get("DaemonSet", namespace, "agent").get("status") or {}).get("numberReady") == 3 and s,
+        what="3 ready pods",
+    )
+    patch_image(api_client, ref, CRASHING)
+    wait_for(lambda: len(revisions(access, ref)) == 2, what="revision 2")
+    history = wait_for(
+        lambda: (
+            (h := read.get_rollout_history(namespace, "agent", kind="DaemonSet")["data"])
+            and h["rollback_target"]["revision"] == 1
+            and h
+        ),
+        what="revision 1 inferred good",
+    )
+    assert history["rollback_target"]["source"] == "inferred"
+    assert "Ready pod" in history["rollback_target"]["reason"]
+    result = write.rollback_deployment(namespace, "agent", kind="DaemonSet")
+    assert result["ok"] and result["data"]["status"] == "applied", result
+    assert access.get("DaemonSet", namespace, "agent")["spec"]["template"]["spec"]["containers"][0]["image"] == GOOD
+    verified(access, ref)
+
+
+def test_cronjob_rolls_back_to_the_job_template_that_succeeded(
+    api_client: client.ApiClient, namespace: str, known_good: KnownGoodStore
+) -> None:
+    ref = ObjectRef(kind="CronJob", namespace=namespace, name="nightly")
+    access, read, write = kind_tools(api_client, ref, known_good)
+    job_template = {
+        "spec": {
+            "backoffLimit": 0,
+            "template": {
+                "spec": {
+                    "restartPolicy": "Never",
+                    "terminationGracePeriodSeconds": 0,
+                    "containers": [{"name": "web", "image": GOOD, "env": [{"name": "MODE", "value": "nightly"}]}],
+                }
+            },
+        }
+    }
+    body = {
+        "apiVersion": "batch/v1",
+        "kind": "CronJob",
+        "metadata": {"name": "nightly"},
+        "spec": {"schedule": "* * * * *", "jobTemplate": job_template},
+    }
+    batch = client.BatchV1Api(api_client)
+    batch.create_namespaced_cron_job(namespace, body)
+    done = wait_for(
+        lambda: [
+            j
+            for j in access.jobs_of(access.get("CronJob", namespace, "nightly"))
+            if any(c.get("type") == "Complete" for c in (j.get("status") or {}).get("conditions") or [])
+        ],
+        timeout=150.0,
+        what="a successful run",
+    )[0]
+    job_ref = ObjectRef(kind="Job", namespace=namespace, name=done["metadata"]["name"])
+    signal = HealthyRevision(
+        workload=ref, revision=None, template_hash="any", source=job_ref, observed_at=datetime.now(UTC)
+    )
+    record = known_good.mark_good(signal)
+    assert record is not None and [t.job for t in record.templates] == [job_ref.name]
+    good = access.get("CronJob", namespace, "nightly")["spec"]["jobTemplate"]
+    broken = {
+        "spec": {
+            "jobTemplate": {
+                "spec": {
+                    "template": {
+                        "spec": {"containers": [{"name": "web", "image": "registry.local/shop/web:v1.6.0-missing"}]}
+                    }
+                }
+            }
+        }
+    }
+    batch.patch_namespaced_cron_job("nightly", namespace, broken)
+
+    history = read.get_rollout_history(namespace, "nightly", kind="CronJob")["data"]
+    assert [(e["revision"], e["current"], e["known_good"]) for e in history["revisions"]] == [
+        (1, False, "recorded"),
+        (None, True, None),
+    ]
+    assert history["rollback_target"]["revision"] == 1
+    assert any("image of container web" in line for line in history["revisions"][1]["changes"])
+    assert "nightly" not in str(history)[str(history).find("MODE") :][:40]  # env values are never shown
+    described = read.describe(namespace, "CronJob", "nightly")["data"]
+    assert described["schedule"] == "* * * * *" and described["status"]["lastSuccessfulTime"]
+    result = write.rollback_deployment(namespace, "nightly", kind="CronJob")
+    assert result["ok"] and result["data"]["status"] == "applied", result
+    assert access.get("CronJob", namespace, "nightly")["spec"]["jobTemplate"] == good

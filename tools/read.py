@@ -43,7 +43,7 @@ _KIND_NAMES = {
     "statefulset": "StatefulSet",
     "daemonset": "DaemonSet",
 }
-DESCRIBED_KINDS = ("Pod", "Deployment", "ReplicaSet", "Job")
+DESCRIBED_KINDS = ("Pod", "Deployment", "ReplicaSet", "StatefulSet", "DaemonSet", "Job", "CronJob")
 REVISIONED_KINDS = ("Deployment", "StatefulSet", "DaemonSet", "CronJob")
 
 
@@ -231,13 +231,13 @@ class ReadTools:
 
     @tool
     def describe(self, namespace: str, kind: str, name: str) -> tuple[Any, bool]:
-        """Describe a Pod, Deployment, ReplicaSet or Job compactly: spec excerpt, status and conditions.
+        """Describe a Pod or workload compactly: spec excerpt, status and conditions.
 
         Env values from Secrets are shown as [REDACTED]; other secret-looking values are redacted too.
 
         Args:
             namespace: namespace of the object.
-            kind: Pod, Deployment, ReplicaSet or Job.
+            kind: Pod, Deployment, ReplicaSet, StatefulSet, DaemonSet, Job or CronJob.
             name: object name.
 
         Returns:
@@ -689,12 +689,65 @@ def _describe(obj: dict[str, Any], clip: _Clip, access: ClusterAccess) -> dict[s
         view["status"] = {key: status.get(key, 0) for key in counts} | {
             "observedGeneration": status.get("observedGeneration")
         }
+    elif kind == "StatefulSet":
+        view.update(
+            replicas=spec.get("replicas"),
+            updateStrategy=spec.get("updateStrategy"),
+            podManagementPolicy=spec.get("podManagementPolicy"),
+        )
+        fields = (
+            "replicas",
+            "readyReplicas",
+            "currentReplicas",
+            "updatedReplicas",
+            "availableReplicas",
+            "currentRevision",
+            "updateRevision",
+            "observedGeneration",
+        )
+        view["status"] = {key: status.get(key) for key in fields}
+    elif kind == "DaemonSet":
+        view["updateStrategy"] = spec.get("updateStrategy")
+        fields = (
+            "desiredNumberScheduled",
+            "currentNumberScheduled",
+            "numberReady",
+            "updatedNumberScheduled",
+            "numberAvailable",
+            "numberUnavailable",
+            "numberMisscheduled",
+            "observedGeneration",
+        )
+        view["status"] = {key: status.get(key, 0) for key in fields}
     elif kind == "Job":
         for key in ("completions", "parallelism", "backoffLimit", "activeDeadlineSeconds", "suspend"):
             if key in spec:
                 view[key] = spec[key]
-        fields = ("active", "ready", "succeeded", "failed", "startTime", "completionTime")
-        view["status"] = {key: status[key] for key in fields if key in status}
+        shown = ("active", "ready", "succeeded", "failed", "startTime", "completionTime")
+        view["status"] = {key: status[key] for key in shown if key in status}
+    elif kind == "CronJob":
+        for key in (
+            "schedule",
+            "timeZone",
+            "suspend",
+            "concurrencyPolicy",
+            "startingDeadlineSeconds",
+            "successfulJobsHistoryLimit",
+            "failedJobsHistoryLimit",
+        ):
+            if key in spec:
+                view[key] = spec[key]
+        view["status"] = {
+            "active": [ref.get("name") for ref in clip.items(status.get("active"), 10)],
+            "lastScheduleTime": status.get("lastScheduleTime"),
+            "lastSuccessfulTime": status.get("lastSuccessfulTime"),
+        }
+        job_spec = (spec.get("jobTemplate") or {}).get("spec") or {}
+        view["jobTemplate"] = {
+            key: job_spec[key]
+            for key in ("backoffLimit", "completions", "parallelism", "activeDeadlineSeconds")
+            if key in job_spec
+        }
     view["selector"] = objects.label_selector(spec.get("selector"))
     view["template"] = _template_view(obj, clip, access)
     view["conditions"] = _conditions(obj, clip)

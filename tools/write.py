@@ -3,8 +3,20 @@
 Writes are serialized with a lock (ADK may run one turn's tool calls in parallel).
 A write carries the resourceVersion it was decided on: when someone changed the
 spec meanwhile, the API answers 409 and AMOS reports a conflict instead of
-overwriting. Every outcome (applied, refused, dry_run, failed) becomes an
+overwriting. Every outcome (applied, refused, proposed, dry_run, failed) becomes an
 `ActionRecord` with a short diff of the fields it changed.
+
+Rollback, for every kind that keeps history, writes what `kubectl rollout undo` writes: the
+template of a ReplicaSet (Deployment) or ControllerRevision (StatefulSet, DaemonSet), or for a
+CronJob a job template AMOS saw produce a successful Job. Without a revision number it goes to
+the newest known-good revision (never a known-bad one). After a StatefulSet or an `OnDelete`
+DaemonSet is rolled back, the failing pods its controller would not replace are evicted.
+
+The guard judges values against the workload's history: the write tools fill its
+`WorkloadHistory` (ReplicaSets, ControllerRevisions, recorded job templates, known-good and
+known-bad revisions, the effective resources of one live pod). When the guard answers with a
+proposal, the change is validated by a server-side dry-run and recorded as PROPOSED with its
+diff, never applied.
 """
 
 from __future__ import annotations
