@@ -124,8 +124,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.verbose > 1:
         for library in ("urllib3", "kubernetes", "httpx", "google_adk", "google_genai"):
             logging.getLogger(library).setLevel(logging.DEBUG)
-    for warning in loaded.warnings:
-        log.warning("configuration: %s", warning)
+    if args.command != "check":  # check prints them among its findings
+        for warning in loaded.warnings:
+            log.warning("configuration: %s", warning)
     try:
         if args.command == "demo":
             from scenarios.demo import run_demo
