@@ -17,7 +17,7 @@ from core.redaction import Redactor
 from core.report import ActionStatus
 from tools import objects
 from tools.cluster import ClusterAccess
-from tools.diff import spec_diff
+from tools.diff import spec_diff, template_changes
 from tools.policy import IncidentScope, PolicyGuard
 from tools.read import ReadTools, _Clip
 from tools.results import ToolResult
@@ -174,3 +174,93 @@ def test_long_logs_keep_their_end() -> None:
     kept = clip.tail(text, 200)
     assert clip.truncated and len(kept) <= 201 and kept.endswith("Traceback: the end")
     assert kept.startswith("…line ")  # cut at a line boundary
+
+
+def test_template_changes_name_what_a_revision_changed_without_env_values() -> None:
+    before = {
+        "spec": {
+            "containers": [
+                {
+                    "name": "web",
+                    "image": "web:1",
+                    "env": [{"name": "DB", "value": "s3cr3t"}],
+                    "resources": {"limits": {"memory": "64Mi"}},
+                }
+            ]
+        }
+    }
+    after = {
+        "spec": {
+            "nodeSelector": {"disk": "ssd"},
+            "initContainers": [{"name": "migrate", "image": "migrate:2"}],
+            "containers": [
+                {
+                    "name": "web",
+                    "image": "web:2",
+                    "args": ["--fast"],
+                    "env": [
+                        {"name": "DB", "value": "other"},
+                        {
+                            "name": "URL",
+                            "valueFrom": {"configMapKeyRef": {"name": "orders-config", "key": "database_url"}},
+                        },
+                    ],
+                    "resources": {"limits": {"memory": "32Mi"}},
+                    "livenessProbe": {
+                        "httpGet": {
+                            "path": "/h",
+                            "port": 80,
+                            "httpHeaders": [{"name": "Authorization", "value": "tok"}],
+                        }
+                    },
+                }
+            ],
+        }
+    }
+    lines = template_changes(before, after)
+    text = "\n".join(lines)
+    assert "init container migrate added (image migrate:2)" in lines
+    assert "image of container web: web:1 -> web:2" in lines
+    assert 'args of container web: null -> ["--fast"]' in lines
+    assert "env of container web: added URL; changed DB" in lines
+    assert "references ConfigMap orders-config (keys database_url) (new)" in lines
+    assert any(line.startswith("resources of container web:") and "32Mi" in line for line in lines)
+    assert any(line.startswith("livenessProbe of container web:") for line in lines)
+    assert any(line.startswith("nodeSelector:") for line in lines)
+    assert "s3cr3t" not in text and "other" not in text and "tok" not in text
+    assert template_changes(None, after) == [] and template_changes(after, after) == []
+
+
+def test_pods_to_replace_are_the_failing_ones_off_the_current_revision() -> None:
+    def revision(number: int, image: str) -> dict[str, Any]:
+        template = {"metadata": {"labels": {"app": "db"}}, "spec": {"containers": [{"name": "db", "image": image}]}}
+        return {
+            "kind": "ControllerRevision",
+            "revision": number,
+            "metadata": {"name": f"db-h{number}"},
+            "data": {"spec": {"template": template}},
+        }
+
+    def pod(name: str, revision_name: str, ready: bool) -> dict[str, Any]:
+        return {
+            "metadata": {"name": name, "labels": {objects.CONTROLLER_REVISION_HASH: revision_name}},
+            "status": {"conditions": [{"type": "Ready", "status": str(ready)}]},
+        }
+
+    history = [revision(1, "db:1"), revision(2, "db:2-crash")]
+    workload = {
+        "kind": "StatefulSet",
+        "metadata": {"generation": 3},
+        "spec": {"template": history[0]["data"]["spec"]["template"], "updateStrategy": {"type": "OnDelete"}},
+        "status": {"observedGeneration": 3, "updateRevision": "db-h1"},
+    }
+    pods = [pod("db-0", "db-h1", True), pod("db-1", "db-h2", True), pod("db-2", "db-h2", False)]
+    assert [p["metadata"]["name"] for p in objects.pods_to_replace(workload, history, pods)] == ["db-2"]
+    daemonset = {
+        **workload,
+        "kind": "DaemonSet",
+        "spec": {**workload["spec"], "updateStrategy": {"type": "RollingUpdate"}},
+    }
+    assert objects.pods_to_replace(daemonset, history, pods) == []  # its controller replaces them itself
+    deployment = {**workload, "kind": "Deployment"}
+    assert objects.pods_to_replace(deployment, history, pods) == []

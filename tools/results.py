@@ -34,4 +34,3 @@ def api_status(error: BaseException) -> tuple[int | None, str]:
         text = f"{error.status} {error.reason}" + (f": {message}" if message else "")
         return error.status, text[:MAX_ERROR_CHARS]
     return None, f"{type(error).__name__}: {error}"[:MAX_ERROR_CHARS]
-
