@@ -7,11 +7,15 @@ results in the conversation. Per agent it decides the next turn:
 
 - coordinator: call `diagnosis`; then, when the diagnosis proposes actions and does not
   escalate, call `remediation`; then answer with a summary.
-- diagnosis: read the workload with the read tools (two rounds), then answer through
-  `set_model_response` with a `Diagnosis` from `analyze`.
+- diagnosis: read the workload with the read tools (up to three rounds: the workload and its
+  history; the focus pod, its ReplicaSet's and a CronJob's runs; the log of the container that
+  failed), then answer through `set_model_response` with a `Diagnosis` from `analyze`.
 - remediation: call the write tool of each approved action, one per turn, then report.
 
-`analyze` is a pure function of the incident and the tool results.
+`analyze` is a pure function of the incident and the tool results. Known-good first: a fault
+that came with the current revision is undone by a rollback to the newest revision
+get_rollout_history marks known-good, whatever the fault class and kind; only without one do
+the bounded fixes (an OOM raises the effective memory limit) and the escalations apply.
 """
 
 from __future__ import annotations
