@@ -137,7 +137,9 @@ class Settings(BaseSettings):
     )
     outage_min_workloads: int = Field(4, ge=1, description="outage detection needs at least this many workloads")
     storm_min_workloads: int = Field(
-        10, ge=2, description="this many workloads breaking cluster-wide within storm_window_seconds is a storm (no fixes)"
+        10,
+        ge=2,
+        description="this many workloads breaking cluster-wide within storm_window_seconds is a storm (no fixes)",
     )
     storm_window_seconds: float = Field(600.0, gt=0, description="the window of the cluster-wide storm rule")
     max_memory_factor: float = Field(2.0, gt=1, le=8, description="a memory limit may grow at most by this factor")
