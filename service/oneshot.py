@@ -76,7 +76,8 @@ def parse_target(words: list[str]) -> tuple[str, str]:
 def default_namespace(settings: Settings) -> str:
     """The kubeconfig context's namespace, as kubectl uses it; `default` otherwise."""
     try:
-        _, current = config.list_kube_config_contexts(str(settings.kubeconfig) if settings.kubeconfig else None)
+        kubeconfig = str(settings.kubeconfig) if settings.kubeconfig else None
+        _, current = config.list_kube_config_contexts(kubeconfig)  # type: ignore[no-untyped-call]
     except Exception:  # noqa: BLE001 - no kubeconfig (in-cluster): kubectl's default applies
         return "default"
     return str((current or {}).get("context", {}).get("namespace") or "default")
