@@ -39,6 +39,7 @@ from tools.results import api_status
 log = logging.getLogger(__name__)
 
 RECORD_KEY = "record.json"
+SIGNATURE_ANNOTATION = "amos.io/signature"
 RECORD_LABELS = {"app.kubernetes.io/managed-by": "amos", "amos.io/record": "knowngood"}
 WORKLOAD_ANNOTATION = "amos.io/workload"
 MAX_RECORD_BYTES = 256 * 1024
@@ -58,6 +59,16 @@ class HealthyRevisionLike(Protocol):
 
     @property
     def workload(self) -> ObjectRef: ...
+
+
+class Signer(Protocol):
+    """`orchestrator.integrity.StateSigner`: an HMAC over a record, so a record altered outside AMOS is not used."""
+
+    def sign(self, payload: str) -> str: ...
+
+    def check(self, payload: str, signature: str | None, what: str) -> None:
+        """Raise when `signature` is not the HMAC of `payload`."""
+        ...
 
 
 class KnownGoodError(Exception):
@@ -102,10 +113,19 @@ def _complete(job: dict[str, Any]) -> bool:
 class KnownGoodStore:
     """Marks revisions good or bad, and says which one a rollback should return to."""
 
-    def __init__(self, access: ClusterAccess, *, clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+    def __init__(
+        self,
+        access: ClusterAccess,
+        *,
+        signer: Signer | None = None,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        """`signer`: sign every record and ignore (and log) one whose signature does not match: a recorded CronJob
+        job template is written back to the CronJob, so a record forged in the state namespace must not be used."""
         self.access = access
         self.namespace = access.settings.store_namespace
         self._core = client.CoreV1Api(access.api_client)
+        self._signer = signer
         self._clock = clock
 
     # --- the API the orchestrator and the tools use -----------------------------------------------
@@ -300,25 +320,29 @@ class KnownGoodStore:
             raise
 
     def _parse(self, secret: dict[str, Any], ref: ObjectRef) -> KnownGoodRecord:
-        raw = (secret.get("data") or {}).get(RECORD_KEY) or ""
+        name = objects.meta(secret).get("name")
         try:
-            record = KnownGoodRecord.model_validate_json(base64.b64decode(raw))
-        except (ValidationError, ValueError):
-            log.warning(
-                "known-good record %s/%s is unreadable; starting afresh",
-                self.namespace,
-                objects.meta(secret).get("name"),
-            )
+            text = base64.b64decode((secret.get("data") or {}).get(RECORD_KEY) or "").decode()
+            if self._signer is not None:
+                signature = objects.annotations_of(secret).get(SIGNATURE_ANNOTATION)
+                self._signer.check(text, signature, f"known-good record {self.namespace}/{name}")
+            record = KnownGoodRecord.model_validate_json(text)
+        except (ValidationError, ValueError) as error:
+            log.warning("known-good record %s/%s is unreadable (%s); starting afresh", self.namespace, name, error)
+            return KnownGoodRecord(workload=ref)
+        except Exception as error:  # noqa: BLE001 - whatever the signer raises, the record is not used
+            log.warning("known-good record %s/%s is not used: %s", self.namespace, name, error)
             return KnownGoodRecord(workload=ref)
         return record if record.workload == ref else KnownGoodRecord(workload=ref)
 
     @staticmethod
-    def _encode(record: KnownGoodRecord) -> str:
+    def _fit(record: KnownGoodRecord) -> str:
+        """The record's JSON, leaving out the oldest job templates while it is too big."""
         text = record.model_dump_json()
         while len(text.encode()) > MAX_RECORD_BYTES and record.templates:
-            record.templates = record.templates[1:]  # the oldest job template goes first
+            record.templates = record.templates[1:]
             text = record.model_dump_json()
-        return base64.b64encode(text.encode()).decode()
+        return text
 
     def _update(
         self, ref: ObjectRef, workload: dict[str, Any], mutate: Callable[[KnownGoodRecord], object]
@@ -334,7 +358,11 @@ class KnownGoodStore:
             record.uid = uid
             mutate(record)
             record.updated_at = self._clock()
-            data = {RECORD_KEY: self._encode(record)}
+            text = self._fit(record)
+            data = {RECORD_KEY: base64.b64encode(text.encode()).decode()}
+            annotations = {WORKLOAD_ANNOTATION: f"{ref.kind}/{ref.namespace}/{ref.name}"}
+            if self._signer is not None:
+                annotations[SIGNATURE_ANNOTATION] = self._signer.sign(text)
             try:
                 if found is None:
                     body = {
@@ -342,7 +370,7 @@ class KnownGoodStore:
                             "name": name,
                             "namespace": self.namespace,
                             "labels": {**RECORD_LABELS, "amos.io/workload-namespace": ref.namespace},
-                            "annotations": {WORKLOAD_ANNOTATION: f"{ref.kind}/{ref.namespace}/{ref.name}"},
+                            "annotations": annotations,
                         },
                         "type": "Opaque",
                         "data": data,
@@ -356,6 +384,10 @@ class KnownGoodStore:
                     )
                 else:
                     found["data"] = data
+                    found.setdefault("metadata", {})["annotations"] = {
+                        **(found["metadata"].get("annotations") or {}),
+                        **annotations,
+                    }
                     self._call(
                         "replace_namespaced_secret",
                         self._core.replace_namespaced_secret,

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import base64
 import functools
+import hashlib
+import hmac
 import json
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -75,10 +77,10 @@ def test_good_then_crash_then_bad_image_targets_the_first_revision_and_survives_
     wait_for(lambda: replicaset_of(store.access, namespace, 2), what="revision 2")
     wait_for(
         lambda: (
-            workloads.rollout_complete(api_client, namespace, "web") is False
-            and objects.revision(store.access.get("Deployment", namespace, "web")) == 2
+            objects.revision(current := store.access.get("Deployment", namespace, "web")) == 2
+            and objects.observed(current)
         ),
-        what="revision 2 current",
+        what="revision 2 current and seen by the controller",
     )
     assert store.mark_bad(ref, note="incident: CrashLoopBackOff") is not None  # handled while 2 was current
     set_image(api_client, namespace, MISSING)
@@ -127,3 +129,35 @@ def test_a_workload_created_again_starts_a_fresh_record(
     assert store.mark_good(signal(ref, again)) is not None
     record = store.record(ref)
     assert [mark.mark.value for mark in record.marks] == ["good"]
+
+
+class HmacSigner:
+    """The shape of orchestrator.integrity.StateSigner, with a fixed key."""
+
+    def sign(self, payload: str) -> str:
+        return hmac.new(b"test-key", payload.encode(), hashlib.sha256).hexdigest()
+
+    def check(self, payload: str, signature: str | None, what: str) -> None:
+        if not signature or not hmac.compare_digest(self.sign(payload), signature):
+            raise ValueError(f"{what} failed its integrity check")
+
+
+def test_a_record_altered_outside_amos_is_not_used(
+    api_client: client.ApiClient, namespace: str, state_namespace: str
+) -> None:
+    access = ClusterAccess(api_client, Settings(state_namespace=state_namespace), Redactor())
+    store = KnownGoodStore(access, signer=HmacSigner())
+    ref = ObjectRef(kind="Deployment", namespace=namespace, name="web")
+    client.AppsV1Api(api_client).create_namespaced_deployment(namespace, workloads.deployment("web", GOOD))
+    first = wait_for(lambda: replicaset_of(access, namespace, 1), what="revision 1")
+    assert store.mark_good(signal(ref, first)) is not None
+    assert [mark.revision for mark in store.record(ref).marks] == [1]
+
+    core = client.CoreV1Api(api_client)
+    secret = core.read_namespaced_secret(record_name(ref), state_namespace)
+    forged = json.loads(base64.b64decode(secret.data["record.json"]))
+    forged["marks"][0]["digest"] = "0000000000000000"  # someone with write access to the state namespace
+    secret.data["record.json"] = base64.b64encode(json.dumps(forged).encode()).decode()
+    core.replace_namespaced_secret(record_name(ref), state_namespace, secret)
+    assert store.record(ref).marks == []
+    assert KnownGoodStore(access).record(ref).marks[0].digest == "0000000000000000"  # unsigned reading sees it
