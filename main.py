@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from core.config import ConfigError, LoadedConfig, load_config
+from core.redaction import Redactor
 from service.exitcodes import ExitCode
 from service.kube import ClusterUnavailable, KubeconfigInvalid
 
@@ -95,6 +96,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     diagnose.add_argument("-n", "--namespace", help="namespace (default: the kubeconfig context's, else default)")
     diagnose.add_argument("-o", "--output", choices=("text", "json"), default="text")
+    command("test-notify", "send a sample report to every configured channel (e-mail, Slack, webhook)")
+    command("proposals", "approve mode: list the proposals waiting for a person, with their diffs")
+    approve = command("approve", "approve a proposal (annotates its workload as you: RBAC decides who may)")
+    approve.add_argument("proposal", metavar="PROPOSAL_ID")
+    reject = command("reject", "reject a proposal (annotates its workload as you)")
+    reject.add_argument("proposal", metavar="PROPOSAL_ID")
     demo = command("demo", "start the local lab, break a few workloads, watch AMOS fix them")
     demo.add_argument("--keep", action="store_true", help="leave the lab running afterwards (python -m lab stop)")
     return parser
@@ -120,7 +127,8 @@ def main(argv: list[str] | None = None) -> int:
     from service import logs
 
     settings = loaded.settings
-    logs.configure(settings.log_json, level=logging.DEBUG if args.verbose else logging.INFO)
+    redactor = Redactor()  # one per process: what the service learns from Secrets is hidden in its logs too
+    logs.configure(settings.log_json, level=logging.DEBUG if args.verbose else logging.INFO, redactor=redactor)
     if args.verbose > 1:
         for library in ("urllib3", "kubernetes", "httpx", "google_adk", "google_genai"):
             logging.getLogger(library).setLevel(logging.DEBUG)
@@ -140,9 +148,21 @@ def main(argv: list[str] | None = None) -> int:
             from service.check import run_check
 
             return run_check(loaded, send_test_mail=args.send_test_mail, output=args.output)
+        if args.command == "test-notify":
+            from notifications import run_test_notify
+
+            return run_test_notify(settings)
+        if args.command in ("proposals", "approve", "reject"):
+            from service import approval_cli
+            from service.kube import connect
+
+            api = connect(settings.kubeconfig)
+            if args.command == "proposals":
+                return approval_cli.list_proposals(settings, api)
+            return approval_cli.decide(settings, api, args.proposal, approve=args.command == "approve")
         from service.app import run_service
 
-        return run_service(settings)
+        return run_service(settings, redactor)
     except KubeconfigInvalid as error:
         print(f"amos: {error}", file=sys.stderr)
         return ExitCode.USAGE

@@ -142,6 +142,7 @@ class Outbox:
         self._answering = dict.fromkeys(channels.names, False)
         self._lock = threading.Lock()
         self._threads: list[threading.Thread] = []
+        self.on_result: Callable[[str, str], None] | None = None  # (channel, delivered|transient|permanent|expired)
 
     @classmethod
     def from_settings(
@@ -436,10 +437,19 @@ class Outbox:
                 stats.permanent_failures += 1
             if result.error:
                 stats.last_error = result.error
+        self._tell(name, result.status.value)
 
     def _count_expired(self, name: ChannelName) -> None:
         with self._lock:
             self._stats[name].expired += 1
+        self._tell(name, "expired")
+
+    def _tell(self, name: ChannelName, result: str) -> None:
+        if self.on_result is not None:
+            try:
+                self.on_result(name.value, result)
+            except Exception:  # a metrics hook never stops delivery
+                log.exception("outbox on_result hook failed")
 
     # --- retention ----------------------------------------------------------------------------------------------------
 

@@ -56,6 +56,7 @@ class IncidentHandler:
         stopping: Callable[[], bool],
         clock: Callable[[], datetime],
         proposer: Proposer,
+        on_skip: Callable[[str], None] = lambda rule: None,
     ) -> None:
         self.steps = steps
         self.settings = steps.settings
@@ -66,6 +67,7 @@ class IncidentHandler:
         self._stopping = stopping
         self._clock = clock
         self.proposer = proposer
+        self._on_skip = on_skip
 
     def process(
         self, incident: Incident, runner: SessionRunner | None = None, *, approved: bool = False
@@ -115,11 +117,13 @@ class IncidentHandler:
                 return self.proposer.request_approval(incident, workload, decision, started)
             case GuardVerdict.DEFER:
                 assert decision.retry_at is not None
+                self._on_skip(decision.rule.value)
                 self._defer(incident, decision.retry_at)
                 if workload is not None:
                     self.steps.events.record(workload, "Deferred", f"incident {incident.id}: {decision.reason}")
                 return None
             case GuardVerdict.SKIP:
+                self._on_skip(decision.rule.value)
                 if workload is not None and decision.rule in BLOCKING_SKIPS:
                     self.steps.events.record(
                         workload,

@@ -52,6 +52,7 @@ class Orchestrator:
         clock: Callable[[], datetime],
         abort: threading.Event,
         fault_present: Callable[[ObjectRef], bool],
+        on_skip: Callable[[str], None] = lambda rule: None,
         tick_seconds: float = 0.5,
         revert_check_seconds: float = 15.0,
         stale_check_seconds: float = 30.0,
@@ -82,6 +83,7 @@ class Orchestrator:
             stopping=lambda: self.dispatcher.stopping,
             clock=clock,
             proposer=Proposer(settings, steps, reporter, proposals, proposal_access, clock),
+            on_skip=on_skip,
         )
         self.approvals = Approvals(self.handler, proposals, clock=clock, fault_present=fault_present,
                                    resubmit=self.submit)

@@ -40,6 +40,11 @@ EVENT_REASONS: dict[Outcome, str] = {
 WARNING_OUTCOMES = frozenset({Outcome.ESCALATED, Outcome.INCONCLUSIVE, Outcome.ROLLED_BACK, Outcome.APPROVAL_NEEDED})
 
 
+def _verdict_text(attempt: Attempt) -> str:
+    assert attempt.verdict is not None
+    return ("after AMOS restarted: " if attempt.resumed else "") + attempt.verdict.text()
+
+
 class ReportSink(Protocol):
     """Durable hand-off: the report is stored before `deliver` returns; the same key is delivered once."""
 
@@ -142,13 +147,13 @@ class Reporter:
             diagnosis=diagnosis,
             results=results,
             records=[record for attempt in attempts for record in attempt.records],
-            verification="\n".join(f"attempt {a.number}: {a.verdict.text()}" for a in attempts if a.verdict),
+            verification="\n".join(f"attempt {a.number}: {_verdict_text(a)}" for a in attempts if a.verdict),
             rolled_back=any(a.restore is not None and a.restore.changed for a in attempts),
             reason=conclusion.reason,
             spec_generation=spec_generation,
         )
         report.attempts = [
-            AttemptRecord(number=a.number, actions=list(a.records), verification=a.verdict.text() if a.verdict else "",
+            AttemptRecord(number=a.number, actions=list(a.records), verification=_verdict_text(a) if a.verdict else "",
                           rolled_back=a.restore is not None and a.restore.changed and a.restored)
             for a in attempts
         ]

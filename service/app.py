@@ -18,6 +18,7 @@ from kubernetes import client
 
 from core.config import Settings
 from core.models import Incident, IncidentState
+from core.redaction import Redactor
 from core.report import IncidentReport
 from monitors.detector import FaultDetector
 from monitors.watch import Watcher
@@ -48,6 +49,7 @@ class AmosApp:
         on_report: Callable[[IncidentReport], None] | None = None,
         on_incident: Callable[[Incident], None] | None = None,
         serve_http: bool = True,
+        redactor: Redactor | None = None,
     ) -> None:
         self.settings = settings
         self.api = api
@@ -59,9 +61,13 @@ class AmosApp:
         self.elector = LeaderElector(api, settings.store_namespace, settings.lease_name, self.identity,
                                      on_change=self._leadership_changed) if settings.leader_election else None
         elector = self.elector
-        self.outbox = Outbox.from_settings(api, settings, is_leader=lambda: self.is_leader, identity=self.identity)
+        redactor = redactor or Redactor()
+        self.outbox = Outbox.from_settings(api, settings, is_leader=lambda: self.is_leader, identity=self.identity,
+                                           redactor=redactor)
+        self.outbox.on_result = self.metrics.record_delivery
         self.orchestrator = build_orchestrator(
-            settings, api, self.outbox, on_report=self._reported, identity=self.identity,
+            settings, api, self.outbox, on_report=self._reported, identity=self.identity, redactor=redactor,
+            on_skip=self.metrics.record_skip,
             still_leader=elector.still_leads if elector is not None else lambda: True,
             term=(lambda: elector.term) if elector is not None else lambda: 0,
             open_incidents=lambda: self.detector.open_incidents(),
@@ -77,6 +83,8 @@ class AmosApp:
         self.metrics.watch_reconnects.set_function(lambda: self.watcher.reconnects)
         self.metrics.open_incidents.set_function(lambda: len(self.detector.open_incidents()))
         self.metrics.proposals_pending.set_function(lambda: self.orchestrator.approvals.pending)
+        self.metrics.circuit_open.set_function(
+            lambda: 1.0 if self.orchestrator.guardrails.budget.state.state == "open" else 0.0)
         self.metrics.outbox_pending.set_function(
             lambda: sum(c.queue_length for c in self.outbox.stats().channels.values()))
         self.metrics.outbox_oldest.set_function(
@@ -162,12 +170,12 @@ class AmosApp:
             self._on_report(report)
 
 
-def run_service(settings: Settings) -> int:
+def run_service(settings: Settings, redactor: Redactor | None = None) -> int:
     """`python main.py run`: until SIGTERM or Ctrl-C."""
-    api = connect(settings.kubeconfig)
+    api = connect(settings.kubeconfig, namespaces=len(settings.namespaces))
     if not start_allowed(settings, api):
         return ExitCode.USAGE
-    app = AmosApp(settings, api)
+    app = AmosApp(settings, api, redactor=redactor)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())

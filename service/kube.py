@@ -51,11 +51,20 @@ def load_configuration(kubeconfig: Path | None) -> client.Configuration:
     return configuration
 
 
-def connect(kubeconfig: Path | None, *, check: bool = True) -> client.ApiClient:
-    """An ApiClient for `kubeconfig` (see `load_configuration`), checked with one request unless `check=False`."""
+# The watcher holds about a dozen long-lived watch streams per watched namespace (or one set for all);
+# the orchestrator, the outbox and the lease need room beside them.
+WATCH_STREAMS_PER_SCOPE = 12
+OTHER_CONNECTIONS = 24
+
+
+def connect(kubeconfig: Path | None, *, check: bool = True, namespaces: int = 1) -> client.ApiClient:
+    """An ApiClient for `kubeconfig` (see `load_configuration`), checked with one request unless `check=False`.
+
+    `namespaces`: how many namespaces are watched one by one (1 when all are watched at once).
+    """
     configuration = load_configuration(kubeconfig)
     configuration.retries = urllib3.Retry(total=2, connect=2, read=0, backoff_factor=0.2)
-    configuration.connection_pool_maxsize = 16
+    configuration.connection_pool_maxsize = WATCH_STREAMS_PER_SCOPE * max(1, namespaces) + OTHER_CONNECTIONS
     api = client.ApiClient(configuration)
     # urllib3 logs each retry as a warning; the outcome is reported once, as one line, by the caller.
     logging.getLogger("urllib3.connectionpool").setLevel(logging.ERROR)

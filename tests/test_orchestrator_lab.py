@@ -391,8 +391,8 @@ CHILD = textwrap.dedent("""
     from agents.session import run_session
     from core.config import Settings
     from core.models import Incident
-    from orchestrator.orchestrator import Orchestrator
     from orchestrator.verify import Judge
+    from service.wiring import build_orchestrator
 
     logging.basicConfig(level=logging.INFO, stream=sys.stderr)
     kubeconfig, settings_json, incident_json, mode = sys.argv[1:5]

@@ -145,16 +145,27 @@ def test_an_api_outage_right_after_the_fix_is_ridden_out_and_the_report_is_truth
     incident = broken_web(api_client, namespace)
     outbox = outbox_for(amos_api, settings)
 
+    applied = threading.Event()
+    resume = threading.Event()
+
     async def outage_after_the_fix(*args: Any, **kwargs: Any) -> Any:
         result = await run_session(*args, **kwargs)
-        # The instant the change is applied, the API server goes away for a while.
-        threading.Thread(target=lab.restart_apiserver, kwargs={"down_seconds": 8}, daemon=True).start()
-        await asyncio.sleep(0.5)
+        applied.set()  # the change is in; the API server goes away before AMOS journals the next step
+        await asyncio.to_thread(resume.wait, 60)
         return result
 
     orchestrator = build_orchestrator(settings, amos_api, outbox, session_runner=outage_after_the_fix)
     orchestrator.store.ensure_namespace()
-    report = orchestrator.process(incident)
+    reports: list[Any] = []
+    worker = threading.Thread(target=lambda: reports.append(orchestrator.process(incident)))
+    worker.start()
+    assert applied.wait(120), "the session did not apply the fix"
+    # Processes the lab starts die with the thread that started them, so the restart runs here.
+    restart = threading.Timer(0.5, resume.set)
+    restart.start()
+    lab.restart_apiserver(down_seconds=8)
+    worker.join(240)
+    report = reports[0]
 
     assert report is not None and report.outcome is Outcome.FIXED, report
     assert "roll back" in " ".join(a.summary for a in report.actions)
