@@ -70,10 +70,11 @@ def _die_with_parent() -> None:
 class LabCluster:
     """One lab cluster living in `workdir` (certificates, etcd data, logs, kubeconfig)."""
 
-    def __init__(self, workdir: Path, *, nodes: int = 3, attached: bool = True) -> None:
+    def __init__(self, workdir: Path, *, nodes: int = 3, attached: bool = True, quiet_starts: bool = False) -> None:
         self.workdir = workdir.resolve()
         self.node_count = nodes
         self.attached = attached  # attached: children die with this process
+        self.quiet_starts = quiet_starts  # scale runs: see `python -m lab.kubelet --help`
         self.kubeconfig = self.workdir / "kubeconfig"
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
         self.ports: dict[str, int] = {}
@@ -205,6 +206,7 @@ class LabCluster:
         self._spawn("lab-kubelet", [
             sys.executable, "-m", "lab.kubelet", f"--kubeconfig={self.kubeconfig}",
             f"--port={self.ports['kubelet']}", f"--cert={self._pki.server_cert}", f"--key={self._pki.server_key}",
+            *(["--quiet-starts"] if self.quiet_starts else []),
         ], cwd=REPO_ROOT)
 
     def _create_nodes(self, core: client.CoreV1Api) -> None:

@@ -206,8 +206,9 @@ class Writes:
 class LabKubelet:
     """Level-driven: each container has a next due time; a pod's step runs its due containers and writes status."""
 
-    def __init__(self, api: client.ApiClient, log_store: LogStore) -> None:
+    def __init__(self, api: client.ApiClient, log_store: LogStore, *, quiet_starts: bool = False) -> None:
         self.core = client.CoreV1Api(api)
+        self.quiet_starts = quiet_starts  # scale runs: no Normal Events for a healthy container's first start
         self.writes = Writes(api.configuration, WRITERS)
         self.logs = log_store
         self._pods: dict[str, PodSim] = {}  # pods with something still to happen
@@ -414,10 +415,11 @@ class LabKubelet:
         return None
 
     def _start(self, sim: PodSim, c: ContainerSim, now: float) -> float | None:
-        if c.restart_count == 0:
-            self._event(sim, c, "Normal", "Pulled", f'Container image "{c.image}" already present on machine')
-        self._event(sim, c, "Normal", "Created", f"Created container: {c.name}")
-        self._event(sim, c, "Normal", "Started", f"Started container {c.name}")
+        if not (self.quiet_starts and c.restart_count == 0 and c.behaviour.fate is Fate.RUNS):
+            if c.restart_count == 0:
+                self._event(sim, c, "Normal", "Pulled", f'Container image "{c.image}" already present on machine')
+            self._event(sim, c, "Normal", "Created", f"Created container: {c.name}")
+            self._event(sim, c, "Normal", "Started", f"Started container {c.name}")
         c.state = {"running": {"startedAt": _now()}}
         self.logs.start(sim.namespace, sim.name, c.name, c.behaviour.log_lines)
         if c.behaviour.fate is not Fate.RUNS:
@@ -668,6 +670,12 @@ def main() -> None:
     parser.add_argument("--port", type=int, required=True, help="HTTPS port the API server reaches for pods/log")
     parser.add_argument("--cert", required=True)
     parser.add_argument("--key", required=True)
+    parser.add_argument(
+        "--quiet-starts",
+        action="store_true",
+        help="no Pulled/Created/Started Events when a healthy container first starts (3 of the 7 "
+        "API writes a pod costs; for scale runs, where nobody reads them)",
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     configuration = client.Configuration()
@@ -675,7 +683,7 @@ def main() -> None:
     configuration.connection_pool_maxsize = 4  # reads and the watch; writes have their own pool
     store = LogStore()
     serve_logs(store, "127.0.0.1", args.port, args.cert, args.key)
-    kubelet = LabKubelet(client.ApiClient(configuration), store)
+    kubelet = LabKubelet(client.ApiClient(configuration), store, quiet_starts=args.quiet_starts)
     threading.Thread(target=kubelet.run_steps, name="lab-kubelet-steps", daemon=True).start()
     kubelet.watch_pods()
 
