@@ -737,3 +737,26 @@ def test_cronjob_rolls_back_to_the_job_template_that_succeeded(
     result = write.rollback_deployment(namespace, "nightly", kind="CronJob")
     assert result["ok"] and result["data"]["status"] == "applied", result
     assert access.get("CronJob", namespace, "nightly")["spec"]["jobTemplate"] == good
+
+
+def test_the_guard_scales_from_the_effective_limit_a_limitrange_gave_the_pod(
+    api_client: client.ApiClient, namespace: str
+) -> None:
+    """No limit in the template: the 64Mi default of the namespace's LimitRange is visible only on the pod."""
+    limit_range = {
+        "metadata": {"name": "defaults"},
+        "spec": {
+            "limits": [{"type": "Container", "default": {"memory": "64Mi"}, "defaultRequest": {"memory": "32Mi"}}]
+        },
+    }
+    client.CoreV1Api(api_client).create_namespaced_limit_range(namespace, limit_range)
+    client.AppsV1Api(api_client).create_namespaced_deployment(namespace, workloads.deployment("web", GOOD))
+    wait_for(lambda: workloads.rollout_complete(api_client, namespace, "web"), what="rollout")
+    assert not deployment(api_client, namespace)["spec"]["template"]["spec"]["containers"][0].get("resources")
+    _, write = tools(api_client, namespace)
+    too_much = write.set_resources(namespace, "Deployment", "web", "app", memory_limit="256Mi")
+    assert not too_much["ok"] and "64Mi" in too_much["error"], too_much
+    result = write.set_resources(namespace, "Deployment", "web", "app", memory_limit="96Mi")
+    assert result["ok"] and result["data"]["status"] == "applied", result
+    container = deployment(api_client, namespace)["spec"]["template"]["spec"]["containers"][0]
+    assert container["resources"]["limits"]["memory"] == "96Mi"
