@@ -31,9 +31,9 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from core.clock import Clock, utc_now
 from core.config import Settings
 from core.models import ObjectRef
-from orchestrator.store import Clock, utc_now
 from tools import objects
 from tools.cluster import ApiCallError, ClusterAccess
 from tools.snapshot import Snapshot
