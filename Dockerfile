@@ -15,10 +15,6 @@ ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 COPY requirements.lock /tmp/requirements.lock
 RUN python -m venv /opt/amos \
  && /opt/amos/bin/pip install --no-deps --require-hashes --only-binary=:all: -r /tmp/requirements.lock
-# AMOS's own metadata only (pyproject lists no packages), so --version and amos_build_info name the release;
-# Python 3.11's venv brings the setuptools that builds it, so nothing outside the lock is fetched.
-COPY pyproject.toml README.md /tmp/amos/
-RUN /opt/amos/bin/pip install --no-deps --no-index --no-build-isolation /tmp/amos
 
 FROM ${PYTHON_IMAGE}
 ENV PATH=/opt/amos/bin:$PATH \
@@ -29,7 +25,8 @@ ENV PATH=/opt/amos/bin:$PATH \
 COPY --from=dependencies /opt/amos /opt/amos
 WORKDIR /app
 # Exactly what `main.py run|check|diagnose` imports (scenarios/ and lab/ stay in the repository).
-COPY main.py ./
+# pyproject.toml: `--version` reads the release from it (AMOS itself is not pip-installed).
+COPY pyproject.toml main.py ./
 COPY core ./core
 COPY monitors ./monitors
 COPY tools ./tools

@@ -20,7 +20,7 @@ import sys
 import time
 from pathlib import Path
 
-from lab.versions import GO_MODULE_DIR, LabVersions, ToolVersions, lab_versions
+from lab.versions import GO_MODULE_DIR, PROMTOOL_MODULE_DIR, LabVersions, ToolVersions, lab_versions, tool_versions
 
 BINARIES = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl", "kwok")
 TOOLS = ("helm", "promtool")
@@ -49,7 +49,7 @@ def crd_dir(versions: LabVersions | None = None) -> Path:
 def tools_built(versions: LabVersions | None = None, tools: ToolVersions | None = None) -> bool:
     directory = bin_dir(versions)
     return (
-        (directory / (tools or ToolVersions()).stamp_name).exists()
+        (directory / (tools or tool_versions()).stamp_name).exists()
         and all((directory / name).exists() for name in TOOLS)
         and all((crd_dir(versions) / name).exists() for name in PROMETHEUS_OPERATOR_CRDS)
     )
@@ -137,7 +137,7 @@ def _copy_prometheus_operator_crds(tools: ToolVersions, target: Path, env: dict[
 
 
 def _build_tools(versions: LabVersions, target: Path) -> None:
-    tools = ToolVersions()
+    tools = tool_versions()
     env = {**_go_env(), "GOBIN": str(target)}
     target.mkdir(parents=True, exist_ok=True)
     (target / tools.stamp_name).unlink(missing_ok=True)
@@ -153,15 +153,19 @@ def _build_tools(versions: LabVersions, target: Path) -> None:
         ],
         env=env,
     )
+    # Prometheus's go.mod has exclude directives, which `go install pkg@version` refuses: built in its wrapper module.
     _run(
         [
             "go",
-            "install",
+            "build",
             "-trimpath",
             "-ldflags",
             f"-s -w -X github.com/prometheus/common/version.Version={tools.prometheus_release}",
-            f"github.com/prometheus/prometheus/cmd/promtool@{tools.prometheus}",
+            "-o",
+            f"{target}/",
+            "github.com/prometheus/prometheus/cmd/promtool",
         ],
+        cwd=PROMTOOL_MODULE_DIR,
         env=env,
     )
     _copy_prometheus_operator_crds(tools, crd_dir(versions), env)

@@ -2,10 +2,11 @@
 
 Kubernetes and etcd are pinned by `lab/go/go.mod` (the wrapper module that builds
 them); this module reads them from there so nothing is written twice. KWOK is
-installed with `go install`, so its version is pinned here, as are the chart tools
-(helm, promtool) and the prometheus-operator release whose CRDs the chart's
-ServiceMonitor and PrometheusRule are checked against. The tools are pinned to
-releases whose go.mod accepts Go 1.24, the oldest toolchain setup.sh accepts.
+installed with `go install`, so its version is pinned here, as are helm and the
+prometheus-operator release whose CRDs the chart's ServiceMonitor and PrometheusRule
+are checked against; Prometheus (promtool) is pinned by `lab/go/promtool/go.mod`.
+The tools are pinned to releases whose go.mod accepts Go 1.24, the oldest toolchain
+setup.sh accepts.
 """
 
 from __future__ import annotations
@@ -17,10 +18,9 @@ from pathlib import Path
 from pydantic import BaseModel
 
 GO_MODULE_DIR = Path(__file__).resolve().parent / "go"
+PROMTOOL_MODULE_DIR = GO_MODULE_DIR / "promtool"
 KWOK_VERSION = "v0.7.0"
 HELM_VERSION = "v3.19.5"
-# Prometheus publishes its Go module as v0.<major><minor>.<patch>: v0.308.1 is Prometheus 3.8.1.
-PROMETHEUS_MODULE_VERSION = "v0.308.1"
 PROMETHEUS_OPERATOR_VERSION = "v0.85.0"
 
 
@@ -35,10 +35,10 @@ class LabVersions(BaseModel, frozen=True):
         return f"k8s-{self.kubernetes}_etcd-{self.etcd}_kwok-{self.kwok}"
 
 
-def _required_version(go_mod: str, module: str) -> str:
+def _required_version(go_mod: str, module: str, where: Path = GO_MODULE_DIR) -> str:
     match = re.search(rf"^\s*(?:require\s+)?{re.escape(module)} (v[0-9][^\s]*)", go_mod, re.MULTILINE)
     if match is None:
-        raise RuntimeError(f"{module} is not required in {GO_MODULE_DIR / 'go.mod'}")
+        raise RuntimeError(f"{module} is not required in {where / 'go.mod'}")
     return match.group(1)
 
 
@@ -55,9 +55,9 @@ def lab_versions() -> LabVersions:
 class ToolVersions(BaseModel, frozen=True):
     """The chart tools, kept apart from LabVersions so a new tool pin never rebuilds the control plane."""
 
-    helm: str = HELM_VERSION
-    prometheus: str = PROMETHEUS_MODULE_VERSION
-    prometheus_operator: str = PROMETHEUS_OPERATOR_VERSION
+    helm: str
+    prometheus: str  # the Go module's version: v0.<major><minor>.<patch>, v0.308.1 is Prometheus 3.8.1
+    prometheus_operator: str
 
     @property
     def prometheus_release(self) -> str:
@@ -68,3 +68,13 @@ class ToolVersions(BaseModel, frozen=True):
     @property
     def stamp_name(self) -> str:
         return f".tools-helm-{self.helm}_prometheus-{self.prometheus}_operator-{self.prometheus_operator}.complete"
+
+
+@cache
+def tool_versions() -> ToolVersions:
+    go_mod = (PROMTOOL_MODULE_DIR / "go.mod").read_text()
+    return ToolVersions(
+        helm=HELM_VERSION,
+        prometheus=_required_version(go_mod, "github.com/prometheus/prometheus", PROMTOOL_MODULE_DIR),
+        prometheus_operator=PROMETHEUS_OPERATOR_VERSION,
+    )
