@@ -226,11 +226,11 @@ class LabKubelet:
         def exists(kind: str, name: str, key: str | None) -> bool:
             try:
                 if kind == "configmap":
-                    obj = self.core.read_namespaced_config_map(name, namespace)
-                    data = {**(obj.data or {}), **(obj.binary_data or {})}
+                    config_map = self.core.read_namespaced_config_map(name, namespace)
+                    data = {**(config_map.data or {}), **(config_map.binary_data or {})}
                 else:
-                    obj = self.core.read_namespaced_secret(name, namespace)
-                    data = {**(obj.data or {}), **(obj.string_data or {})}
+                    secret = self.core.read_namespaced_secret(name, namespace)
+                    data = {**(secret.data or {}), **(secret.string_data or {})}
             except ApiException as error:
                 if error.status == 404:
                     return False
@@ -350,7 +350,7 @@ class LabKubelet:
             if c.behaviour.fate is Fate.CONFIG_ERROR:
                 c.behaviour = self._decide(sim, c.spec, c.role)
             c.due = self._advance(sim, c, now)
-        self._stop_sidecars_after_the_app(sim, now)
+        self._stop_sidecars_after_the_app(sim)
         self._activate(sim, now + START_SECONDS)
         self._write_status(sim)
         pending = [c.due for c in sim.all_containers if c.due is not None]
@@ -372,7 +372,7 @@ class LabKubelet:
             if not c.activated:
                 c.activated, c.due = True, at
 
-    def _stop_sidecars_after_the_app(self, sim: PodSim, now: float) -> None:
+    def _stop_sidecars_after_the_app(self, sim: PodSim) -> None:
         """Once every app container has ended for good, the kubelet stops the sidecars (pod Succeeded/Failed)."""
         if not sim.containers or any(c.exit_code is None or c.due is not None for c in sim.containers):
             return
