@@ -180,7 +180,9 @@ class Settings(BaseSettings):
     session_token_budget: int = Field(80_000, ge=1_000, description="tokens per incident session")
     session_timeout_seconds: float = Field(180.0, gt=0, description="wall-clock limit of one incident session")
     model_timeout_seconds: float = Field(60.0, gt=0, description="timeout of one model request")
-    adk_web_writes: bool = Field(False, description="let `adk web` sessions apply changes (default: read-only)")
+    adk_web_writes: bool = Field(
+        False, description="hand fixes proposed in `adk web` to the orchestrator's safety loop (default: diagnose-only)"
+    )
 
     # --- notifications
     smtp_host: str | None = Field(None, description="SMTP server for report e-mails; empty: no e-mail")

@@ -19,7 +19,7 @@ from core.report import IncidentReport, Outcome
 from orchestrator.fencing import generation_of
 from orchestrator.given import GivenActions
 from orchestrator.incident import IncidentHandler
-from orchestrator.proposals import Proposal, ProposalState, ProposalStore, decision_of
+from orchestrator.proposals import Proposal, ProposalState, ProposalStore, decision_of, spec_digest
 
 log = logging.getLogger(__name__)
 
@@ -77,12 +77,12 @@ class Approvals:
         if now >= proposal.expires_at:
             return self._refuse(proposal, workload, ProposalState.EXPIRED, who,
                                 f"{who} approved proposal {proposal.id} after it expired; nothing was changed")
-        if generation_of(workload) != proposal.generation:
+        if spec_digest(workload) != proposal.spec_digest:
             self._resubmit(proposal.incident)
             return self._refuse(proposal, workload, ProposalState.SUPERSEDED, who,
-                                f"{proposal.workload} changed since proposal {proposal.id} was made (generation "
-                                f"{generation_of(workload)}, proposed for {proposal.generation}); it was not applied, "
-                                "and AMOS diagnoses afresh")
+                                f"{proposal.workload} changed since proposal {proposal.id} was made (its spec is no "
+                                "longer the one the fix was validated against); it was not applied, and AMOS "
+                                "diagnoses afresh")
         if not self._fault_present(proposal.workload):
             return self._refuse(proposal, workload, ProposalState.SUPERSEDED, who,
                                 f"the fault of proposal {proposal.id} is gone; it was not applied")

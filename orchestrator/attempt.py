@@ -31,7 +31,12 @@ class Attempt:
 
     @property
     def fixed(self) -> bool:
-        return self.applied and self.verdict is not None and self.verdict.ok
+        return self.applied and self.verdict is not None and (self.verdict.ok or self.deferred)
+
+    @property
+    def deferred(self) -> bool:
+        """Kept and judged later (a CronJob's next run), not restored."""
+        return self.verdict is not None and self.verdict.kind is VerdictKind.DEFERRED
 
     @property
     def inconclusive(self) -> bool:

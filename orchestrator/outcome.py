@@ -40,6 +40,12 @@ def conclude(attempts: Sequence[Attempt], max_attempts: int) -> Conclusion:
                 reason=f"the workload is healthy, but {last.superseded_by} changed its spec while AMOS verified its "
                 "own change, so AMOS does not claim the fix",
             )
+        if last.deferred:
+            return Conclusion(
+                outcome=Outcome.FIXED,
+                reason="the job template was restored; the CronJob's next run verifies it (no run fell inside the "
+                "verification window, and AMOS never starts a run itself)",
+            )
         return Conclusion(outcome=Outcome.FIXED)
     if not last.applied:
         result = last.result

@@ -9,6 +9,8 @@ its id so `kubectl annotate ... amos.io/approve=<id>` and `python main.py approv
 from __future__ import annotations
 
 import base64
+import hashlib
+import json
 import logging
 import uuid
 from datetime import datetime
@@ -54,7 +56,8 @@ class Proposal(BaseModel):
     id: str
     incident: Incident
     workload: ObjectRef
-    generation: int | None  # the spec it was validated against; approval needs the same
+    generation: int | None  # the workload's generation then (annotating a Deployment moves it, so not compared)
+    spec_digest: str  # the spec it was validated against; approval needs the same
     actions: list[ProposedAction]
     records: list[ActionRecord] = Field(default_factory=list)  # the dry-run records, with their diffs
     diagnosis: Diagnosis | None = None
@@ -68,6 +71,11 @@ class Proposal(BaseModel):
 
 def new_proposal_id() -> str:
     return f"p-{uuid.uuid4().hex[:10]}"
+
+
+def spec_digest(workload: dict[str, Any]) -> str:
+    """What a proposal was made for: the whole spec (a Deployment's generation also moves with annotations)."""
+    return hashlib.sha256(json.dumps(workload.get("spec") or {}, sort_keys=True).encode()).hexdigest()
 
 
 def decision_of(workload: dict[str, Any], proposal_id: str) -> tuple[ProposalState, str] | None:

@@ -20,7 +20,7 @@ from core.models import Incident
 from core.report import ActionRecord, ActionStatus, IncidentReport, Outcome
 from orchestrator.fencing import generation_of
 from orchestrator.guardrails import GuardDecision, GuardRule
-from orchestrator.proposals import Proposal, ProposalState, ProposalStore, new_proposal_id
+from orchestrator.proposals import Proposal, ProposalState, ProposalStore, new_proposal_id, spec_digest
 from orchestrator.reports import Reporter
 from orchestrator.steps import AttemptSteps, SessionRunner
 from tools.cluster import ClusterAccess
@@ -103,9 +103,9 @@ class Proposer:
         self, incident: Incident, workload: dict[str, Any], decision: GuardDecision, started: datetime
     ) -> IncidentReport | None:
         """Store the validated fix as a proposal and ask a person; without one, recommend or escalate."""
-        generation = generation_of(workload)
+        generation, digest = generation_of(workload), spec_digest(workload)
         waiting = [p for p in self.proposals.list(ProposalState.PENDING)
-                   if p.incident.fingerprint == incident.fingerprint and p.generation == generation]
+                   if p.incident.fingerprint == incident.fingerprint and p.spec_digest == digest]
         if waiting:
             log.info("incident %s: proposal %s already waits for approval", incident.id, waiting[0].id)
             return None
@@ -115,6 +115,7 @@ class Proposer:
         now = self._clock()
         proposal = Proposal(
             id=new_proposal_id(), incident=incident, workload=incident.workload, generation=generation,
+            spec_digest=digest,
             actions=valid, records=[r for r in records if r.status is ActionStatus.DRY_RUN],
             diagnosis=result.diagnosis, created_at=now,
             expires_at=now + timedelta(seconds=self.settings.proposal_ttl_seconds),

@@ -116,7 +116,7 @@ class Reporter:
             actions=list(records),
             verification=verification,
             rolled_back=rolled_back,
-            escalation_reason=reason if outcome is not Outcome.FIXED else None,
+            escalation_reason=reason,
             human_steps=list(dict.fromkeys(steps)),
             model=last.model if last is not None else "",
             model_calls=sum(r.model_calls for r in results),

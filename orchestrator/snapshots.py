@@ -102,8 +102,9 @@ class SnapshotStore:
         trimmed, current = 0, snapshot
         text = current.model_dump_json()
         packed = _packed(text)
-        while len(packed) > MAX_STORED_BYTES and current.replicasets:
-            current = current.model_copy(update={"replicasets": current.replicasets[1:]})
+        while len(packed) > MAX_STORED_BYTES and (current.replicasets or current.controller_revisions):
+            field = "replicasets" if current.replicasets else "controller_revisions"
+            current = current.model_copy(update={field: getattr(current, field)[1:]})
             trimmed += 1
             text = current.model_dump_json()
             packed = _packed(text)

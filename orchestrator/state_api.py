@@ -1,7 +1,8 @@
 """Raw calls on AMOS's own state objects: JSON in and out, one error type naming the call.
 
-Every call has a request timeout, so a frozen API server turns into a `StoreError` the caller
-can retry (`orchestrator.steps.AttemptSteps.durably`), never a thread stuck forever.
+Every call has a request timeout, and a call that fails for a passing reason (no connection, a
+timeout, 5xx, 429) is retried with back-off for up to `RETRY_SECONDS`, so an API server restart
+does not lose a state write; what still fails becomes one `StoreError` naming the call.
 """
 
 from __future__ import annotations
@@ -10,9 +11,12 @@ import json
 from collections.abc import Callable
 from typing import Any
 
+from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_exponential
+
 from tools.results import api_status
 
 REQUEST_TIMEOUT_SECONDS = 30.0
+RETRY_SECONDS = 30.0
 
 # Labels and annotations on every state object, for `kubectl get -l` and for finding them again.
 MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
@@ -33,11 +37,25 @@ class StoreError(Exception):
         super().__init__(f"{call} failed: {detail}")
 
 
+def passing(error: BaseException) -> bool:
+    """A failure worth retrying: no answer at all, a timeout, an overloaded or restarting server."""
+    status = getattr(error, "status", None)
+    return status is None or status >= 500 or status == 429
+
+
 def call_json(call: str, method: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
     """Call a kubernetes client method without its model classes; the answer as plain JSON."""
-    try:
-        response = method(*args, _preload_content=False, _request_timeout=REQUEST_TIMEOUT_SECONDS, **kwargs)
-        raw = response.data
-    except Exception as error:  # every failure becomes one error type naming the call
-        raise StoreError(call, error) from error
-    return json.loads(raw) if raw else None
+    for attempt in Retrying(
+        retry=retry_if_exception(lambda error: isinstance(error, StoreError) and passing(error)),
+        wait=wait_exponential(multiplier=0.25, max=4),
+        stop=stop_after_delay(RETRY_SECONDS),
+        reraise=True,
+    ):
+        with attempt:
+            try:
+                response = method(*args, _preload_content=False, _request_timeout=REQUEST_TIMEOUT_SECONDS, **kwargs)
+                raw = response.data
+            except Exception as error:  # every failure becomes one error type naming the call
+                raise StoreError(call, error) from error
+            return json.loads(raw) if raw else None
+    raise AssertionError("unreachable")  # Retrying either returns, or re-raises the last error

@@ -36,8 +36,10 @@ from orchestrator.knowngood_store import KnownGoodStore
 from orchestrator.records import TERMINAL_PHASES, AttemptNote, FixWatch, JournalEntry, Ledger, Phase
 from orchestrator.restore import foreign_spec_writers, restore_snapshot
 from orchestrator.snapshots import SnapshotStore
+from orchestrator.state_api import passing
 from orchestrator.store import JournalClaimed, StateStore
-from orchestrator.verify import Baseline, Judge, same_spec
+from orchestrator.verify import Baseline, Judge, VerdictKind, same_spec
+from tools import objects
 from tools.cluster import ApiCallError, ClusterAccess
 from tools.policy import IncidentBaseline, IncidentScope
 from tools.read import ReadTools
@@ -70,12 +72,18 @@ class AttemptRun:
         return self.incident.workload
 
 
+def current_revision(workload: dict[str, Any]) -> int | str | None:
+    """The revision a workload runs now: a Deployment's number, a StatefulSet's ControllerRevision name."""
+    number = objects.revision(workload)
+    if number is not None:
+        return number
+    update = (workload.get("status") or {}).get("updateRevision")
+    return str(update) if update else None
+
+
 def _retryable(error: BaseException) -> bool:
     """API blips are retried; a lost Lease, a newer owner or a refusal by the API server is not."""
-    if isinstance(error, LostLeadership | JournalClaimed):
-        return False
-    status = getattr(error, "status", None)
-    return status is None or status >= 500 or status == 429
+    return not isinstance(error, LostLeadership | JournalClaimed) and passing(error)
 
 
 class AttemptSteps:
@@ -176,7 +184,10 @@ class AttemptSteps:
         """Snapshot, journal and count a new attempt; nothing has changed yet."""
         ref, fingerprint, now = incident.workload, incident.fingerprint, self.clock()
         try:  # the revision current while the fault shows is known-bad: never a rollback target
-            self.durably("mark the revision bad", lambda: self.known_good.mark_bad(ref, note=f"incident {incident.id}"))
+            current = self.read(ref)
+            revision = current_revision(current) if current is not None else None
+            self.durably("mark the revision bad",
+                         lambda: self.known_good.mark_bad(ref, revision, note=f"incident {incident.id}"))
         except (LostLeadership, JournalClaimed):
             raise
         except Exception:
@@ -280,9 +291,10 @@ class AttemptSteps:
             baseline=run.baseline,
         )
         recorder = AttemptRecorder(applied)
-        write_tools = WriteTools(self.access, guard, recorder, known_good=self.known_good)
+        access = self.access.for_namespace(ref.namespace)  # its Secrets' values, never another namespace's
+        write_tools = WriteTools(access, guard, recorder, known_good=self.known_good)
         holder["tools"] = write_tools
-        read_tools = ReadTools(self.access, scope, known_good=self.known_good)
+        read_tools = ReadTools(access, scope, known_good=self.known_good)
         context = self.context_builder(incident, read_tools, run.history)
         attempt.result = self.run_session(incident, context, read_tools, write_tools, self.settings, run.runner)
         attempt.records = recorder.records()
@@ -338,6 +350,10 @@ class AttemptSteps:
         self.journal(run, Phase.VERIFYING)  # the verdict is durable, and a newer owner stops this one here
         run.journal.verification = ("after AMOS restarted: " if attempt.resumed else "") + verdict.text()
         current = self.read(ref)
+        if verdict.kind is VerdictKind.DEFERRED:  # a CronJob with no run yet: judged at its next run, kept
+            self.events.record(current or ref, "VerificationDeferred",
+                               f"incident {incident.id}, attempt {attempt.number}: {verdict.reason}")
+            return Phase.DONE
         if verdict.ok:
             seen = generation_of(current)
             if current is not None and run.fence.generation is not None and seen != run.fence.generation:
@@ -393,7 +409,8 @@ class AttemptSteps:
         guard = FencedGuard(
             self.settings, IncidentScope.of(ref), budget=self.budget, fence=run.fence, still_leader=self.still_leader
         )
-        attempt.restore = restore_snapshot(self.access, guard, snapshot, run.fence.generation)
+        # trusted: the snapshot was taken by this process or its signature was checked when it was loaded
+        attempt.restore = restore_snapshot(self.access, guard, snapshot, run.fence.generation, trusted=True)
         if attempt.restore.record is not None:
             attempt.records.append(attempt.restore.record)
         if attempt.restore.ok and attempt.restore.changed:

@@ -77,7 +77,7 @@ def build_orchestrator(
     access = ClusterAccess(api_client, settings, redactor)
     store = StateStore(api_client, settings, clock=clock, owner=identity)
     snapshots = SnapshotStore(api_client, settings, store.signer)
-    known_good = KnownGoodStore(access, clock=clock)
+    known_good = KnownGoodStore(access, signer=store.signer, clock=clock)
     events = EventRecorder(api_client, redactor=redactor, clock=clock)
     budget = ClusterBudget(api_client, settings, clock)
     modes = NamespaceModes(api_client, Mode(settings.mode_default))

@@ -101,7 +101,7 @@ def test_kubectl_annotate_approves_and_amos_applies_verifies_and_names_the_appro
     assert done.returncode == 0, done.stderr
     reports = restarted.check_approvals()
 
-    assert [r.outcome for r in reports] == [Outcome.FIXED]
+    assert [r.outcome for r in reports] == [Outcome.FIXED], [r.escalation_reason for r in reports]
     assert reports[0].approved_by == "kubectl-annotate"
     assert rollout_complete(api_client, namespace, "web") and image_of(api_client, namespace, "web") == "nginx:1.27"
     assert "kubectl-annotate" in body(inbox.wait("] FIXED:"))

@@ -13,7 +13,7 @@ import gzip
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -23,7 +23,7 @@ from kubernetes import client
 from agents.session import run_session
 from core.config import Settings
 from core.models import FaultKind, Incident
-from core.report import Outcome
+from core.report import ActionRecord, ActionStatus, Outcome
 from lab.cluster import LabCluster
 from lab.workloads import deployment, rollout_complete, wait_for
 from notifications.outbox import Outbox, OutboxPolicy
@@ -52,11 +52,21 @@ pytestmark = pytest.mark.lab
 FAST = OutboxPolicy(initial_backoff_seconds=0.2, max_backoff_seconds=1.0, poll_seconds=0.5)
 
 
-def outbox_for(api: client.ApiClient, settings: Settings) -> Outbox:
-    outbox = Outbox.from_settings(api, settings, identity="amos-test")
-    outbox.policy = FAST
-    outbox.start()
-    return outbox
+@pytest.fixture
+def outboxes(amos_api: client.ApiClient) -> Iterator[Callable[[Settings], Outbox]]:
+    """Real outboxes (cluster state + SMTP), all stopped after the test."""
+    made: list[Outbox] = []
+
+    def make(settings: Settings) -> Outbox:
+        outbox = Outbox.from_settings(amos_api, settings, identity="amos-test")
+        outbox.policy = FAST
+        outbox.start()
+        made.append(outbox)
+        return outbox
+
+    yield make
+    for outbox in made:
+        outbox.stop()
 
 
 def wait_quiet(inbox: Inbox, seconds: float = 4.0) -> list[str]:
@@ -103,19 +113,20 @@ def test_a_paused_leader_writes_nothing_once_its_lease_ran_out(
 
 def test_two_replicas_recovering_the_same_journal_entry_act_once(
         api_client: client.ApiClient, amos_api: client.ApiClient, namespace: str, inbox: Inbox,
-        make_settings: Callable[..., Settings]) -> None:
+        make_settings: Callable[..., Settings], outboxes: Callable[[Settings], Outbox]) -> None:
     settings = make_settings()
     incident = broken_web(api_client, namespace)
     old = build_orchestrator(settings, amos_api, None, identity="old-leader", term=lambda: 1)
     old.store.ensure_namespace()
     run = old.steps.begin(incident, 1, [], frozenset())
     set_image(api_client, namespace, "web", "nginx:1.27", manager="amos")  # its fix was applied, then it froze
-    run.attempt.applied = True
+    run.journal.actions.append(ActionRecord(verb="set_image", target=incident.workload, summary="set image",
+                                            status=ActionStatus.APPLIED))
     old.steps.journal(run, Phase.VERIFYING)
 
-    outboxes = [outbox_for(amos_api, settings) for _ in range(2)]
-    replicas = [build_orchestrator(settings, amos_api, box, identity=name, term=lambda t=term: t)  # type: ignore[misc]
-                for box, (name, term) in zip(outboxes, [("replica-b", 2), ("replica-c", 3)], strict=True)]
+    replicas = [build_orchestrator(settings, amos_api, outboxes(settings), identity=name,
+                                   term=lambda t=term: t)  # type: ignore[misc]
+                for name, term in [("replica-b", 2), ("replica-c", 3)]]
     results: dict[str, list[Any]] = {}
 
     def recover(orchestrator: Any) -> None:
@@ -132,18 +143,33 @@ def test_two_replicas_recovering_the_same_journal_entry_act_once(
     inbox.wait("] FIXED:")
     assert [s for s in wait_quiet(inbox) if "FIXED" in s] == [inbox.subjects()[0]]
     assert amos_events(api_client, namespace, "web").count("Remediated") == 1
+    assert old.store.journals() == []  # concluded once, closed once
+
+
+def test_a_journal_entry_claimed_by_a_newer_leader_term_refuses_the_old_leaders_next_step(
+        api_client: client.ApiClient, amos_api: client.ApiClient, namespace: str,
+        make_settings: Callable[..., Settings]) -> None:
+    settings = make_settings()
+    incident = broken_web(api_client, namespace)
+    old = build_orchestrator(settings, amos_api, None, identity="old-leader", term=lambda: 1)
+    old.store.ensure_namespace()
+    run = old.steps.begin(incident, 1, [], frozenset())
+    newer = StateStore(amos_api, settings, owner="new-leader")
+    assert newer.claim_journal(incident.fingerprint, "new-leader", 2) is not None
+    assert StateStore(amos_api, settings).claim_journal(incident.fingerprint, "older", 1) is None
+
     with pytest.raises(JournalClaimed):  # the frozen old leader wakes up: its next step is refused
-        old.store.write_journal(run.journal)
-    for box in outboxes:
-        box.stop()
+        old.steps.journal(run, Phase.APPLYING)
+    entry = newer.read_journal(incident.fingerprint)
+    assert entry is not None and (entry.owner, entry.term, entry.phase) == ("new-leader", 2, Phase.SNAPSHOTTED)
 
 
 def test_an_api_outage_right_after_the_fix_is_ridden_out_and_the_report_is_truthful(
         lab: LabCluster, api_client: client.ApiClient, amos_api: client.ApiClient, namespace: str, inbox: Inbox,
-        make_settings: Callable[..., Settings]) -> None:
+        make_settings: Callable[..., Settings], outboxes: Callable[[Settings], Outbox]) -> None:
     settings = make_settings()
     incident = broken_web(api_client, namespace)
-    outbox = outbox_for(amos_api, settings)
+    outbox = outboxes(settings)
 
     applied = threading.Event()
     resume = threading.Event()
@@ -173,17 +199,16 @@ def test_an_api_outage_right_after_the_fix_is_ridden_out_and_the_report_is_truth
     assert "No action was taken" not in body(mail)
     assert rollout_complete(api_client, namespace, "web") and image_of(api_client, namespace, "web") == "nginx:1.27"
     assert orchestrator.store.journals() == []
-    outbox.stop()
 
 
 def test_a_restart_with_an_open_escalation_sends_no_new_mail(
         api_client: client.ApiClient, amos_api: client.ApiClient, namespace: str, inbox: Inbox,
-        make_settings: Callable[..., Settings]) -> None:
+        make_settings: Callable[..., Settings], outboxes: Callable[[Settings], Outbox]) -> None:
     create(api_client, namespace, deployment("api", "shop/api:2.0", env_from_configmap="api-config"), ready=False)
     wait_pods(api_client, namespace, "api", {"CreateContainerConfigError"})
     settings = make_settings()
     for _restart in range(3):  # each a new process: new incident id, new outbox
-        outbox = outbox_for(amos_api, settings)
+        outbox = outboxes(settings)
         orchestrator = build_orchestrator(settings, amos_api, outbox)
         orchestrator.store.ensure_namespace()
         fresh = incident_for(namespace, "api", FaultKind.CONTAINER_CONFIG, "CreateContainerConfigError")
@@ -191,17 +216,17 @@ def test_a_restart_with_an_open_escalation_sends_no_new_mail(
         assert report is not None and report.outcome is Outcome.ESCALATED
         inbox.wait("] ESCALATED:")
         time.sleep(2)
-        outbox.stop()
+        outbox.stop()  # the process ends
     assert len(wait_quiet(inbox)) == 1
 
 
 def test_one_fault_with_several_symptoms_gives_one_mail(
         api_client: client.ApiClient, amos_api: client.ApiClient, namespace: str, inbox: Inbox,
-        make_settings: Callable[..., Settings]) -> None:
+        make_settings: Callable[..., Settings], outboxes: Callable[[Settings], Outbox]) -> None:
     create(api_client, namespace, deployment("api", "shop/api:2.0", env_from_configmap="api-config"), ready=False)
     wait_pods(api_client, namespace, "api", {"CreateContainerConfigError"})
     settings = make_settings()
-    outbox = outbox_for(amos_api, settings)
+    outbox = outboxes(settings)
     orchestrator = build_orchestrator(settings, amos_api, outbox)
     orchestrator.store.ensure_namespace()
     for kind, reason in [(FaultKind.CONTAINER_CONFIG, "CreateContainerConfigError"),
@@ -211,7 +236,6 @@ def test_one_fault_with_several_symptoms_gives_one_mail(
         assert report is not None and report.outcome is Outcome.ESCALATED and "api-config" in report.root_cause
     inbox.wait("] ESCALATED:")
     assert len(wait_quiet(inbox)) == 1
-    outbox.stop()
 
 
 def test_a_person_fixing_it_during_verification_gets_the_credit(

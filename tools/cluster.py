@@ -68,6 +68,10 @@ class ClusterAccess:
         self.apps = client.AppsV1Api(api_client)
         self.batch = client.BatchV1Api(api_client)
 
+    def for_namespace(self, namespace: str) -> ClusterAccess:
+        """The same access, its redactor scoped to `namespace`: another namespace's Secret values never blind it."""
+        return ClusterAccess(self.api_client, self.settings, self.redactor.scope(namespace))
+
     # --- generic calls -------------------------------------------------------------------------
 
     def _method(self, kind: str, verb: str) -> tuple[str, Callable[..., Any]]:
@@ -184,7 +188,7 @@ class ClusterAccess:
         """The keys of a Secret, never its values; the values only teach the redactor what to hide."""
         secret = self._json("read_namespaced_secret", self.core.read_namespaced_secret, name, namespace)
         data: dict[str, str] = secret.get("data") or {}
-        self.redactor.add_secret_data(data)
+        self.redactor.add_secret_data(data, namespace=namespace, secret=name)
         keys = sorted(data)
         del secret, data
         return keys

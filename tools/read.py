@@ -12,7 +12,7 @@ import inspect
 from collections.abc import Callable
 from typing import Any, ParamSpec, Protocol
 
-from core.redaction import redact_env
+from core.redaction import Redactor, redact_env
 from tools import objects
 from tools.cluster import ApiCallError, ClusterAccess
 from tools.diff import template_changes
@@ -68,19 +68,22 @@ class KnownGood(Protocol):
 
 
 class _Clip:
-    """Cuts text and lists to size and remembers whether it had to."""
+    """Cuts text and lists to size and remembers whether it had to; text is redacted whole before it is cut
+    (a cut first could split a secret, or the BEGIN line of a private key, away from the rule that finds it)."""
 
-    def __init__(self) -> None:
+    def __init__(self, redactor: Redactor | None = None) -> None:
         self.truncated = False
+        self._redact = redactor.redact_text if redactor is not None else (lambda text: text)
 
     def text(self, value: Any, limit: int = MAX_TEXT_CHARS) -> str:
-        text = "" if value is None else str(value)
+        text = self._redact("" if value is None else str(value))
         if len(text) <= limit:
             return text
         self.truncated = True
         return text[: limit - 1] + "…"
 
     def tail(self, text: str, limit: int) -> str:
+        text = self._redact(text)
         if len(text) <= limit:
             return text
         self.truncated = True
@@ -182,7 +185,7 @@ class ReadTools:
             {ok, data: {pod, container, previous, log}, error, truncated}; the log is clipped and redacted.
         """
         self._namespace(namespace)
-        clip = _Clip()
+        clip = _Clip(self.access.redactor)
         pod_object = self.access.get("Pod", namespace, pod)
         names = objects.container_names(pod_object)
         if container is None or container == "":
@@ -210,7 +213,7 @@ class ReadTools:
             {ok, data: {object, events: [{type, reason, message, count, first_seen, last_seen, source}]}}.
         """
         self._namespace(namespace)
-        clip = _Clip()
+        clip = _Clip(self.access.redactor)
         kind = normalize_kind(kind)
         selector = f"involvedObject.kind={kind},involvedObject.name={name}"
         items = self.access.list_objects("Event", namespace, field_selector=selector)
@@ -248,7 +251,7 @@ class ReadTools:
         if kind not in DESCRIBED_KINDS:
             raise _Refusal(f"describe supports {', '.join(DESCRIBED_KINDS)}, not {kind}")
         obj = self.access.get(kind, namespace, name)
-        clip = _Clip()
+        clip = _Clip(self.access.redactor)
         return _describe(obj, clip, self.access), clip.truncated
 
     @tool
@@ -321,7 +324,7 @@ class ReadTools:
             resources}]}]}}.
         """
         self._namespace(namespace)
-        clip = _Clip()
+        clip = _Clip(self.access.redactor)
         kind = normalize_kind(kind)
         if kind not in REVISIONED_KINDS:
             raise _Refusal(f"a {kind} keeps no rollout history (revisions: {', '.join(REVISIONED_KINDS)})")
@@ -452,7 +455,7 @@ class ReadTools:
             used_by}], missing: ["ConfigMap app-config not found", ...]}}.
         """
         self._namespace(namespace)
-        clip = _Clip()
+        clip = _Clip(self.access.redactor)
         obj = self.access.get(normalize_kind(kind), namespace, name)
         refs = objects.config_refs(obj)
         entries, missing = [], []
@@ -503,7 +506,7 @@ class ReadTools:
             {ok, data: {pods: [{name, phase, ready, restarts, reason, node, revision_hash, created, deleting}]}}.
         """
         self._namespace(namespace)
-        clip = _Clip()
+        clip = _Clip(self.access.redactor)
         workload = self.access.get(normalize_kind(workload_kind), namespace, workload_name)
         pods = sorted(self.access.pods_of(workload), key=lambda p: objects.meta(p).get("creationTimestamp") or "")
         return {"pods": [_pod_row(pod, clip) for pod in clip.last(pods, MAX_PODS)]}, clip.truncated
