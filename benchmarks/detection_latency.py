@@ -31,21 +31,30 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from kubernetes import client, config
+from kubernetes import client
 
-from core.config import Settings
+from benchmarks.figures import describe, usage
+from benchmarks.kube import manifest, raw_json
+from core.config import load_settings
 from core.models import Fault, Incident, IncidentState, ObjectRef
 from lab import workloads
 from monitors.detector import FaultDetector
 from monitors.trim import PodView
 from monitors.watch import Watcher
+from service.kube import connect
 
 BREAKAGES: list[dict[str, Any]] = [
     {"image": "lab/web:2.0-crash"},
     {"image": "lab/web:v9.9.9-missing"},
-    {"image": "lab/web:1.0", "env": [{"name": "LAB_MEMORY_MI", "value": "256"}],
-     "resources": {"limits": {"memory": "64Mi"}}},
-    {"image": "lab/web:1.0", "env": [{"name": "DB", "valueFrom": {"configMapKeyRef": {"name": "absent", "key": "db"}}}]},
+    {
+        "image": "lab/web:1.0",
+        "env": [{"name": "LAB_MEMORY_MI", "value": "256"}],
+        "resources": {"limits": {"memory": "64Mi"}},
+    },
+    {
+        "image": "lab/web:1.0",
+        "env": [{"name": "DB", "valueFrom": {"configMapKeyRef": {"name": "absent", "key": "db"}}}],
+    },
 ]
 
 
@@ -66,25 +75,6 @@ class TimedDetector(FaultDetector):
         super().observe(subject, faults, now)
 
 
-def rss_mib() -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
-
-
-def percentile(values: list[float], fraction: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))]
-
-
-def describe(name: str, values: list[float]) -> str:
-    if not values:
-        return f"{name}: no samples"
-    return (f"{name}: n={len(values)} p50={percentile(values, 0.5):.2f}s p95={percentile(values, 0.95):.2f}s "
-            f"max={max(values):.2f}s mean={statistics.fmean(values):.2f}s")
-
-
 @contextmanager
 def lab_api(kubeconfig: Path | None) -> Iterator[client.ApiClient]:
     """An ApiClient on the given cluster, or on a lab started (and stopped) here."""
@@ -97,11 +87,8 @@ def lab_api(kubeconfig: Path | None) -> Iterator[client.ApiClient]:
         cluster = LabCluster(Path(tempfile.mkdtemp(prefix="amos-bench-")))
         print(f"lab started in {cluster.start():.1f} s")
         kubeconfig = cluster.kubeconfig
-    configuration = client.Configuration()
-    config.load_kube_config(config_file=str(kubeconfig), client_configuration=configuration)
-    configuration.connection_pool_maxsize = 16
     try:
-        with client.ApiClient(configuration) as api:
+        with connect(kubeconfig) as api:
             yield api
     finally:
         if cluster is not None:
@@ -119,16 +106,17 @@ def deployment(name: str, replicas: int, breakage: dict[str, Any]) -> dict[str, 
         "spec": {
             "replicas": replicas,
             "selector": {"matchLabels": {"app": name}},
-            "template": {"metadata": {"labels": {"app": name}},
-                         "spec": {"containers": [container], "terminationGracePeriodSeconds": 0}},
+            "template": {
+                "metadata": {"labels": {"app": name}},
+                "spec": {"containers": [container], "terminationGracePeriodSeconds": 0},
+            },
         },
     }
 
 
 def trim_ratio(api: client.ApiClient, namespace: str) -> tuple[float, float]:
     """Mean bytes of a full pod (as JSON) and of its trimmed view."""
-    pods = json.loads(client.CoreV1Api(api).list_namespaced_pod(namespace, limit=200,
-                                                                _preload_content=False).data)["items"]
+    pods = raw_json(client.CoreV1Api(api).list_namespaced_pod, namespace, limit=200)["items"]
     full = [len(json.dumps(p)) for p in pods]
     trimmed = [len(PodView.from_api(p, ("amos.io/ignore",)).model_dump_json()) for p in pods]
     return statistics.fmean(full), statistics.fmean(trimmed)
@@ -137,11 +125,11 @@ def trim_ratio(api: client.ApiClient, namespace: str) -> tuple[float, float]:
 def run(api: client.ApiClient, pods: int, replicas: int, timeout: float) -> None:
     namespace = create_namespace(api)
     # Deployment-level patterns wait out a grace period by design; measure the pod patterns only.
-    settings = Settings(namespaces=[namespace], unavailable_grace_seconds=3600)
+    settings = load_settings(namespaces=[namespace], unavailable_grace_seconds=3600)
     incidents: list[Incident] = []
     detector = TimedDetector(settings, incidents.append)
     watcher = Watcher(settings, api, detector)
-    rss_before = rss_mib()
+    rss_before = usage().rss_mib
     watcher.start()
     watcher.wait_synced(30)
 
@@ -150,7 +138,9 @@ def run(api: client.ApiClient, pods: int, replicas: int, timeout: float) -> None
     started = time.monotonic()
     for index, name in enumerate(names):
         count = min(replicas, pods - index * replicas)
-        apps.create_namespaced_deployment(namespace, deployment(name, count, BREAKAGES[index % len(BREAKAGES)]))
+        apps.create_namespaced_deployment(
+            namespace, manifest(deployment(name, count, BREAKAGES[index % len(BREAKAGES)]))
+        )
     print(f"created {len(names)} Deployments ({pods} pods) in {namespace} in {time.monotonic() - started:.1f} s")
 
     deadline = time.monotonic() + timeout
@@ -161,8 +151,10 @@ def run(api: client.ApiClient, pods: int, replicas: int, timeout: float) -> None
         time.sleep(1)
     elapsed = time.monotonic() - started
     opened_incidents = [i for i in incidents if i.state is IncidentState.OPEN]
-    print(f"after {elapsed:.1f} s: {len(opened_incidents)} incidents for {len(names)} Deployments, "
-          f"{len(detector.first_fault)}/{pods} faulty pods seen")
+    print(
+        f"after {elapsed:.1f} s: {len(opened_incidents)} incidents for {len(names)} Deployments, "
+        f"{len(detector.first_fault)}/{pods} faulty pods seen"
+    )
 
     if detector.first_fault:
         last = max(seen for seen, _ in detector.first_fault.values())
@@ -177,15 +169,17 @@ def run(api: client.ApiClient, pods: int, replicas: int, timeout: float) -> None
     print(describe("pod lag (status change -> detector)", lags))
     full, trimmed = trim_ratio(api, namespace)
     print(f"pod JSON {full:.0f} B, trimmed view {trimmed:.0f} B ({trimmed / full:.0%})")
-    print(f"RSS {rss_before:.0f} MiB before watching, {rss_mib():.0f} MiB with {pods} faulty pods; "
-          f"detector {detector.sizes()}; reconnects {watcher.reconnects}")
+    print(
+        f"RSS {rss_before:.0f} MiB before watching, {usage().rss_mib:.0f} MiB with {pods} faulty pods; "
+        f"detector {detector.sizes()}; reconnects {watcher.reconnects}"
+    )
 
     watcher.stop()
     client.CoreV1Api(api).delete_namespace(namespace, propagation_policy="Background")
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--pods", type=int, default=2000)
     parser.add_argument("--replicas", type=int, default=20, help="pods per Deployment")
     parser.add_argument("--timeout", type=float, default=300, help="seconds to wait for every pod to fail")

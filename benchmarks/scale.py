@@ -1,21 +1,25 @@
-"""Scale: AMOS watching thousands of healthy pods, then a burst of faults, against a 30 s polling baseline.
+"""Scale: AMOS watching tens of thousands of healthy pods, then a burst of faults, against a 30 s polling baseline.
 
-Why: issue 7 asks where AMOS stands on two goals at 5,000 pods, detection p95 <= 2 s
-and RSS <= 200 MB, and how it compares with the scan-based tools it replaces.
+Why: issue 18 asks where AMOS stands at 50,000 pods / 5,000 Deployments (the goals: detection
+p95 <= 2 s for a burst, RSS <= 250 MB, idle CPU <= 1 % of a core), what a pod costs it, and what
+the lab itself costs (API server and etcd memory).
 
-What it does, on a lab cluster with `--lab-nodes` KWOK nodes (2,000 pods each):
+What it does, on a lab cluster with enough KWOK nodes (2,000 pods each; `--lab-nodes` to override):
 
 1. starts two agents, each in its own process so that its RSS and CPU are its own
    (the lab runs in other child processes, and this driver creates the objects):
    - AMOS: the real `Watcher` and `FaultDetector`, default settings, all namespaces;
    - the baseline: lists every pod each `--poll-seconds` and applies the same
      `pod_faults` patterns, as scan-based tools do;
-2. creates `--pods` healthy pods in Deployments of `--replicas` (strategy Recreate),
-   `--batch` Deployments at a time, and waits until they are all ready;
-3. idle: both agents watch the healthy pods for `--idle-seconds`; prints CPU and RSS;
-4. burst: patches `--break` Deployments at once, alternately to an image tag that
+2. creates `--pods` healthy pods in `--deployments` Deployments (strategy Recreate), `--batch`
+   Deployments at a time, and waits until they are all ready; prints the pod creation rate and
+   AMOS's RSS at 5,000 pods and at the end (cost per pod = RSS growth / pods);
+3. time to first sync: a third, fresh AMOS agent lists every kind against the full cluster;
+4. idle: both agents watch the healthy pods for `--idle-seconds`; prints CPU and RSS;
+5. burst: patches `--burst` Deployments at once, alternately to an image tag that
    does not exist and to a crash-looping tag (Recreate replaces every pod), and
-   waits until both agents have reported every broken Deployment.
+   waits until both agents have reported every broken Deployment;
+6. the lab's own cost: RSS of kube-apiserver and etcd (from /proc/<pid>/status).
 
 Detection latency, per broken Deployment and fault kind: the time an agent reported
 it minus the earliest status change showing the fault. AMOS sees every status
@@ -24,21 +28,23 @@ against that same time (the lab kubelet rewrites `lastTransitionTime` on each
 status write, so what a later poll sees would understate the baseline's delay).
 API timestamps have whole seconds: latencies read up to 1 s high, for both.
 
+`--tracemalloc` makes the AMOS agent trace its allocations and print where its memory is at the end.
+
 Run from the repository root (starts a lab unless --kubeconfig points at one):
-    python -m benchmarks.scale [--pods 5000] [--break 50]
+    python -m benchmarks.scale [--pods 5000] [--deployments 500] [--burst 50]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import multiprocessing
-import resource
-import statistics
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+import tracemalloc
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -46,10 +52,24 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from kubernetes import client, config
+from kubernetes import client
 
-from benchmarks.detection_latency import create_namespace, percentile
-from core.config import Settings
+from benchmarks.detection_latency import create_namespace
+from benchmarks.figures import (
+    MB_PER_MIB,
+    Usage,
+    cpu_share,
+    describe,
+    kib_field_mib,
+    load_average,
+    percentile,
+    proc_status,
+    usage,
+    verdict,
+    window,
+)
+from benchmarks.kube import manifest, raw_json
+from core.config import Settings, load_settings
 from core.models import FaultKind, Incident, IncidentState
 from monitors.detector import FaultDetector
 from monitors.owners import OwnerIndex
@@ -57,22 +77,21 @@ from monitors.patterns import pod_faults
 from monitors.scope import namespace_in_scope
 from monitors.trim import PodView
 from monitors.watch import Watcher
+from service.kube import connect
 
 HEALTHY_IMAGE = "lab/web:1.0"
 BROKEN_IMAGES = ("lab/web:v9.9.9-missing", "lab/web:2.0-crash")
 POD_KINDS = frozenset({FaultKind.CRASH_LOOP, FaultKind.IMAGE_PULL})  # what the broken images show
 LIST_PAGE_SIZE = 500
+PODS_PER_NODE = 2000  # allocatable pods of a lab node
+COST_CHECKPOINT_PODS = 5000  # cost per pod is printed here and at the end
+LAB_PROCESSES = ("kube-apiserver", "etcd")
+GOAL_P95_SECONDS = 2.0
+GOAL_RSS_MB = 250.0
+GOAL_IDLE_CPU = 0.01
+TRACEMALLOC_TOP = 15
 
 Key = tuple[str, str]  # (Deployment name, fault kind)
-
-
-class Usage(NamedTuple):
-    """One process's resources at one moment."""
-
-    wall: float  # time.monotonic()
-    cpu_seconds: float  # user + system, every thread
-    rss_mib: float
-    peak_rss_mib: float
 
 
 class Detection(NamedTuple):
@@ -82,18 +101,9 @@ class Detection(NamedTuple):
     earliest_change: float | None  # epoch seconds, when the agent knows it
 
 
-def usage() -> Usage:
-    rusage = resource.getrusage(resource.RUSAGE_SELF)
-    status = dict(line.split(":", 1) for line in Path("/proc/self/status").read_text().splitlines() if ":" in line)
-    return Usage(time.monotonic(), rusage.ru_utime + rusage.ru_stime,
-                 int(status["VmRSS"].split()[0]) / 1024, int(status["VmHWM"].split()[0]) / 1024)
-
-
-def api_client(kubeconfig: Path) -> client.ApiClient:
-    configuration = client.Configuration()
-    config.load_kube_config(config_file=str(kubeconfig), client_configuration=configuration)
-    configuration.connection_pool_maxsize = 16
-    return client.ApiClient(configuration)
+def default_settings() -> Settings:
+    """What a plain `python main.py run` would use (config.yaml and AMOS_* variables apply)."""
+    return load_settings()
 
 
 # ---- agents (each runs in its own process) --------------------------------------------------
@@ -102,13 +112,17 @@ class AmosAgent:
 
     def __init__(self, api: client.ApiClient) -> None:
         self.detections: list[Detection] = []
+        self.synced_seconds = 0.0
         self._lock = threading.Lock()
-        self._watcher = Watcher(Settings(), api, FaultDetector(Settings(), self._on_incident))
+        settings = default_settings()
+        self._watcher = Watcher(settings, api, FaultDetector(settings, self._on_incident))
 
     def start(self) -> None:
+        started = time.monotonic()
         self._watcher.start()
-        if not self._watcher.wait_synced(60):
-            raise RuntimeError("AMOS watch streams not synced after 60 s")
+        if not self._watcher.wait_synced(600):
+            raise RuntimeError("AMOS watch streams not synced after 600 s")
+        self.synced_seconds = time.monotonic() - started
 
     def stop(self) -> None:
         self._watcher.stop()
@@ -127,9 +141,10 @@ class PollingAgent:
 
     def __init__(self, api: client.ApiClient, interval: float) -> None:
         self.detections: list[Detection] = []
+        self.synced_seconds = 0.0
         self._core = client.CoreV1Api(api)
         self._interval = interval
-        self._settings = Settings()
+        self._settings = default_settings()
         self._owners = OwnerIndex()  # never fed: Deployments resolve by ReplicaSet name, without a watch
         self._seen: set[str] = set()
         self._stop = threading.Event()
@@ -152,8 +167,7 @@ class PollingAgent:
         pods: list[dict[str, Any]] = []
         token: str | None = None
         while True:
-            page = json.loads(self._core.list_pod_for_all_namespaces(
-                limit=LIST_PAGE_SIZE, _continue=token, _preload_content=False).data)
+            page = raw_json(self._core.list_pod_for_all_namespaces, limit=LIST_PAGE_SIZE, _continue=token)
             pods.extend(page["items"])
             token = page["metadata"].get("continue")
             if not token:
@@ -171,16 +185,32 @@ class PollingAgent:
         self.detections.extend(found)
 
 
-def serve_agent(kind: str, kubeconfig: Path, poll_seconds: float, conn: Connection) -> None:
-    """Child process: run one agent and answer the driver's requests ("usage", "detections", "stop")."""
-    with api_client(kubeconfig) as api:
-        agent: AmosAgent | PollingAgent = AmosAgent(api) if kind == "amos" else PollingAgent(api, poll_seconds)
-        agent.start()
-        conn.send("started")
-        while (request := conn.recv()) != "stop":
-            # plain tuples: this module is __mp_main__ here, the driver could not unpickle its classes
-            conn.send(tuple(usage()) if request == "usage" else [tuple(d) for d in agent.detections])
-        agent.stop()
+def memory_top(limit: int = TRACEMALLOC_TOP) -> list[str]:
+    """Where traced memory is, by line (empty when tracemalloc is off)."""
+    if not tracemalloc.is_tracing():
+        return []
+    stats = tracemalloc.take_snapshot().statistics("lineno")
+    return [f"{stat.size / 2**20:7.1f} MiB {stat.count:8d} blocks  {stat.traceback}" for stat in stats[:limit]]
+
+
+def serve_agent(kind: str, kubeconfig: Path, poll_seconds: float, trace: bool, conn: Connection) -> None:
+    """Child process: run one agent and answer the driver's requests (usage, detections, synced, memory, stop)."""
+    if trace:
+        tracemalloc.start()
+    api = connect(kubeconfig, check=False)
+    agent: AmosAgent | PollingAgent = AmosAgent(api) if kind.startswith("amos") else PollingAgent(api, poll_seconds)
+    agent.start()
+    conn.send("started")
+    answers: dict[str, Callable[[], object]] = {
+        "usage": lambda: tuple(usage()),
+        # plain tuples: this module is __mp_main__ here, the driver could not unpickle its classes
+        "detections": lambda: [tuple(d) for d in agent.detections],
+        "synced": lambda: agent.synced_seconds,
+        "memory": memory_top,
+    }
+    while (request := conn.recv()) != "stop":
+        conn.send(answers[request]())
+    agent.stop()
 
 
 @dataclass
@@ -204,14 +234,37 @@ class AgentProcess:
         self.process.join(30)
 
 
-def spawn_agent(kind: str, kubeconfig: Path, poll_seconds: float) -> AgentProcess:
+def spawn_agent(kind: str, kubeconfig: Path, poll_seconds: float, trace: bool = False) -> AgentProcess:
     context = multiprocessing.get_context("spawn")
     parent, child = context.Pipe()
-    process = context.Process(target=serve_agent, args=(kind, kubeconfig, poll_seconds, child), name=kind)
+    process = context.Process(target=serve_agent, args=(kind, kubeconfig, poll_seconds, trace, child), name=kind)
     process.start()
-    if not parent.poll(120) or parent.recv() != "started":
+    if not parent.poll(900) or parent.recv() != "started":
         raise RuntimeError(f"{kind} agent did not start")
     return AgentProcess(kind, process, parent)
+
+
+# ---- the lab's own cost -----------------------------------------------------------------------
+def lab_pids(kubeconfig: Path) -> dict[str, int]:
+    """The lab's processes, from the state file next to its kubeconfig (a lab started here or by `python -m lab`)."""
+    state = kubeconfig.parent / "state.json"
+    if not state.exists():
+        return {}
+    pids: dict[str, int] = json.loads(state.read_text()).get("pids") or {}
+    return pids
+
+
+def lab_memory(pids: dict[str, int]) -> str:
+    shown = []
+    for name in LAB_PROCESSES:
+        status = proc_status(pids[name]) if name in pids else {}
+        if status:
+            shown.append(
+                f"{name} RSS {kib_field_mib(status, 'VmRSS'):.0f} MiB (peak {kib_field_mib(status, 'VmHWM'):.0f})"
+            )
+        else:
+            shown.append(f"{name}: not readable here")
+    return ", ".join(shown)
 
 
 # ---- driver ---------------------------------------------------------------------------------
@@ -222,36 +275,61 @@ def deployment(name: str, replicas: int) -> dict[str, Any]:
             "replicas": replicas,
             "strategy": {"type": "Recreate"},  # a broken image replaces every pod, not a surge of a few
             "selector": {"matchLabels": {"app": name}},
-            "template": {"metadata": {"labels": {"app": name}},
-                         "spec": {"containers": [{"name": "app", "image": HEALTHY_IMAGE}],
-                                  "terminationGracePeriodSeconds": 0}},
+            "template": {
+                "metadata": {"labels": {"app": name}},
+                "spec": {"containers": [{"name": "app", "image": HEALTHY_IMAGE}], "terminationGracePeriodSeconds": 0},
+            },
         },
     }
 
 
 def ready_pods(apps: client.AppsV1Api, namespace: str) -> int:
-    listing = json.loads(apps.list_namespaced_deployment(namespace, _preload_content=False).data)
+    listing = raw_json(apps.list_namespaced_deployment, namespace)
     return sum(d.get("status", {}).get("readyReplicas") or 0 for d in listing["items"])
 
 
-def create_healthy(apps: client.AppsV1Api, namespace: str, names: list[str], replicas: int, batch: int,
-                   timeout: float) -> None:
-    """Create the Deployments `batch` at a time, keeping at most one batch of pods not yet ready."""
+def shape(pods: int, deployments: int) -> tuple[int, int]:
+    """(Deployments, replicas each) for about `pods` pods in `deployments` Deployments (at least one pod each)."""
+    if pods < 1 or deployments < 1:
+        raise ValueError("--pods and --deployments must be at least 1")
+    count = min(pods, deployments)
+    return count, max(1, round(pods / count))
+
+
+def nodes_for(pods: int) -> int:
+    """KWOK nodes for `pods` pods with room to spare (a broken Deployment's pods are replaced, not added)."""
+    return max(3, math.ceil(pods * 1.1 / PODS_PER_NODE))
+
+
+def create_healthy(
+    apps: client.AppsV1Api,
+    namespace: str,
+    names: list[str],
+    replicas: int,
+    batch: int,
+    timeout: float,
+    on_ready: Callable[[int], None] = lambda ready: None,
+) -> float:
+    """Create the Deployments `batch` at a time, keeping at most one batch of pods not yet ready; returns pods/s."""
     started = time.monotonic()
     deadline = started + timeout
     total = len(names) * replicas
+    ready = 0
     for first in range(0, len(names), batch):
-        for name in names[first:first + batch]:
-            apps.create_namespaced_deployment(namespace, deployment(name, replicas))
+        for name in names[first : first + batch]:
+            apps.create_namespaced_deployment(namespace, manifest(deployment(name, replicas)))
         created = min(len(names), first + batch) * replicas
         target = total if created == total else created - batch * replicas
         while (ready := ready_pods(apps, namespace)) < target:
             if time.monotonic() > deadline:
                 raise RuntimeError(f"only {ready}/{created} pods ready after {timeout:.0f} s")
             time.sleep(2)
+        on_ready(ready)
         elapsed = time.monotonic() - started
-        print(f"  {created} pods created, {ready} ready after {elapsed:.0f} s ({ready / elapsed:.0f} pods/s)",
-              flush=True)
+        print(
+            f"  {created} pods created, {ready} ready after {elapsed:.0f} s ({ready / elapsed:.0f} pods/s)", flush=True
+        )
+    return total / (time.monotonic() - started)
 
 
 def break_deployments(apps: client.AppsV1Api, namespace: str, names: list[str]) -> None:
@@ -261,82 +339,113 @@ def break_deployments(apps: client.AppsV1Api, namespace: str, names: list[str]) 
         apps.patch_namespaced_deployment(name, namespace, patch)
 
 
-def describe(name: str, values: list[float]) -> str:
-    if not values:
-        return f"{name}: no samples"
-    return (f"{name}: n={len(values)} p50={percentile(values, 0.5):.2f}s p95={percentile(values, 0.95):.2f}s "
-            f"max={max(values):.2f}s mean={statistics.fmean(values):.2f}s")
-
-
-def window(name: str, before: Usage, after: Usage) -> str:
-    cpu = after.cpu_seconds - before.cpu_seconds
-    wall = after.wall - before.wall
-    return (f"{name}: CPU {cpu:.1f} s over {wall:.0f} s ({cpu / wall:.1%} of one core), "
-            f"RSS {after.rss_mib:.0f} MiB (peak {after.peak_rss_mib:.0f} MiB)")
-
-
 def burst_detections(agent: AgentProcess, broken: set[str]) -> dict[Key, Detection]:
     return {(d.deployment, d.kind): d for d in agent.detections() if d.deployment in broken}
 
 
+def cost_per_pod(baseline: Usage, at: Usage, pods: int) -> str:
+    grown = at.rss_mib - baseline.rss_mib
+    return f"{grown:.0f} MiB over {pods} pods = {grown * 1024 / pods:.1f} KiB/pod (RSS {at.rss_mib:.0f} MiB)"
+
+
+def latencies(found: dict[str, dict[Key, Detection]]) -> tuple[list[float], list[float]]:
+    """AMOS's and the baseline's detection latencies, both from the earliest change AMOS saw."""
+    amos = {k: d.reported_at - d.earliest_change for k, d in found["amos"].items() if d.earliest_change is not None}
+    changes = {k: d.earliest_change for k, d in found["amos"].items() if d.earliest_change is not None}
+    baseline = [d.reported_at - changes[k] for k, d in found["polling"].items() if k in changes]
+    return list(amos.values()), baseline
+
+
 def run(kubeconfig: Path, args: argparse.Namespace) -> None:
-    with api_client(kubeconfig) as api:
-        apps = client.AppsV1Api(api)
-        namespace = create_namespace(api)
-        names = [f"svc-{i:04d}" for i in range(args.pods // args.replicas)]
-        pods = len(names) * args.replicas
-        amos = spawn_agent("amos", kubeconfig, args.poll_seconds)
-        baseline = spawn_agent("polling", kubeconfig, args.poll_seconds)
-        agents = (amos, baseline)
-        start = {a.name: a.usage() for a in agents}
-        print(f"agents started; creating {pods} pods in {len(names)} Deployments in {namespace}", flush=True)
-        create_healthy(apps, namespace, names, args.replicas, args.batch, args.ready_timeout)
-        created = {a.name: a.usage() for a in agents}
-        for agent in agents:
-            print(window(f"{agent.name} while {pods} pods were created", start[agent.name], created[agent.name]))
+    api = connect(kubeconfig)
+    apps = client.AppsV1Api(api)
+    namespace = create_namespace(api)
+    count, replicas = shape(args.pods, args.deployments)
+    names = [f"svc-{i:05d}" for i in range(count)]
+    pods = count * replicas
+    pids = lab_pids(kubeconfig)
+    print(f"lab before: {lab_memory(pids)}; load average {load_average()}", flush=True)
+    amos = spawn_agent("amos", kubeconfig, args.poll_seconds, args.tracemalloc)
+    baseline = spawn_agent("polling", kubeconfig, args.poll_seconds)
+    agents = (amos, baseline)
+    start = {a.name: a.usage() for a in agents}
+    checkpoint: list[Usage] = []
 
-        time.sleep(5)  # the last status writes settle
-        idle_start = {a.name: a.usage() for a in agents}
-        time.sleep(args.idle_seconds)
-        idle_end = {a.name: a.usage() for a in agents}
-        for agent in agents:
-            print(window(f"{agent.name} idle, {pods} healthy pods", idle_start[agent.name], idle_end[agent.name]))
+    def at_ready(ready: int) -> None:
+        if not checkpoint and ready >= min(COST_CHECKPOINT_PODS, pods):
+            checkpoint.append(amos.usage())
 
-        broken = set(names[:args.break_count])
-        expected = len(broken)  # one fault kind per broken Deployment
-        print(f"burst: breaking {expected} Deployments ({expected * args.replicas} pods) at once", flush=True)
-        burst_start = {a.name: a.usage() for a in agents}
-        break_deployments(apps, namespace, sorted(broken))
-        deadline = time.monotonic() + args.burst_timeout
-        while time.monotonic() < deadline:
-            if all(len(burst_detections(a, broken)) >= expected for a in agents):
-                break
-            time.sleep(1)
-        burst_end = {a.name: a.usage() for a in agents}
-        for agent in agents:
-            print(window(f"{agent.name} burst", burst_start[agent.name], burst_end[agent.name]))
+    print(f"agents started; creating {pods} pods in {count} Deployments of {replicas} in {namespace}", flush=True)
+    rate = create_healthy(apps, namespace, names, replicas, args.batch, args.ready_timeout, at_ready)
+    created = {a.name: a.usage() for a in agents}
+    print(f"lab pod creation rate: {rate:.0f} pods/s ({pods} pods)")
+    for agent in agents:
+        print(window(f"{agent.name} while {pods} pods were created", start[agent.name], created[agent.name]))
+    if checkpoint:
+        print(
+            f"AMOS cost per pod at {min(COST_CHECKPOINT_PODS, pods)} pods: {cost_per_pod(start['amos'], checkpoint[0], min(COST_CHECKPOINT_PODS, pods))}"
+        )
+    print(f"AMOS cost per pod at {pods} pods: {cost_per_pod(start['amos'], created['amos'], pods)}")
 
-        found = {a.name: burst_detections(a, broken) for a in agents}
-        amos_latency = {k: d.reported_at - d.earliest_change for k, d in found["amos"].items()
-                        if d.earliest_change is not None}
-        baseline_latency = {k: d.reported_at - found["amos"][k].earliest_change  # type: ignore[operator]
-                            for k, d in found["polling"].items() if k in amos_latency}
-        print(f"detected: AMOS {len(found['amos'])}/{expected}, baseline {len(found['polling'])}/{expected}")
-        print(describe("AMOS detection latency (status change -> incident)", list(amos_latency.values())))
-        print(describe(f"baseline detection latency (poll every {args.poll_seconds:.0f} s)",
-                       list(baseline_latency.values())))
-        if amos_latency and baseline_latency:
-            a50, b50 = percentile(list(amos_latency.values()), 0.5), percentile(list(baseline_latency.values()), 0.5)
-            a95, b95 = percentile(list(amos_latency.values()), 0.95), percentile(list(baseline_latency.values()), 0.95)
-            print(f"AMOS/baseline: p50 {a50 / b50:.2f}, p95 {a95 / b95:.2f}")
-            print(f"goal detection p95 <= 2 s: {'met' if a95 <= 2 else 'NOT met'} ({a95:.2f} s)")
-        peak = max(u.peak_rss_mib for u in (idle_end["amos"], burst_end["amos"]))
-        print(f"goal RSS <= 200 MB at {pods} pods: {'met' if peak * 1.048576 <= 200 else 'NOT met'} "
-              f"(peak {peak:.0f} MiB = {peak * 1.048576:.0f} MB)")
+    cold = spawn_agent("amos-cold", kubeconfig, args.poll_seconds)
+    synced = float(cold.ask("synced"))
+    cold_usage = cold.usage()
+    cold.stop()
+    print(
+        f"time to first sync (a fresh AMOS lists every kind, {pods} pods): {synced:.1f} s; "
+        f"its RSS then {cold_usage.rss_mib:.0f} MiB (peak {cold_usage.peak_rss_mib:.0f} MiB)"
+    )
 
-        for agent in agents:
-            agent.stop()
-        client.CoreV1Api(api).delete_namespace(namespace, propagation_policy="Background")
+    time.sleep(5)  # the last status writes settle
+    idle_start = {a.name: a.usage() for a in agents}
+    time.sleep(args.idle_seconds)
+    idle_end = {a.name: a.usage() for a in agents}
+    for agent in agents:
+        print(window(f"{agent.name} idle, {pods} healthy pods", idle_start[agent.name], idle_end[agent.name]))
+
+    broken = set(names[: args.burst])
+    expected = len(broken)  # one fault kind per broken Deployment
+    print(f"burst: breaking {expected} Deployments ({expected * replicas} pods) at once", flush=True)
+    burst_start = {a.name: a.usage() for a in agents}
+    break_deployments(apps, namespace, sorted(broken))
+    deadline = time.monotonic() + args.burst_timeout
+    while time.monotonic() < deadline:
+        if all(len(burst_detections(a, broken)) >= expected for a in agents):
+            break
+        time.sleep(1)
+    burst_end = {a.name: a.usage() for a in agents}
+    for agent in agents:
+        print(window(f"{agent.name} burst", burst_start[agent.name], burst_end[agent.name]))
+    print(f"lab after: {lab_memory(pids)}; load average {load_average()}")
+
+    found = {a.name: burst_detections(a, broken) for a in agents}
+    amos_latency, baseline_latency = latencies(found)
+    print(f"detected: AMOS {len(found['amos'])}/{expected}, baseline {len(found['polling'])}/{expected}")
+    print(describe("AMOS detection latency (status change -> incident)", amos_latency))
+    print(describe(f"baseline detection latency (poll every {args.poll_seconds:.0f} s)", baseline_latency))
+    if amos_latency and baseline_latency:
+        a50, b50 = percentile(amos_latency, 0.5), percentile(baseline_latency, 0.5)
+        a95, b95 = percentile(amos_latency, 0.95), percentile(baseline_latency, 0.95)
+        print(f"AMOS/baseline: p50 {a50 / b50:.2f}, p95 {a95 / b95:.2f}")
+        print(verdict(f"detection p95 <= {GOAL_P95_SECONDS:g} s", a95 <= GOAL_P95_SECONDS, f"{a95:.2f} s"))
+    else:
+        print(verdict(f"detection p95 <= {GOAL_P95_SECONDS:g} s", False, "no detections to measure"))
+    peak = max(u.peak_rss_mib for u in (idle_end["amos"], burst_end["amos"]))
+    print(
+        verdict(
+            f"RSS <= {GOAL_RSS_MB:g} MB at {pods} pods",
+            peak * MB_PER_MIB <= GOAL_RSS_MB,
+            f"idle {idle_end['amos'].rss_mib:.0f} MiB, peak {peak:.0f} MiB = {peak * MB_PER_MIB:.0f} MB",
+        )
+    )
+    idle_cpu = cpu_share(idle_start["amos"], idle_end["amos"])
+    print(verdict(f"idle CPU <= {GOAL_IDLE_CPU:.0%} of a core", idle_cpu <= GOAL_IDLE_CPU, f"{idle_cpu:.2%}"))
+    for line in amos.ask("memory"):
+        print(f"  tracemalloc: {line}")
+
+    for agent in agents:
+        agent.stop()
+    client.CoreV1Api(api).delete_namespace(namespace, propagation_policy="Background")
 
 
 @contextmanager
@@ -350,7 +459,7 @@ def lab(kubeconfig: Path | None, nodes: int) -> Iterator[Path]:
 
     build.build()
     with tempfile.TemporaryDirectory(prefix="amos-scale-") as workdir:
-        cluster = LabCluster(Path(workdir), nodes=nodes)
+        cluster = LabCluster(Path(workdir), nodes=nodes, quiet_starts=True)
         print(f"lab ({nodes} nodes) started in {cluster.start():.1f} s", flush=True)
         try:
             yield cluster.kubeconfig
@@ -358,22 +467,34 @@ def lab(kubeconfig: Path | None, nodes: int) -> Iterator[Path]:
             cluster.stop()
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.scale", description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--pods", type=int, default=5000, help="healthy pods to watch")
-    parser.add_argument("--replicas", type=int, default=10, help="pods per Deployment")
-    parser.add_argument("--break", dest="break_count", type=int, default=50, help="Deployments broken at once")
+    parser.add_argument("--deployments", type=int, default=500, help="Deployments the pods belong to")
+    parser.add_argument("--burst", "--break", dest="burst", type=int, default=50, help="Deployments broken at once")
     parser.add_argument("--batch", type=int, default=50, help="Deployments created at a time")
     parser.add_argument("--poll-seconds", type=float, default=30, help="the baseline's polling interval")
     parser.add_argument("--idle-seconds", type=float, default=30, help="how long to measure the idle agents")
-    parser.add_argument("--ready-timeout", type=float, default=1800, help="seconds for every pod to be ready")
+    parser.add_argument("--ready-timeout", type=float, default=3600, help="seconds for every pod to be ready")
     parser.add_argument("--burst-timeout", type=float, default=180, help="seconds for both agents to see the burst")
-    parser.add_argument("--lab-nodes", type=int, default=4, help="KWOK nodes of a lab started here (2,000 pods each)")
+    parser.add_argument(
+        "--lab-nodes",
+        type=int,
+        help=f"KWOK nodes of a lab started here ({PODS_PER_NODE} pods each; default: enough for --pods)",
+    )
+    parser.add_argument("--tracemalloc", action="store_true", help="trace AMOS's allocations; print the top lines")
     parser.add_argument("--kubeconfig", type=Path, help="an existing lab (python -m lab start); default: start one")
-    args = parser.parse_args()
-    with lab(args.kubeconfig, args.lab_nodes) as kubeconfig:
+    args = parser.parse_args(argv)
+    try:
+        count, _ = shape(args.pods, args.deployments)
+    except ValueError as error:
+        parser.error(str(error))
+    if not 1 <= args.burst <= count:
+        parser.error(f"--burst must be between 1 and the number of Deployments ({count})")
+    with lab(args.kubeconfig, args.lab_nodes or nodes_for(args.pods)) as kubeconfig:
         run(kubeconfig, args)
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from kubernetes import client
 
+from benchmarks.kube import manifest as as_body
 from core.models import IncidentState
 from lab import build
 from lab.cluster import LabCluster
@@ -24,7 +25,7 @@ from service.kube import connect
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--replicas", type=int, default=50)
     parser.add_argument("--kubeconfig", type=Path)
     args = parser.parse_args()
@@ -43,14 +44,17 @@ def run(kubeconfig: Path, replicas: int) -> None:
     apps = client.AppsV1Api(api)
     manifest = deployment("storm", "shop/api:2.0", replicas=replicas)
     manifest["spec"]["strategy"] = {"rollingUpdate": {"maxUnavailable": "100%", "maxSurge": "100%"}}
-    apps.create_namespaced_deployment(namespace, manifest)
+    apps.create_namespaced_deployment(namespace, as_body(manifest))
     wait_for(lambda: rollout_complete(api, namespace, "storm"), timeout=120, what=f"{replicas} ready replicas")
     collector = Collector()
     settings = suite_settings(kubeconfig).model_copy(update={"max_replicas": max(replicas, 50)})
     with amos_on(api, settings, collector):
         injected = time.time()
-        apps.patch_namespaced_deployment("storm", namespace, {"spec": {"template": {"spec": {"containers": [
-            {"name": "app", "image": "shop/api:2.1-crash"}]}}}})
+        apps.patch_namespaced_deployment(
+            "storm",
+            namespace,
+            {"spec": {"template": {"spec": {"containers": [{"name": "app", "image": "shop/api:2.1-crash"}]}}}},
+        )
         wait_for(lambda: collector.for_namespace(namespace)[1], timeout=300, interval=1, what="a report")
         time.sleep(10)  # anything else that was going to fire fires now
         incidents, reports = collector.for_namespace(namespace)
