@@ -224,6 +224,8 @@ def _first_difference(expected: Any, actual: Any, path: str = "") -> str:
 def run_scenario(api: client.ApiClient, scenario: Scenario, collector: Collector) -> ScenarioResult:
     suffix = uuid.uuid4().hex[:5]
     namespace = EXCLUDED_NAMESPACE if scenario.excluded_namespace else f"scn-{scenario.name}-{suffix}"[:63]
+    if scenario.excluded_namespace:
+        _delete_namespace(api, namespace)  # its name is fixed (the settings exclude it): a repeat starts afresh
     create_namespace(api, namespace, {"amos.io/scenario": "true"})
     _deploy(api, namespace, scenario)
     before = _fingerprint_outside(api, namespace, scenario.faulty)
@@ -256,6 +258,23 @@ def run_scenario(api: client.ApiClient, scenario: Scenario, collector: Collector
         )
     ]
     return _judge(scenario, namespace, injected, opened, reports, outside, problems)
+
+
+def _delete_namespace(api: client.ApiClient, namespace: str) -> None:
+    core = client.CoreV1Api(api)
+
+    def gone() -> bool:
+        try:
+            core.read_namespace(namespace)
+        except client.ApiException as error:
+            if error.status == 404:
+                return True
+            raise
+        return False
+
+    if not gone():
+        core.delete_namespace(namespace, propagation_policy="Background")
+        wait_for(gone, timeout=120, interval=1.0, what=f"namespace {namespace} to be deleted")
 
 
 def _all_reported(collector: Collector, namespace: str, scenario: Scenario) -> bool:
