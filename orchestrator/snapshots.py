@@ -11,6 +11,7 @@ unfinished journal entry still needs.
 from __future__ import annotations
 
 import base64
+import builtins
 import gzip
 import logging
 import uuid
@@ -54,8 +55,10 @@ class SnapshotTooLarge(Exception):
 def _without_last_applied(obj: dict[str, Any]) -> dict[str, Any]:
     annotations = objects.meta(obj).get("annotations")
     if isinstance(annotations, dict) and LAST_APPLIED in annotations:
-        obj = {**obj, "metadata": {**obj["metadata"], "annotations": {
-            k: v for k, v in annotations.items() if k != LAST_APPLIED}}}
+        obj = {
+            **obj,
+            "metadata": {**obj["metadata"], "annotations": {k: v for k, v in annotations.items() if k != LAST_APPLIED}},
+        }
     return obj
 
 
@@ -75,11 +78,13 @@ class SnapshotStore:
         """Store `snapshot`; returns it with the id it is stored under. Raises SnapshotTooLarge, StoreError."""
         taken = snapshot.taken_at.astimezone(UTC)
         name = f"amos-snapshot-{fingerprint}-{taken:%Y%m%d%H%M%S}-{uuid.uuid4().hex[:6]}"
-        stored = snapshot.model_copy(update={
-            "id": name,
-            "workload": _without_last_applied(snapshot.workload),
-            "replicasets": [_without_last_applied(rs) for rs in snapshot.replicasets],
-        })
+        stored = snapshot.model_copy(
+            update={
+                "id": name,
+                "workload": _without_last_applied(snapshot.workload),
+                "replicasets": [_without_last_applied(rs) for rs in snapshot.replicasets],
+            }
+        )
         text, packed, trimmed = self._fit(stored)
         annotations = {
             WORKLOAD_ANNOTATION: f"{snapshot.target.kind}/{snapshot.target.namespace}/{snapshot.target.name}",
@@ -89,10 +94,18 @@ class SnapshotStore:
         }
         if trimmed:
             annotations[TRIMMED_ANNOTATION] = f"{trimmed} oldest revision(s) left out to fit in one object"
-        labels = {MANAGED_BY_LABEL: MANAGED_BY, RECORD_LABEL: "snapshot", FINGERPRINT_LABEL: fingerprint,
-                  WORKLOAD_NAMESPACE_LABEL: snapshot.target.namespace, WORKLOAD_KIND_LABEL: snapshot.target.kind}
-        body = {"metadata": {"name": name, "labels": labels, "annotations": annotations}, "type": "Opaque",
-                "data": {SNAPSHOT_KEY: packed}}
+        labels = {
+            MANAGED_BY_LABEL: MANAGED_BY,
+            RECORD_LABEL: "snapshot",
+            FINGERPRINT_LABEL: fingerprint,
+            WORKLOAD_NAMESPACE_LABEL: snapshot.target.namespace,
+            WORKLOAD_KIND_LABEL: snapshot.target.kind,
+        }
+        body = {
+            "metadata": {"name": name, "labels": labels, "annotations": annotations},
+            "type": "Opaque",
+            "data": {SNAPSHOT_KEY: packed},
+        }
         call_json("create_namespaced_secret", self._core.create_namespaced_secret, self.namespace, body)
         return stored
 
@@ -138,20 +151,28 @@ class SnapshotStore:
 
     def list(self) -> list[SnapshotInfo]:
         """Stored snapshots, newest first."""
-        result = call_json("list_namespaced_secret", self._core.list_namespaced_secret, self.namespace,
-                           label_selector=f"{MANAGED_BY_LABEL}={MANAGED_BY},{RECORD_LABEL}=snapshot")
+        result = call_json(
+            "list_namespaced_secret",
+            self._core.list_namespaced_secret,
+            self.namespace,
+            label_selector=f"{MANAGED_BY_LABEL}={MANAGED_BY},{RECORD_LABEL}=snapshot",
+        )
         infos = []
         for item in (result or {}).get("items") or []:
             metadata = item.get("metadata") or {}
             annotations = metadata.get("annotations") or {}
             taken = parse_time(annotations.get(TAKEN_AT_ANNOTATION)) or parse_time(metadata.get("creationTimestamp"))
-            infos.append(SnapshotInfo(id=metadata["name"],
-                                      fingerprint=(metadata.get("labels") or {}).get(FINGERPRINT_LABEL, ""),
-                                      workload=annotations.get(WORKLOAD_ANNOTATION, ""),
-                                      taken_at=taken or datetime.min.replace(tzinfo=UTC)))
+            infos.append(
+                SnapshotInfo(
+                    id=metadata["name"],
+                    fingerprint=(metadata.get("labels") or {}).get(FINGERPRINT_LABEL, ""),
+                    workload=annotations.get(WORKLOAD_ANNOTATION, ""),
+                    taken_at=taken or datetime.min.replace(tzinfo=UTC),
+                )
+            )
         return sorted(infos, key=lambda info: (info.taken_at, info.id), reverse=True)
 
-    def prune(self, keep: int, protect: set[str]) -> list[str]:
+    def prune(self, keep: int, protect: set[str]) -> builtins.list[str]:
         """Keep `keep` snapshots: the protected ones (never deleted) count first, then the newest."""
         infos = self.list()
         room = max(0, keep - sum(1 for info in infos if info.id in protect))
@@ -169,4 +190,3 @@ class SnapshotStore:
                 if error.status != 404:
                     raise
         return deleted
-

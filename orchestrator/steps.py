@@ -29,9 +29,10 @@ from core.config import Settings
 from core.models import Incident, ObjectRef
 from core.report import ActionRecord, ActionStatus
 from orchestrator.attempt import Attempt
+from orchestrator.breaker import ClusterBudget
 from orchestrator.events import EventRecorder
 from orchestrator.fencing import AttemptRecorder, Fence, FencedGuard, LostLeadership, StillLeader, generation_of
-from orchestrator.guardrails import ClusterBudget, GuardRails, template_hash
+from orchestrator.guardrails import GuardRails, template_hash
 from orchestrator.knowngood_store import KnownGoodStore
 from orchestrator.records import TERMINAL_PHASES, AttemptNote, FixWatch, JournalEntry, Ledger, Phase
 from orchestrator.restore import foreign_spec_writers, restore_snapshot
@@ -186,8 +187,9 @@ class AttemptSteps:
         try:  # the revision current while the fault shows is known-bad: never a rollback target
             current = self.read(ref)
             revision = current_revision(current) if current is not None else None
-            self.durably("mark the revision bad",
-                         lambda: self.known_good.mark_bad(ref, revision, note=f"incident {incident.id}"))
+            self.durably(
+                "mark the revision bad", lambda: self.known_good.mark_bad(ref, revision, note=f"incident {incident.id}")
+            )
         except (LostLeadership, JournalClaimed):
             raise
         except Exception:
@@ -351,8 +353,11 @@ class AttemptSteps:
         run.journal.verification = ("after AMOS restarted: " if attempt.resumed else "") + verdict.text()
         current = self.read(ref)
         if verdict.kind is VerdictKind.DEFERRED:  # a CronJob with no run yet: judged at its next run, kept
-            self.events.record(current or ref, "VerificationDeferred",
-                               f"incident {incident.id}, attempt {attempt.number}: {verdict.reason}")
+            self.events.record(
+                current or ref,
+                "VerificationDeferred",
+                f"incident {incident.id}, attempt {attempt.number}: {verdict.reason}",
+            )
             return Phase.DONE
         if verdict.ok:
             seen = generation_of(current)

@@ -8,7 +8,7 @@ from pathlib import Path
 import urllib3
 import yaml
 from kubernetes import client, config
-from kubernetes.client.rest import ApiException
+from kubernetes.client.exceptions import ApiException
 from kubernetes.config.config_exception import ConfigException
 
 REQUEST_TIMEOUT_SECONDS = 5.0
@@ -29,12 +29,12 @@ def load_configuration(kubeconfig: Path | None) -> client.Configuration:
         if kubeconfig is not None:
             if not kubeconfig.exists():
                 raise KubeconfigInvalid(f"kubeconfig {kubeconfig} does not exist (set KUBECONFIG or --kubeconfig)")
-            config.load_kube_config(config_file=str(kubeconfig), client_configuration=configuration)
+            config.load_kube_config(config_file=str(kubeconfig), client_configuration=configuration)  # type: ignore[no-untyped-call]
         else:
             try:
-                config.load_incluster_config(client_configuration=configuration)
+                config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
             except ConfigException:
-                config.load_kube_config(client_configuration=configuration)
+                config.load_kube_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
     except ConfigException as error:
         raise KubeconfigInvalid(f"no usable Kubernetes configuration: {_first_line(error)}") from error
     except yaml.YAMLError as error:

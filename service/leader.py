@@ -21,10 +21,10 @@ import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 from kubernetes import client
-from kubernetes.client.rest import ApiException
+from kubernetes.client.exceptions import ApiException
 
 log = logging.getLogger("amos.leader")
 
@@ -33,6 +33,11 @@ REQUEST_TIMEOUT_SECONDS = 5.0
 
 def _micro_time(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _as_lease(body: dict[str, Any]) -> client.V1Lease:
+    """The client sends a dict body as it is; its stubs only admit the model, whose serialisation we avoid."""
+    return cast(client.V1Lease, body)
 
 
 class LeaderElector:
@@ -95,36 +100,44 @@ class LeaderElector:
         if not self.is_leader.is_set():
             return
         try:
-            lease = self.coordination.read_namespaced_lease(self.name, self.namespace,
-                                                            _request_timeout=REQUEST_TIMEOUT_SECONDS)
+            lease = self.coordination.read_namespaced_lease(
+                self.name, self.namespace, _request_timeout=REQUEST_TIMEOUT_SECONDS
+            )
+            assert lease.spec is not None, "a Lease read back from the API server has a spec"
             if lease.spec.holder_identity == self.identity:
                 body = self._body(self.clock(), lease, holder=None)
-                self.coordination.replace_namespaced_lease(self.name, self.namespace, body,
-                                                           _request_timeout=REQUEST_TIMEOUT_SECONDS)
+                self.coordination.replace_namespaced_lease(
+                    self.name, self.namespace, _as_lease(body), _request_timeout=REQUEST_TIMEOUT_SECONDS
+                )
         except Exception as error:  # noqa: BLE001 - the lease then simply expires
             log.warning("could not release lease %s/%s: %s", self.namespace, self.name, error)
         self._set(False)
 
     def _acquire_or_renew(self, now: datetime) -> bool:
         try:
-            lease = self.coordination.read_namespaced_lease(self.name, self.namespace,
-                                                            _request_timeout=REQUEST_TIMEOUT_SECONDS)
+            lease = self.coordination.read_namespaced_lease(
+                self.name, self.namespace, _request_timeout=REQUEST_TIMEOUT_SECONDS
+            )
         except ApiException as error:
             if error.status != 404:
                 raise
             body = self._body(now, None, holder=self.identity)
-            self.coordination.create_namespaced_lease(self.namespace, body, _request_timeout=REQUEST_TIMEOUT_SECONDS)
+            self.coordination.create_namespaced_lease(
+                self.namespace, _as_lease(body), _request_timeout=REQUEST_TIMEOUT_SECONDS
+            )
             self.term = 0
             return True
         spec = lease.spec
+        assert spec is not None, "a Lease read back from the API server has a spec"
         holder = spec.holder_identity
         renewed = spec.renew_time or spec.acquire_time
         expired = renewed is None or renewed + timedelta(seconds=spec.lease_duration_seconds or 0) < now
         if holder and holder != self.identity and not expired:
             return False
         body = self._body(now, lease, self.identity)
-        self.coordination.replace_namespaced_lease(self.name, self.namespace, body,
-                                                   _request_timeout=REQUEST_TIMEOUT_SECONDS)
+        self.coordination.replace_namespaced_lease(
+            self.name, self.namespace, _as_lease(body), _request_timeout=REQUEST_TIMEOUT_SECONDS
+        )
         self.term = int(body["spec"]["leaseTransitions"])
         return True
 
@@ -134,6 +147,7 @@ class LeaderElector:
         transitions = 0
         acquired = now
         if lease is not None:
+            assert lease.metadata is not None and lease.spec is not None, "a Lease read back has metadata and spec"
             metadata["resourceVersion"] = lease.metadata.resource_version
             transitions = lease.spec.lease_transitions or 0
             if lease.spec.holder_identity == holder and lease.spec.acquire_time:
