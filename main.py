@@ -8,6 +8,7 @@ error, 3 cluster unreachable, 4 internal error. Errors are one line on stderr.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import logging
 import sys
 import tomllib
@@ -102,8 +103,9 @@ def _parser() -> argparse.ArgumentParser:
     approve.add_argument("proposal", metavar="PROPOSAL_ID")
     reject = command("reject", "reject a proposal (annotates its workload as you)")
     reject.add_argument("proposal", metavar="PROPOSAL_ID")
-    demo = command("demo", "start the local lab, break a few workloads, watch AMOS fix them")
-    demo.add_argument("--keep", action="store_true", help="leave the lab running afterwards (python -m lab stop)")
+    if importlib.util.find_spec("scenarios") and importlib.util.find_spec("lab"):  # a checkout, not the image
+        demo = command("demo", "start the local lab, break a few workloads, watch AMOS fix them")
+        demo.add_argument("--keep", action="store_true", help="leave the lab running afterwards (python -m lab stop)")
     return parser
 
 

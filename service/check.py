@@ -126,7 +126,7 @@ PERMISSIONS: tuple[Permission, ...] = (
     Permission(
         group="",
         resource="events",
-        verbs=("list",),
+        verbs=("get", "list", "watch"),
         where=Where.WATCHED,
         need=Need.READ,
         purpose="read the Events of failing objects",
@@ -213,9 +213,17 @@ PERMISSIONS: tuple[Permission, ...] = (
         group="coordination.k8s.io",
         resource="leases",
         verbs=("get", "create", "update"),
-        where=Where.OWN,
+        where=Where.STATE,
         need=Need.READ,
         purpose="leader election among replicas",
+    ),
+    Permission(
+        group="",
+        resource="secrets",
+        verbs=("get", "list", "create", "update", "delete"),
+        where=Where.STATE,
+        need=Need.READ,
+        purpose="keep snapshots, known-good history, proposals and the key that signs AMOS's records",
     ),
     Permission(
         group="",

@@ -8,8 +8,10 @@ Values derived from an incident report are counted in one place, `record_report`
 from __future__ import annotations
 
 import platform
+import tomllib
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 from prometheus_client import (
     CollectorRegistry,
@@ -50,12 +52,17 @@ class CallbackCounter(Collector):
 
 
 def _version() -> str:
+    """The installed package's version, else pyproject.toml's (the image runs from a plain copy)."""
     from importlib import metadata
 
     try:
         return metadata.version("amos")
     except metadata.PackageNotFoundError:
-        return "unknown"
+        pyproject = Path(__file__).resolve().parent.parent / "pyproject.toml"
+        try:
+            return str(tomllib.loads(pyproject.read_text())["project"]["version"])
+        except (OSError, KeyError, tomllib.TOMLDecodeError):
+            return "unknown"
 
 
 class Metrics:

@@ -4,18 +4,20 @@ from __future__ import annotations
 
 import os
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from kubernetes import client
-from kubernetes.client.rest import ApiException
+from kubernetes.client.exceptions import ApiException
 
-from core.report import Outcome
+from core.report import IncidentReport, Outcome
 from lab import build
 from lab.cluster import LabCluster
 from scenarios.catalog import SCENARIOS
 from scenarios.run import Collector, amos_on, run_scenario, suite_settings
 from service.app import AmosApp
+from tests.manifests import as_body
 
 pytestmark = pytest.mark.lab
 
@@ -27,11 +29,20 @@ BAD_IMAGE = next(s for s in SCENARIOS if s.name == "bad-image-rollout")
 def amos_service_account(lab: LabCluster, api_client: client.ApiClient) -> client.ApiClient:
     """An ApiClient authenticated as deploy/'s ServiceAccount, after applying deploy/'s RBAC with kubectl."""
     env = {**os.environ, "KUBECONFIG": str(lab.kubeconfig)}
-    for manifest in ("namespace.yaml", "rbac.yaml"):
-        subprocess.run([str(build.bin_dir() / "kubectl"), "apply", "-f", str(DEPLOY / manifest)], env=env,
-                       check=True, capture_output=True, timeout=60)
-    token = client.CoreV1Api(api_client).create_namespaced_service_account_token(
-        "amos", "amos-system", {"spec": {"expirationSeconds": 3600}}).status.token
+    subprocess.run(
+        [str(build.bin_dir() / "kubectl"), "apply", "-f", str(DEPLOY / "amos.yaml")],
+        env=env,
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
+    status = (
+        client.CoreV1Api(api_client)
+        .create_namespaced_service_account_token("amos", "amos-system", as_body({"spec": {"expirationSeconds": 3600}}))
+        .status
+    )
+    assert status is not None and status.token is not None
+    token = status.token
     admin = api_client.configuration
     configuration = client.Configuration()
     configuration.host = admin.host
@@ -42,8 +53,9 @@ def amos_service_account(lab: LabCluster, api_client: client.ApiClient) -> clien
     return client.ApiClient(configuration)
 
 
-def test_fix_works_under_the_least_privilege_role(lab: LabCluster, api_client: client.ApiClient,
-                                                  amos_service_account: client.ApiClient) -> None:
+def test_fix_works_under_the_least_privilege_role(
+    lab: LabCluster, api_client: client.ApiClient, amos_service_account: client.ApiClient
+) -> None:
     collector = Collector()
     with amos_on(amos_service_account, suite_settings(lab.kubeconfig), collector):
         result = run_scenario(api_client, BAD_IMAGE, collector)
@@ -51,20 +63,35 @@ def test_fix_works_under_the_least_privilege_role(lab: LabCluster, api_client: c
     assert result.outside_changes == []
 
 
-def test_the_api_server_denies_what_the_role_does_not_grant(api_client: client.ApiClient, namespace: str,
-                                                            amos_service_account: client.ApiClient) -> None:
+def test_the_api_server_denies_what_the_role_does_not_grant(
+    api_client: client.ApiClient, namespace: str, amos_service_account: client.ApiClient
+) -> None:
     core = client.CoreV1Api(api_client)
-    core.create_namespaced_secret(namespace, {"metadata": {"name": "db"}, "stringData": {"password": "s3cret"}})
-    client.AppsV1Api(api_client).create_namespaced_deployment(namespace, {
-        "metadata": {"name": "web"}, "spec": {"selector": {"matchLabels": {"app": "web"}}, "template": {
-            "metadata": {"labels": {"app": "web"}}, "spec": {"containers": [{"name": "app", "image": "nginx"}]}}}})
+    core.create_namespaced_secret(
+        namespace, as_body({"metadata": {"name": "db"}, "stringData": {"password": "s3cret"}})
+    )
+    client.AppsV1Api(api_client).create_namespaced_deployment(
+        namespace,
+        as_body(
+            {
+                "metadata": {"name": "web"},
+                "spec": {
+                    "selector": {"matchLabels": {"app": "web"}},
+                    "template": {
+                        "metadata": {"labels": {"app": "web"}},
+                        "spec": {"containers": [{"name": "app", "image": "nginx"}]},
+                    },
+                },
+            }
+        ),
+    )
     as_amos_core = client.CoreV1Api(amos_service_account)
     as_amos_apps = client.AppsV1Api(amos_service_account)
-    forbidden = [
+    forbidden: list[Callable[[], object]] = [
         lambda: as_amos_core.patch_namespaced_secret("db", namespace, {"stringData": {"password": "x"}}),
         lambda: as_amos_core.delete_namespaced_secret("db", namespace),
         lambda: as_amos_apps.delete_namespaced_deployment("web", namespace),
-        lambda: as_amos_core.create_namespaced_config_map(namespace, {"metadata": {"name": "x"}}),
+        lambda: as_amos_core.create_namespaced_config_map(namespace, as_body({"metadata": {"name": "x"}})),
         lambda: as_amos_core.delete_namespace(namespace),
         lambda: as_amos_core.delete_namespaced_pod("anything", namespace),
     ]
@@ -73,19 +100,29 @@ def test_the_api_server_denies_what_the_role_does_not_grant(api_client: client.A
             call()
         assert raised.value.status == 403
     # ...while what it needs is allowed
-    assert as_amos_apps.read_namespaced_deployment("web", namespace).metadata.name == "web"
+    allowed = as_amos_apps.read_namespaced_deployment("web", namespace)
+    assert allowed.metadata is not None and allowed.metadata.name == "web"
 
 
 def test_two_replicas_one_remediates(lab: LabCluster, api_client: client.ApiClient) -> None:
-    settings = suite_settings(lab.kubeconfig).model_copy(update={"leader_election": True,
-                                                                 "lease_name": "amos-leader-pair"})
+    settings = suite_settings(lab.kubeconfig).model_copy(
+        update={"leader_election": True, "lease_name": "amos-leader-pair"}
+    )
     collector_a, collector_b, both = Collector(), Collector(), Collector()
 
-    def reporter(own: Collector):  # each replica's reports go to its own collector and to the shared one
-        return lambda report: (own.report(report), both.report(report))
+    def reporter(own: Collector) -> Callable[[IncidentReport], None]:
+        """Each replica's reports go to its own collector and to the shared one."""
 
-    apps = [AmosApp(settings, lab.api_client(), identity=who, on_report=reporter(own), serve_http=False)
-            for who, own in (("replica-a", collector_a), ("replica-b", collector_b))]
+        def deliver(report: IncidentReport) -> None:
+            own.report(report)
+            both.report(report)
+
+        return deliver
+
+    apps = [
+        AmosApp(settings, lab.api_client(), identity=who, on_report=reporter(own), serve_http=False)
+        for who, own in (("replica-a", collector_a), ("replica-b", collector_b))
+    ]
     for app in apps:
         app.start()
     try:
