@@ -9,6 +9,6 @@ from __future__ import annotations
 from typing import Any, cast
 
 
-def manifest(body: dict[str, Any]) -> Any:
+def as_body(body: dict[str, Any]) -> Any:
     """`body` unchanged, typed for any `create_*`/`replace_*` call of the client."""
     return cast(Any, body)

@@ -172,8 +172,12 @@ def summary(events: list[dict[str, Any]]) -> str:
 
 def state_of(api_client: client.ApiClient, namespace: str) -> tuple[str, int, str]:
     deployment = client.AppsV1Api(api_client).read_namespaced_deployment("web", namespace)
+    assert deployment.metadata is not None and deployment.spec is not None and deployment.spec.template.spec is not None
     container = deployment.spec.template.spec.containers[0]
-    return deployment.metadata.resource_version, deployment.metadata.generation, str(container.resources.limits)
+    assert container.resources is not None
+    resource_version, generation = deployment.metadata.resource_version, deployment.metadata.generation
+    assert resource_version is not None and generation is not None
+    return resource_version, generation, str(container.resources.limits)
 
 
 @pytest.fixture
@@ -184,6 +188,7 @@ def oom_web(api_client: client.ApiClient, namespace: str) -> Iterator[str]:
 
     def oom_killed() -> bool:
         for pod in workloads.pods_of(api_client, namespace, "app=web"):
+            assert pod.status is not None
             for status in pod.status.container_statuses or []:
                 last = status.last_state.terminated if status.last_state else None
                 if last is not None and last.reason == "OOMKilled":

@@ -24,6 +24,7 @@ from notifications import Mailer
 from orchestrator.orchestrator import Orchestrator
 from orchestrator.proposals import ProposalState
 from tests.mailbox import Inbox, body
+from tests.manifests import as_body
 from tests.test_orchestrator_lab import (
     MISSING,
     amos_events,
@@ -44,13 +45,15 @@ pytestmark = pytest.mark.lab
 
 def kubectl(kubeconfig: Path, *args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "KUBECONFIG": str(kubeconfig)}
-    return subprocess.run([str(build.bin_dir() / "kubectl"), *args], env=env, capture_output=True, text=True,
-                          timeout=60, check=False)
+    return subprocess.run(
+        [str(build.bin_dir() / "kubectl"), *args], env=env, capture_output=True, text=True, timeout=60, check=False
+    )
 
 
 @pytest.fixture
-def approving(api_client: client.ApiClient, amos_api: client.ApiClient, namespace: str,
-              make_settings: Callable[..., Settings]) -> Callable[..., Orchestrator]:
+def approving(
+    api_client: client.ApiClient, amos_api: client.ApiClient, namespace: str, make_settings: Callable[..., Settings]
+) -> Callable[..., Orchestrator]:
     """The namespace in approve mode, a broken Deployment, and a way to build AMOS (as if restarted)."""
     client.CoreV1Api(api_client).patch_namespace(namespace, {"metadata": {"labels": {"amos.io/mode": "approve"}}})
     create(api_client, namespace, deployment("web", "nginx:1.27", replicas=2))
@@ -74,7 +77,8 @@ def propose(orchestrator: Orchestrator, namespace: str) -> str:
 
 
 def test_approve_mode_stores_a_proposal_sends_it_and_changes_nothing(
-        api_client: client.ApiClient, namespace: str, inbox: Inbox, approving: Callable[..., Orchestrator]) -> None:
+    api_client: client.ApiClient, namespace: str, inbox: Inbox, approving: Callable[..., Orchestrator]
+) -> None:
     before = read(api_client, namespace, "web")
     orchestrator = approving()
     proposal_id = propose(orchestrator, namespace)
@@ -92,8 +96,8 @@ def test_approve_mode_stores_a_proposal_sends_it_and_changes_nothing(
 
 
 def test_kubectl_annotate_approves_and_amos_applies_verifies_and_names_the_approver_even_after_a_restart(
-        lab: LabCluster, api_client: client.ApiClient, namespace: str, inbox: Inbox,
-        approving: Callable[..., Orchestrator]) -> None:
+    lab: LabCluster, api_client: client.ApiClient, namespace: str, inbox: Inbox, approving: Callable[..., Orchestrator]
+) -> None:
     proposal_id = propose(approving(), namespace)
     restarted = approving()  # a new AMOS process: the proposal is kept in the cluster
 
@@ -115,33 +119,52 @@ def test_kubectl_annotate_approves_and_amos_applies_verifies_and_names_the_appro
 
 
 def test_a_user_who_may_not_patch_the_workload_cannot_approve(
-        api_client: client.ApiClient, namespace: str, approving: Callable[..., Orchestrator]) -> None:
+    api_client: client.ApiClient, namespace: str, approving: Callable[..., Orchestrator]
+) -> None:
     proposal_id = propose(approving(), namespace)
     core, rbac = client.CoreV1Api(api_client), client.RbacAuthorizationV1Api(api_client)
-    core.create_namespaced_service_account(namespace, {"metadata": {"name": "viewer"}})
-    rbac.create_namespaced_role(namespace, {"metadata": {"name": "viewer"}, "rules": [
-        {"apiGroups": ["apps"], "resources": ["deployments"], "verbs": ["get", "list"]}]})
-    rbac.create_namespaced_role_binding(namespace, {
-        "metadata": {"name": "viewer"}, "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role",
-                                                    "name": "viewer"},
-        "subjects": [{"kind": "ServiceAccount", "name": "viewer", "namespace": namespace}]})
-    token = core.create_namespaced_service_account_token("viewer", namespace, {"spec": {}}).status.token
+    core.create_namespaced_service_account(namespace, as_body({"metadata": {"name": "viewer"}}))
+    rbac.create_namespaced_role(
+        namespace,
+        as_body(
+            {
+                "metadata": {"name": "viewer"},
+                "rules": [{"apiGroups": ["apps"], "resources": ["deployments"], "verbs": ["get", "list"]}],
+            }
+        ),
+    )
+    rbac.create_namespaced_role_binding(
+        namespace,
+        as_body(
+            {
+                "metadata": {"name": "viewer"},
+                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "viewer"},
+                "subjects": [{"kind": "ServiceAccount", "name": "viewer", "namespace": namespace}],
+            }
+        ),
+    )
+    status = core.create_namespaced_service_account_token("viewer", namespace, as_body({"spec": {}})).status
+    assert status is not None and status.token is not None
+    token = status.token
     configuration = client.Configuration()
     configuration.host = api_client.configuration.host
     configuration.ssl_ca_cert = api_client.configuration.ssl_ca_cert
     configuration.api_key = {"BearerToken": token}
     configuration.api_key_prefix = {"BearerToken": "Bearer"}
     with client.ApiClient(configuration) as viewer:
-        assert client.AppsV1Api(viewer).read_namespaced_deployment("web", namespace).metadata.name == "web"
+        seen = client.AppsV1Api(viewer).read_namespaced_deployment("web", namespace)
+        assert seen.metadata is not None and seen.metadata.name == "web"
         with pytest.raises(ApiException) as refused:
             client.AppsV1Api(viewer).patch_namespaced_deployment(
-                "web", namespace, {"metadata": {"annotations": {"amos.io/approve": proposal_id}}})
+                "web", namespace, {"metadata": {"annotations": {"amos.io/approve": proposal_id}}}
+            )
     assert refused.value.status == 403
     assert "amos.io/approve" not in (read(api_client, namespace, "web")["metadata"].get("annotations") or {})
 
 
 def test_an_edit_after_the_proposal_refuses_it_and_asks_for_a_fresh_diagnosis(
-        lab: LabCluster, api_client: client.ApiClient, namespace: str, approving: Callable[..., Orchestrator]) -> None:
+    lab: LabCluster, api_client: client.ApiClient, namespace: str, approving: Callable[..., Orchestrator]
+) -> None:
     orchestrator = approving()
     proposal_id = propose(orchestrator, namespace)
     human_edit(api_client, namespace, "web")
@@ -160,7 +183,8 @@ def test_an_edit_after_the_proposal_refuses_it_and_asks_for_a_fresh_diagnosis(
 
 
 def test_an_expired_or_rejected_proposal_changes_nothing(
-        lab: LabCluster, api_client: client.ApiClient, namespace: str, approving: Callable[..., Orchestrator]) -> None:
+    lab: LabCluster, api_client: client.ApiClient, namespace: str, approving: Callable[..., Orchestrator]
+) -> None:
     orchestrator = approving(proposal_ttl_seconds=1)
     expired_id = propose(orchestrator, namespace)
     later = datetime.now(UTC) + timedelta(seconds=5)

@@ -18,6 +18,7 @@ from core.config import Settings
 from lab.cluster import LabCluster, free_port
 from service.check import PERMISSIONS, Severity, check_model, check_permissions, check_smtp
 from service.exitcodes import ExitCode
+from tests.manifests import as_body
 from tests.test_notifications import ServerFactory, smtp_server  # noqa: F401 - the fixture is used by name
 from tools.read import ReadTools
 
@@ -164,25 +165,31 @@ def test_an_unreachable_model_is_a_warning() -> None:
 def token_kubeconfig(lab: LabCluster, api_client: client.ApiClient, namespace: str, path: Path) -> Path:
     """A kubeconfig for a ServiceAccount that may only read pods in `namespace`."""
     core, rbac = client.CoreV1Api(api_client), client.RbacAuthorizationV1Api(api_client)
-    core.create_namespaced_service_account(namespace, {"metadata": {"name": "checker"}})
+    core.create_namespaced_service_account(namespace, as_body({"metadata": {"name": "checker"}}))
     rbac.create_namespaced_role(
         namespace,
-        {
-            "metadata": {"name": "pods-only"},
-            "rules": [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch"]}],
-        },
+        as_body(
+            {
+                "metadata": {"name": "pods-only"},
+                "rules": [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch"]}],
+            }
+        ),
     )
     rbac.create_namespaced_role_binding(
         namespace,
-        {
-            "metadata": {"name": "pods-only"},
-            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "pods-only"},
-            "subjects": [{"kind": "ServiceAccount", "name": "checker", "namespace": namespace}],
-        },
+        as_body(
+            {
+                "metadata": {"name": "pods-only"},
+                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "pods-only"},
+                "subjects": [{"kind": "ServiceAccount", "name": "checker", "namespace": namespace}],
+            }
+        ),
     )
-    token = core.create_namespaced_service_account_token(
-        "checker", namespace, {"spec": {"expirationSeconds": 3600}}
-    ).status.token
+    status = core.create_namespaced_service_account_token(
+        "checker", namespace, as_body({"spec": {"expirationSeconds": 3600}})
+    ).status
+    assert status is not None
+    token = status.token
     admin = yaml.safe_load(lab.kubeconfig.read_text())
     admin["users"] = [{"name": "lab-admin", "user": {"token": token}}]
     path.write_text(yaml.safe_dump(admin))

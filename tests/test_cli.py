@@ -198,7 +198,9 @@ def test_diagnose_tells_not_found_from_healthy_from_faulty(
     assert healthy.returncode == ExitCode.OK, healthy.stderr
     assert healthy.stdout.startswith("healthy: ")
 
-    pod = pods_of(api_client, namespace, "app=api")[0].metadata.name
+    first = pods_of(api_client, namespace, "app=api")[0]
+    assert first.metadata is not None
+    pod = first.metadata.name
     faulty = _amos("diagnose", f"pod/{pod}", "-n", namespace, "-o", "json", env=env)
     assert faulty.returncode == ExitCode.FAULT, faulty.stderr
     result = json.loads(faulty.stdout)

@@ -22,6 +22,7 @@ from lab import workloads
 from monitors.health import HealthyRevision
 from orchestrator.knowngood import Source
 from orchestrator.knowngood_store import KnownGoodStore, record_name
+from tests.manifests import as_body
 from tools import objects
 from tools.cluster import ClusterAccess
 
@@ -68,7 +69,7 @@ def test_good_then_crash_then_bad_image_targets_the_first_revision_and_survives_
 ) -> None:
     store = new_store(api_client, state_namespace)
     ref = ObjectRef(kind="Deployment", namespace=namespace, name="web")
-    client.AppsV1Api(api_client).create_namespaced_deployment(namespace, workloads.deployment("web", GOOD))
+    client.AppsV1Api(api_client).create_namespaced_deployment(namespace, as_body(workloads.deployment("web", GOOD)))
     wait_for(lambda: workloads.rollout_complete(api_client, namespace, "web"), what="the first rollout")
     first = wait_for(lambda: replicaset_of(store.access, namespace, 1), what="revision 1")
     assert store.mark_good(signal(ref, first)) is not None
@@ -94,6 +95,7 @@ def test_good_then_crash_then_bad_image_targets_the_first_revision_and_survives_
     assert record.uid == objects.meta(store.access.get("Deployment", namespace, "web"))["uid"]
 
     secret = client.CoreV1Api(api_client).read_namespaced_secret(record_name(ref), state_namespace)
+    assert secret.metadata is not None and secret.metadata.labels is not None and secret.data is not None
     assert secret.type == "Opaque" and secret.metadata.labels["amos.io/record"] == "knowngood"
     stored = json.loads(base64.b64decode(secret.data["record.json"]))
     assert stored["workload"] == ref.model_dump()
@@ -108,6 +110,7 @@ def test_good_then_crash_then_bad_image_targets_the_first_revision_and_survives_
     client.CoreV1Api(api_client).replace_namespaced_secret(record_name(ref), state_namespace, secret)
     assert again.mark_bad(ref, 3, note="incident: ImagePullBackOff") is not None
     after = client.CoreV1Api(api_client).read_namespaced_secret(record_name(ref), state_namespace)
+    assert after.metadata is not None and after.metadata.annotations is not None
     assert after.metadata.annotations["touched"] == "by someone"
     assert [mark.revision for mark in new_store(api_client, state_namespace).record(ref).marks] == [1, 2, 3]
 
@@ -118,12 +121,12 @@ def test_a_workload_created_again_starts_a_fresh_record(
     store = new_store(api_client, state_namespace)
     ref = ObjectRef(kind="Deployment", namespace=namespace, name="web")
     apps = client.AppsV1Api(api_client)
-    apps.create_namespaced_deployment(namespace, workloads.deployment("web", GOOD))
+    apps.create_namespaced_deployment(namespace, as_body(workloads.deployment("web", GOOD)))
     first = wait_for(lambda: replicaset_of(store.access, namespace, 1), what="revision 1")
     assert store.mark_bad(ref, 1) is not None
     apps.delete_namespaced_deployment("web", namespace, propagation_policy="Foreground")
     wait_for(lambda: not apps.list_namespaced_deployment(namespace).items, what="the Deployment to go")
-    apps.create_namespaced_deployment(namespace, workloads.deployment("web", GOOD))
+    apps.create_namespaced_deployment(namespace, as_body(workloads.deployment("web", GOOD)))
     again = wait_for(lambda: replicaset_of(store.access, namespace, 1), what="revision 1 of the new Deployment")
     assert objects.meta(again)["uid"] != objects.meta(first)["uid"]
     assert store.mark_good(signal(ref, again)) is not None
@@ -148,13 +151,14 @@ def test_a_record_altered_outside_amos_is_not_used(
     access = ClusterAccess(api_client, Settings(state_namespace=state_namespace), Redactor())
     store = KnownGoodStore(access, signer=HmacSigner())
     ref = ObjectRef(kind="Deployment", namespace=namespace, name="web")
-    client.AppsV1Api(api_client).create_namespaced_deployment(namespace, workloads.deployment("web", GOOD))
+    client.AppsV1Api(api_client).create_namespaced_deployment(namespace, as_body(workloads.deployment("web", GOOD)))
     first = wait_for(lambda: replicaset_of(access, namespace, 1), what="revision 1")
     assert store.mark_good(signal(ref, first)) is not None
     assert [mark.revision for mark in store.record(ref).marks] == [1]
 
     core = client.CoreV1Api(api_client)
     secret = core.read_namespaced_secret(record_name(ref), state_namespace)
+    assert secret.data is not None
     forged = json.loads(base64.b64decode(secret.data["record.json"]))
     forged["marks"][0]["digest"] = "0000000000000000"  # someone with write access to the state namespace
     secret.data["record.json"] = base64.b64encode(json.dumps(forged).encode()).decode()

@@ -7,15 +7,16 @@ import time
 import pytest
 from kubernetes import client
 
-from service.leader import LeaderElector
 from lab.workloads import wait_for
+from service.leader import LeaderElector
 
 pytestmark = pytest.mark.lab
 
 
 def _pair(api: client.ApiClient, namespace: str, lease_seconds: int = 2) -> tuple[LeaderElector, LeaderElector]:
-    make = lambda who: LeaderElector(api, namespace, "amos-leader", who, lease_seconds=lease_seconds,  # noqa: E731
-                                     renew_seconds=0.2)
+    def make(who: str) -> LeaderElector:
+        return LeaderElector(api, namespace, "amos-leader", who, lease_seconds=lease_seconds, renew_seconds=0.2)
+
     return make("replica-a"), make("replica-b")
 
 
@@ -30,6 +31,7 @@ def test_exactly_one_leader_and_takeover_after_the_leader_dies(api_client: clien
     wait_for(b.step, timeout=10, interval=0.2, what="b to take over")
     assert time.monotonic() - started >= 1.0
     lease = client.CoordinationV1Api(api_client).read_namespaced_lease("amos-leader", namespace)
+    assert lease.spec is not None
     assert lease.spec.holder_identity == "replica-b" and lease.spec.lease_transitions == 1
     # ...and the old leader, coming back, does not think it still leads.
     assert a.step() is False and not a.is_leader.is_set()

@@ -23,6 +23,7 @@ from lab.cluster import LabCluster
 from lab.workloads import create_namespace
 from monitors.detector import FaultDetector
 from monitors.watch import Watcher
+from tests.manifests import as_body
 
 pytestmark = pytest.mark.lab
 
@@ -115,7 +116,7 @@ def deployment(
 def create(api: client.ApiClient, namespace: str, *deployments: dict[str, Any]) -> list[ObjectRef]:
     apps = client.AppsV1Api(api)
     for body in deployments:
-        apps.create_namespaced_deployment(namespace, body)
+        apps.create_namespaced_deployment(namespace, as_body(body))
     return [ObjectRef(kind="Deployment", namespace=namespace, name=d["metadata"]["name"]) for d in deployments]
 
 
@@ -170,16 +171,41 @@ def test_unschedulable_pod_and_failed_job(
 ) -> None:
     monitor = monitor_factory(namespaces=[namespace], pending_grace_seconds=2.0)
     core, batch = client.CoreV1Api(api_client), client.BatchV1Api(api_client)
-    core.create_namespaced_pod(namespace, {
-        "metadata": {"name": "stranded"},
-        "spec": {"nodeSelector": {"disk": "nvme-that-no-node-has"},
-                 "containers": [{"name": "app", "image": "lab/web:1.0"}]},
-    })
-    batch.create_namespaced_job(namespace, {
-        "metadata": {"name": "report"},
-        "spec": {"backoffLimit": 0, "template": {"spec": {"restartPolicy": "Never", "containers": [
-            {"name": "report", "image": "lab/report:1.0", "env": [{"name": "LAB_EXIT_CODE", "value": "3"}]}]}}},
-    })
+    core.create_namespaced_pod(
+        namespace,
+        as_body(
+            {
+                "metadata": {"name": "stranded"},
+                "spec": {
+                    "nodeSelector": {"disk": "nvme-that-no-node-has"},
+                    "containers": [{"name": "app", "image": "lab/web:1.0"}],
+                },
+            }
+        ),
+    )
+    batch.create_namespaced_job(
+        namespace,
+        as_body(
+            {
+                "metadata": {"name": "report"},
+                "spec": {
+                    "backoffLimit": 0,
+                    "template": {
+                        "spec": {
+                            "restartPolicy": "Never",
+                            "containers": [
+                                {
+                                    "name": "report",
+                                    "image": "lab/report:1.0",
+                                    "env": [{"name": "LAB_EXIT_CODE", "value": "3"}],
+                                }
+                            ],
+                        }
+                    },
+                },
+            }
+        ),
+    )
 
     stranded = ObjectRef(kind="Pod", namespace=namespace, name="stranded")
     incident = monitor.sink.wait_for(FaultKind.UNSCHEDULABLE, stranded)
@@ -242,8 +268,12 @@ def test_two_broken_deployments_are_two_incidents(
     api_client: client.ApiClient, namespace: str, monitor_factory: Callable[..., Monitor]
 ) -> None:
     monitor = monitor_factory(namespaces=[namespace])
-    web, api = create(api_client, namespace, deployment("web", "lab/web:crash", replicas=3),
-                      deployment("api", "lab/api:crash", replicas=3))
+    web, api = create(
+        api_client,
+        namespace,
+        deployment("web", "lab/web:crash", replicas=3),
+        deployment("api", "lab/api:crash", replicas=3),
+    )
     first = monitor.sink.wait_for(FaultKind.CRASH_LOOP, web)
     second = monitor.sink.wait_for(FaultKind.CRASH_LOOP, api)
     assert first.id != second.id

@@ -19,6 +19,7 @@ from monitors.detector import FaultDetector
 from monitors.health import HealthyRevision
 from monitors.templates import hash_pod_template
 from monitors.watch import Watcher
+from tests.manifests import as_body
 from tests.test_monitors_lab import WAIT_SECONDS, Sink, opened
 
 pytestmark = pytest.mark.lab
@@ -121,8 +122,8 @@ def test_crashing_stateful_set_and_daemon_set_are_one_incident_each(
     api_client: client.ApiClient, namespace: str, monitor: Monitor
 ) -> None:
     apps = client.AppsV1Api(api_client)
-    apps.create_namespaced_stateful_set(namespace, stateful_set("db", "lab/db:2.0-crash"))
-    apps.create_namespaced_daemon_set(namespace, daemon_set("agent", "lab/agent:2.0-crash"))
+    apps.create_namespaced_stateful_set(namespace, as_body(stateful_set("db", "lab/db:2.0-crash")))
+    apps.create_namespaced_daemon_set(namespace, as_body(daemon_set("agent", "lab/agent:2.0-crash")))
     db = ObjectRef(kind="StatefulSet", namespace=namespace, name="db")
     agent = ObjectRef(kind="DaemonSet", namespace=namespace, name="agent")
 
@@ -150,10 +151,11 @@ def test_stateful_set_rollout_to_a_crashing_image_is_stuck_and_its_good_revision
     api_client: client.ApiClient, namespace: str, monitor: Monitor
 ) -> None:
     apps = client.AppsV1Api(api_client)
-    apps.create_namespaced_stateful_set(namespace, stateful_set("db", "lab/db:1.0", replicas=2))
+    apps.create_namespaced_stateful_set(namespace, as_body(stateful_set("db", "lab/db:1.0", replicas=2)))
     db = ObjectRef(kind="StatefulSet", namespace=namespace, name="db")
     good = monitor.signals.wait_for(db)
     status = apps.read_namespaced_stateful_set_status("db", namespace).status
+    assert status is not None
     assert good.template_hash == status.update_revision == status.current_revision
     assert good.revision == 1 and good.source == ObjectRef(
         kind="ControllerRevision", namespace=namespace, name=status.update_revision
@@ -170,26 +172,30 @@ def test_daemon_set_and_deployment_revisions_are_reported_healthy_once(
     api_client: client.ApiClient, namespace: str, monitor: Monitor
 ) -> None:
     apps = client.AppsV1Api(api_client)
-    apps.create_namespaced_daemon_set(namespace, daemon_set("agent", "lab/agent:1.0"))
+    apps.create_namespaced_daemon_set(namespace, as_body(daemon_set("agent", "lab/agent:1.0")))
     apps.create_namespaced_deployment(
         namespace,
-        {
-            "metadata": {"name": "web"},
-            "spec": {
-                "replicas": 2,
-                "selector": {"matchLabels": {"app": "web"}},
-                "template": labelled("web", template("lab/web:1.0")),
-            },
-        },
+        as_body(
+            {
+                "metadata": {"name": "web"},
+                "spec": {
+                    "replicas": 2,
+                    "selector": {"matchLabels": {"app": "web"}},
+                    "template": labelled("web", template("lab/web:1.0")),
+                },
+            }
+        ),
     )
     agent = ObjectRef(kind="DaemonSet", namespace=namespace, name="agent")
     web = ObjectRef(kind="Deployment", namespace=namespace, name="web")
 
     signal = monitor.signals.wait_for(agent)
     (revision,) = apps.list_namespaced_controller_revision(namespace, label_selector="app=agent").items
+    assert revision.metadata is not None
     assert (signal.template_hash, signal.revision) == (revision.metadata.name, 1)
     signal = monitor.signals.wait_for(web)
     (replica_set,) = apps.list_namespaced_replica_set(namespace, label_selector="app=web").items
+    assert replica_set.metadata is not None and replica_set.metadata.labels is not None
     assert signal.template_hash == replica_set.metadata.labels["pod-template-hash"] and signal.revision == 1
     assert signal.source == ObjectRef(kind="ReplicaSet", namespace=namespace, name=replica_set.metadata.name)
     time.sleep(4)  # two more stable windows: nothing new
@@ -199,26 +205,28 @@ def test_daemon_set_and_deployment_revisions_are_reported_healthy_once(
 # ---- CronJobs ----------------------------------------------------------------------------------
 def run_cron_job(api_client: client.ApiClient, namespace: str, cron_job: Any, run: str, exit_code: str) -> None:
     """`kubectl create job --from=cronjob/...`: a Job from the jobTemplate, controlled by the CronJob."""
-    spec = api_client.sanitize_for_serialization(cron_job.spec.job_template.spec)
+    spec = api_client.sanitize_for_serialization(cron_job.spec.job_template.spec)  # type: ignore[no-untyped-call]
     spec["template"]["spec"]["containers"][0]["env"] = [{"name": "LAB_EXIT_CODE", "value": exit_code}]
     client.BatchV1Api(api_client).create_namespaced_job(
         namespace,
-        {
-            "metadata": {
-                "name": run,
-                "ownerReferences": [
-                    {
-                        "apiVersion": "batch/v1",
-                        "kind": "CronJob",
-                        "name": cron_job.metadata.name,
-                        "uid": cron_job.metadata.uid,
-                        "controller": True,
-                        "blockOwnerDeletion": True,
-                    }
-                ],
-            },
-            "spec": spec,
-        },
+        as_body(
+            {
+                "metadata": {
+                    "name": run,
+                    "ownerReferences": [
+                        {
+                            "apiVersion": "batch/v1",
+                            "kind": "CronJob",
+                            "name": cron_job.metadata.name,
+                            "uid": cron_job.metadata.uid,
+                            "controller": True,
+                            "blockOwnerDeletion": True,
+                        }
+                    ],
+                },
+                "spec": spec,
+            }
+        ),
     )
 
 
@@ -228,30 +236,32 @@ def test_failing_cron_job_runs_are_one_incident_of_the_cron_job_until_a_run_succ
     batch = client.BatchV1Api(api_client)
     cron_job = batch.create_namespaced_cron_job(
         namespace,
-        {
-            "metadata": {"name": "nightly"},
-            "spec": {
-                "schedule": "0 3 * * *",
-                "suspend": True,
-                "jobTemplate": {
-                    "spec": {
-                        "backoffLimit": 0,
-                        "template": {
-                            "spec": {
-                                "restartPolicy": "Never",
-                                "containers": [
-                                    {
-                                        "name": "report",
-                                        "image": "lab/report:1.0",
-                                        "env": [{"name": "LAB_EXIT_CODE", "value": "0"}],
-                                    }
-                                ],
-                            }
-                        },
-                    }
+        as_body(
+            {
+                "metadata": {"name": "nightly"},
+                "spec": {
+                    "schedule": "0 3 * * *",
+                    "suspend": True,
+                    "jobTemplate": {
+                        "spec": {
+                            "backoffLimit": 0,
+                            "template": {
+                                "spec": {
+                                    "restartPolicy": "Never",
+                                    "containers": [
+                                        {
+                                            "name": "report",
+                                            "image": "lab/report:1.0",
+                                            "env": [{"name": "LAB_EXIT_CODE", "value": "0"}],
+                                        }
+                                    ],
+                                }
+                            },
+                        }
+                    },
                 },
-            },
-        },
+            }
+        ),
     )
     nightly = ObjectRef(kind="CronJob", namespace=namespace, name="nightly")
 
@@ -277,7 +287,10 @@ def test_failing_cron_job_runs_are_one_incident_of_the_cron_job_until_a_run_succ
     signal = monitor.signals.wait_for(nightly)
     assert signal.job == "nightly-4" and signal.revision is None
     stored = batch.read_namespaced_cron_job("nightly", namespace)
-    job_template = api_client.sanitize_for_serialization(stored.spec.job_template.spec.template)
+    assert stored.spec is not None and stored.spec.job_template.spec is not None
+    job_template = api_client.sanitize_for_serialization(  # type: ignore[no-untyped-call]
+        stored.spec.job_template.spec.template
+    )
     job_template["spec"]["containers"][0]["env"] = [{"name": "LAB_EXIT_CODE", "value": "0"}]
     assert signal.template_hash == hash_pod_template(job_template)  # the API defaults both alike
 
@@ -287,19 +300,21 @@ def test_a_resource_quota_failed_create_is_one_incident_with_the_quota_message(
     api_client: client.ApiClient, namespace: str, monitor: Monitor
 ) -> None:
     client.CoreV1Api(api_client).create_namespaced_resource_quota(
-        namespace, {"metadata": {"name": "pods"}, "spec": {"hard": {"pods": "1"}}}
+        namespace, as_body({"metadata": {"name": "pods"}, "spec": {"hard": {"pods": "1"}}})
     )
     time.sleep(1)  # the quota controller computes the quota's status first; admission needs it
     client.AppsV1Api(api_client).create_namespaced_deployment(
         namespace,
-        {
-            "metadata": {"name": "web"},
-            "spec": {
-                "replicas": 3,
-                "selector": {"matchLabels": {"app": "web"}},
-                "template": labelled("web", template("lab/web:1.0")),
-            },
-        },
+        as_body(
+            {
+                "metadata": {"name": "web"},
+                "spec": {
+                    "replicas": 3,
+                    "selector": {"matchLabels": {"app": "web"}},
+                    "template": labelled("web", template("lab/web:1.0")),
+                },
+            }
+        ),
     )
     web = ObjectRef(kind="Deployment", namespace=namespace, name="web")
 
@@ -321,10 +336,12 @@ def test_failing_init_container_is_an_init_container_incident(
         pod_template["spec"]["initContainers"] = [{"name": "migrate", "image": image}]
         client.AppsV1Api(api_client).create_namespaced_deployment(
             namespace,
-            {
-                "metadata": {"name": name},
-                "spec": {"replicas": 1, "selector": {"matchLabels": {"app": name}}, "template": pod_template},
-            },
+            as_body(
+                {
+                    "metadata": {"name": name},
+                    "spec": {"replicas": 1, "selector": {"matchLabels": {"app": name}}, "template": pod_template},
+                }
+            ),
         )
     pull, crash = (ObjectRef(kind="Deployment", namespace=namespace, name=name) for name in ("pull", "crash"))
 
@@ -344,14 +361,16 @@ def test_failing_liveness_probe_is_a_liveness_incident(
     probe = {"httpGet": {"path": "/healthz", "port": 9999}, "periodSeconds": 1, "failureThreshold": 1}
     client.AppsV1Api(api_client).create_namespaced_deployment(
         namespace,
-        {
-            "metadata": {"name": "web"},
-            "spec": {
-                "replicas": 1,
-                "selector": {"matchLabels": {"app": "web"}},
-                "template": labelled("web", template("lab/web:1.0", livenessProbe=probe)),
-            },
-        },
+        as_body(
+            {
+                "metadata": {"name": "web"},
+                "spec": {
+                    "replicas": 1,
+                    "selector": {"matchLabels": {"app": "web"}},
+                    "template": labelled("web", template("lab/web:1.0", livenessProbe=probe)),
+                },
+            }
+        ),
     )
     incident = monitor.sink.wait_for(
         FaultKind.LIVENESS_FAILED, ObjectRef(kind="Deployment", namespace=namespace, name="web")
@@ -372,14 +391,16 @@ def test_failing_readiness_probe_is_a_not_ready_incident(
     probe = {"httpGet": {"path": "/ready", "port": 9999}, "periodSeconds": 1}
     client.AppsV1Api(api_client).create_namespaced_deployment(
         namespace,
-        {
-            "metadata": {"name": "web"},
-            "spec": {
-                "replicas": 1,
-                "selector": {"matchLabels": {"app": "web"}},
-                "template": labelled("web", template("lab/web:1.0", readinessProbe=probe)),
-            },
-        },
+        as_body(
+            {
+                "metadata": {"name": "web"},
+                "spec": {
+                    "replicas": 1,
+                    "selector": {"matchLabels": {"app": "web"}},
+                    "template": labelled("web", template("lab/web:1.0", readinessProbe=probe)),
+                },
+            }
+        ),
     )
     incident = monitor.sink.wait_for(FaultKind.NOT_READY, ObjectRef(kind="Deployment", namespace=namespace, name="web"))
     assert incident.evidence[0].container == "app" and incident.evidence[0].reason == "NotReady"
@@ -390,30 +411,34 @@ def test_stateful_set_daemon_set_and_job_failed_create_come_from_events_and_reso
     api_client: client.ApiClient, namespace: str, monitor: Monitor
 ) -> None:
     core, apps, batch = client.CoreV1Api(api_client), client.AppsV1Api(api_client), client.BatchV1Api(api_client)
-    core.create_namespaced_resource_quota(namespace, {"metadata": {"name": "pods"}, "spec": {"hard": {"pods": "1"}}})
+    core.create_namespaced_resource_quota(
+        namespace, as_body({"metadata": {"name": "pods"}, "spec": {"hard": {"pods": "1"}}})
+    )
     time.sleep(1)  # the quota controller computes the quota's status first; admission needs it
-    apps.create_namespaced_stateful_set(namespace, stateful_set("db", "lab/db:1.0"))
-    apps.create_namespaced_daemon_set(namespace, daemon_set("agent", "lab/agent:1.0"))
+    apps.create_namespaced_stateful_set(namespace, as_body(stateful_set("db", "lab/db:1.0")))
+    apps.create_namespaced_daemon_set(namespace, as_body(daemon_set("agent", "lab/agent:1.0")))
     batch.create_namespaced_job(
         namespace,
-        {
-            "metadata": {"name": "load"},
-            "spec": {
-                "parallelism": 2,
-                "template": {
-                    "spec": {
-                        "restartPolicy": "Never",
-                        "containers": [
-                            {
-                                "name": "load",
-                                "image": "lab/load:1.0",
-                                "env": [{"name": "LAB_RUN_SECONDS", "value": "600"}],
-                            }
-                        ],
-                    }
+        as_body(
+            {
+                "metadata": {"name": "load"},
+                "spec": {
+                    "parallelism": 2,
+                    "template": {
+                        "spec": {
+                            "restartPolicy": "Never",
+                            "containers": [
+                                {
+                                    "name": "load",
+                                    "image": "lab/load:1.0",
+                                    "env": [{"name": "LAB_RUN_SECONDS", "value": "600"}],
+                                }
+                            ],
+                        }
+                    },
                 },
-            },
-        },
+            }
+        ),
     )
     workloads = [
         ObjectRef(kind=kind, namespace=namespace, name=name)
@@ -437,31 +462,38 @@ def test_a_role_without_the_new_kinds_still_syncs_and_detects_what_it_may_watch(
     api_client: client.ApiClient, namespace: str
 ) -> None:
     core, rbac = client.CoreV1Api(api_client), client.RbacAuthorizationV1Api(api_client)
-    core.create_namespaced_service_account(namespace, {"metadata": {"name": "narrow"}})
+    core.create_namespaced_service_account(namespace, as_body({"metadata": {"name": "narrow"}}))
     rbac.create_namespaced_role(
         namespace,
-        {
-            "metadata": {"name": "narrow"},
-            "rules": [
-                {"apiGroups": [""], "resources": ["pods"], "verbs": ["list", "watch"]},
-                {"apiGroups": ["apps"], "resources": ["deployments", "replicasets"], "verbs": ["list", "watch"]},
-                {"apiGroups": ["batch"], "resources": ["jobs"], "verbs": ["list", "watch"]},
-            ],
-        },
+        as_body(
+            {
+                "metadata": {"name": "narrow"},
+                "rules": [
+                    {"apiGroups": [""], "resources": ["pods"], "verbs": ["list", "watch"]},
+                    {"apiGroups": ["apps"], "resources": ["deployments", "replicasets"], "verbs": ["list", "watch"]},
+                    {"apiGroups": ["batch"], "resources": ["jobs"], "verbs": ["list", "watch"]},
+                ],
+            }
+        ),
     )
     rbac.create_namespaced_role_binding(
         namespace,
-        {
-            "metadata": {"name": "narrow"},
-            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "narrow"},
-            "subjects": [{"kind": "ServiceAccount", "name": "narrow", "namespace": namespace}],
-        },
+        as_body(
+            {
+                "metadata": {"name": "narrow"},
+                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "narrow"},
+                "subjects": [{"kind": "ServiceAccount", "name": "narrow", "namespace": namespace}],
+            }
+        ),
     )
-    token = core.create_namespaced_service_account_token("narrow", namespace, {"spec": {"expirationSeconds": 600}})
+    status = core.create_namespaced_service_account_token(
+        "narrow", namespace, as_body({"spec": {"expirationSeconds": 600}})
+    ).status
+    assert status is not None and status.token is not None
     configuration = client.Configuration()
     configuration.host = api_client.configuration.host
     configuration.ssl_ca_cert = api_client.configuration.ssl_ca_cert
-    configuration.api_key = {"BearerToken": token.status.token}
+    configuration.api_key = {"BearerToken": status.token}
     configuration.api_key_prefix = {"BearerToken": "Bearer"}
     configuration.connection_pool_maxsize = 16
     settings = Settings(namespaces=[namespace], aggregation_window_seconds=1.0)
@@ -479,14 +511,16 @@ def test_a_role_without_the_new_kinds_still_syncs_and_detects_what_it_may_watch(
         assert watcher.forbidden_kinds == ["CronJob", "DaemonSet", "FailedCreateEvent", "StatefulSet", "UnhealthyEvent"]
         client.AppsV1Api(api_client).create_namespaced_deployment(
             namespace,
-            {
-                "metadata": {"name": "web"},
-                "spec": {
-                    "replicas": 1,
-                    "selector": {"matchLabels": {"app": "web"}},
-                    "template": labelled("web", template("lab/web:crash")),
-                },
-            },
+            as_body(
+                {
+                    "metadata": {"name": "web"},
+                    "spec": {
+                        "replicas": 1,
+                        "selector": {"matchLabels": {"app": "web"}},
+                        "template": labelled("web", template("lab/web:crash")),
+                    },
+                }
+            ),
         )
         sink.wait_for(FaultKind.CRASH_LOOP, ObjectRef(kind="Deployment", namespace=namespace, name="web"))
     finally:

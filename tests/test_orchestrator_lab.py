@@ -42,6 +42,7 @@ from orchestrator.store import StateStore
 from orchestrator.verify import Judge, Verdict, VerdictKind
 from service.wiring import MailSink, build_orchestrator
 from tests.mailbox import Inbox, body
+from tests.manifests import as_body
 from tools.snapshot import take_snapshot
 
 pytestmark = pytest.mark.lab
@@ -85,8 +86,9 @@ def apps(api: client.ApiClient) -> client.AppsV1Api:
 
 
 def read(api: client.ApiClient, namespace: str, name: str) -> dict[str, Any]:
-    raw = apps(api).read_namespaced_deployment(name, namespace, _preload_content=False).data
-    result: dict[str, Any] = json.loads(raw)
+    # with _preload_content=False the client returns the urllib3 response, not the model its signature names
+    response: Any = apps(api).read_namespaced_deployment(name, namespace, _preload_content=False)
+    result: dict[str, Any] = json.loads(response.data)
     return result
 
 
@@ -110,26 +112,36 @@ def human_edit(api: client.ApiClient, namespace: str, name: str) -> None:
 
 
 def create(api: client.ApiClient, namespace: str, manifest: dict[str, Any], *, ready: bool = True) -> None:
-    apps(api).create_namespaced_deployment(namespace, manifest)
+    apps(api).create_namespaced_deployment(namespace, as_body(manifest))
     if ready:
         name = manifest["metadata"]["name"]
         wait_for(lambda: rollout_complete(api, namespace, name), timeout=60, what=f"{name} rolled out")
 
 
 def wait_pods(api: client.ApiClient, namespace: str, app: str, reasons: set[str]) -> None:
-    wait_for(lambda: any(waiting_reasons(p) & reasons for p in pods_of(api, namespace, f"app={app}")),
-             timeout=60, what=f"{app} pods in {reasons}")
+    wait_for(
+        lambda: any(waiting_reasons(p) & reasons for p in pods_of(api, namespace, f"app={app}")),
+        timeout=60,
+        what=f"{app} pods in {reasons}",
+    )
 
 
 def incident_for(namespace: str, name: str, kind: FaultKind, reason: str) -> Incident:
     """An incident built from what the lab shows, for tests that drive the orchestrator directly."""
     ref = ObjectRef(kind="Deployment", namespace=namespace, name=name)
     now = datetime.now(UTC)
-    return Incident(id=f"t-{uuid.uuid4().hex[:8]}", fingerprint=fingerprint(ref, kind), kind=kind, workload=ref,
-                    first_seen=now, last_seen=now, evidence=[Evidence(reason=reason, container="app")])
+    return Incident(
+        id=f"t-{uuid.uuid4().hex[:8]}",
+        fingerprint=fingerprint(ref, kind),
+        kind=kind,
+        workload=ref,
+        first_seen=now,
+        last_seen=now,
+        evidence=[Evidence(reason=reason, container="app")],
+    )
 
 
-def amos_events(api: client.ApiClient, namespace: str, name: str) -> list[str]:
+def amos_events(api: client.ApiClient, namespace: str, name: str) -> list[str | None]:
     events = client.CoreV1Api(api).list_namespaced_event(namespace, field_selector=f"involvedObject.name={name}")
     return [e.reason for e in events.items if e.reporting_component == "amos"]
 
@@ -138,8 +150,12 @@ def amos_events(api: client.ApiClient, namespace: str, name: str) -> list[str]:
 
 
 def test_bad_image_rollout_is_rolled_back_and_reported_fixed_with_the_diff(
-        api_client: client.ApiClient, amos_api: client.ApiClient, namespace: str, inbox: Inbox,
-        make_settings: Callable[..., Settings]) -> None:
+    api_client: client.ApiClient,
+    amos_api: client.ApiClient,
+    namespace: str,
+    inbox: Inbox,
+    make_settings: Callable[..., Settings],
+) -> None:
     create(api_client, namespace, deployment("web", "nginx:1.27", replicas=2))
     settings = make_settings()
     with Amos(amos_api, settings) as amos:
@@ -152,13 +168,15 @@ def test_bad_image_rollout_is_rolled_back_and_reported_fixed_with_the_diff(
     assert f"-containers[app].image: {MISSING}" in text and "+containers[app].image: nginx:1.27" in text
     assert "roll back Deployment/web to revision 1" in text and "Attempt:     1 of 2" in text
     assert rollout_complete(api_client, namespace, "web")
-    pods = [p for p in pods_of(api_client, namespace, "app=web") if p.metadata.deletion_timestamp is None]
+    listed: list[Any] = pods_of(api_client, namespace, "app=web")  # read as the API's JSON shapes, fields unchecked
+    pods = [p for p in listed if p.metadata.deletion_timestamp is None]
     assert {p.spec.containers[0].image for p in pods} == {"nginx:1.27"}
     assert all(any(c.type == "Ready" and c.status == "True" for c in p.status.conditions) for p in pods)
     store = StateStore(api_client, settings)
     assert store.journals() == []  # nothing left in flight
-    ledger = store.ledger(fingerprint(ObjectRef(kind="Deployment", namespace=namespace, name="web"),
-                                      FaultKind.IMAGE_PULL))
+    ledger = store.ledger(
+        fingerprint(ObjectRef(kind="Deployment", namespace=namespace, name="web"), FaultKind.IMAGE_PULL)
+    )
     assert ledger.attempts == 0 and ledger.history[-1].outcome == "fixed"
     assert len(SnapshotStore(api_client, settings, store.signer).list()) == 1
     assert {"Remediating", "FixApplied", "Remediated", "Fixed"} <= set(amos_events(api_client, namespace, "web"))
@@ -166,11 +184,19 @@ def test_bad_image_rollout_is_rolled_back_and_reported_fixed_with_the_diff(
 
 
 def test_oom_killed_gets_a_higher_memory_limit_and_becomes_ready(
-        api_client: client.ApiClient, amos_api: client.ApiClient, namespace: str, inbox: Inbox,
-        make_settings: Callable[..., Settings]) -> None:
+    api_client: client.ApiClient,
+    amos_api: client.ApiClient,
+    namespace: str,
+    inbox: Inbox,
+    make_settings: Callable[..., Settings],
+) -> None:
     with Amos(amos_api, make_settings()) as amos:
-        create(api_client, namespace, deployment("cache", "shop/cache:2.1", env={"LAB_MEMORY_MI": "200"},
-                                                 memory_limit="128Mi"), ready=False)
+        create(
+            api_client,
+            namespace,
+            deployment("cache", "shop/cache:2.1", env={"LAB_MEMORY_MI": "200"}, memory_limit="128Mi"),
+            ready=False,
+        )
         mail = inbox.wait("] FIXED:")
         assert amos.orchestrator.wait_idle(30)
 
@@ -184,8 +210,12 @@ def test_oom_killed_gets_a_higher_memory_limit_and_becomes_ready(
 
 
 def test_a_fix_that_does_not_help_is_undone_twice_then_escalated_leaving_nothing_changed(
-        api_client: client.ApiClient, amos_api: client.ApiClient, namespace: str, inbox: Inbox,
-        make_settings: Callable[..., Settings]) -> None:
+    api_client: client.ApiClient,
+    amos_api: client.ApiClient,
+    namespace: str,
+    inbox: Inbox,
+    make_settings: Callable[..., Settings],
+) -> None:
     # Every revision crashes: revision 1 (1.0-crash) is in the history, so the offline rules roll back to it.
     create(api_client, namespace, deployment("api", "shop/api:1.0-crash"), ready=False)
     wait_pods(api_client, namespace, "api", {"CrashLoopBackOff"})
@@ -216,8 +246,12 @@ def test_a_fix_that_does_not_help_is_undone_twice_then_escalated_leaving_nothing
 
 
 def test_missing_configmap_escalates_without_any_change(
-        api_client: client.ApiClient, amos_api: client.ApiClient, namespace: str, inbox: Inbox,
-        make_settings: Callable[..., Settings]) -> None:
+    api_client: client.ApiClient,
+    amos_api: client.ApiClient,
+    namespace: str,
+    inbox: Inbox,
+    make_settings: Callable[..., Settings],
+) -> None:
     create(api_client, namespace, deployment("api", "shop/api:2.0", env_from_configmap="api-config"), ready=False)
     wait_pods(api_client, namespace, "api", {"CreateContainerConfigError"})
     before = read(api_client, namespace, "api")
@@ -233,15 +267,20 @@ def test_missing_configmap_escalates_without_any_change(
     assert after["spec"] == before["spec"]
     assert after["metadata"]["generation"] == before["metadata"]["generation"]
     store = StateStore(api_client, settings)
-    ledger = store.ledger(fingerprint(ObjectRef(kind="Deployment", namespace=namespace, name="api"),
-                                      FaultKind.CONTAINER_CONFIG))
+    ledger = store.ledger(
+        fingerprint(ObjectRef(kind="Deployment", namespace=namespace, name="api"), FaultKind.CONTAINER_CONFIG)
+    )
     assert ledger.attempts == 0  # nothing changed, so no attempt was spent
     assert store.journals() == []
 
 
 def test_dry_run_sends_a_recommendation_and_changes_nothing(
-        api_client: client.ApiClient, amos_api: client.ApiClient, namespace: str, inbox: Inbox,
-        make_settings: Callable[..., Settings]) -> None:
+    api_client: client.ApiClient,
+    amos_api: client.ApiClient,
+    namespace: str,
+    inbox: Inbox,
+    make_settings: Callable[..., Settings],
+) -> None:
     create(api_client, namespace, deployment("web", "nginx:1.27"))
     set_image(api_client, namespace, "web", MISSING)
     before = read(api_client, namespace, "web")
@@ -262,8 +301,12 @@ def test_dry_run_sends_a_recommendation_and_changes_nothing(
 
 
 def test_a_gitops_managed_workload_only_gets_a_proposal(
-        api_client: client.ApiClient, amos_api: client.ApiClient, namespace: str, inbox: Inbox,
-        make_settings: Callable[..., Settings]) -> None:
+    api_client: client.ApiClient,
+    amos_api: client.ApiClient,
+    namespace: str,
+    inbox: Inbox,
+    make_settings: Callable[..., Settings],
+) -> None:
     create(api_client, namespace, deployment("web", "nginx:1.27", labels={"argocd.argoproj.io/instance": "shop"}))
     set_image(api_client, namespace, "web", MISSING)
     wait_pods(api_client, namespace, "web", {"ErrImagePull", "ImagePullBackOff"})
@@ -281,8 +324,12 @@ def test_a_gitops_managed_workload_only_gets_a_proposal(
 
 
 def test_a_person_editing_between_snapshot_and_fix_is_never_overwritten(
-        api_client: client.ApiClient, amos_api: client.ApiClient, namespace: str, inbox: Inbox,
-        make_settings: Callable[..., Settings]) -> None:
+    api_client: client.ApiClient,
+    amos_api: client.ApiClient,
+    namespace: str,
+    inbox: Inbox,
+    make_settings: Callable[..., Settings],
+) -> None:
     create(api_client, namespace, deployment("web", "nginx:1.27"))
     set_image(api_client, namespace, "web", MISSING)
     wait_pods(api_client, namespace, "web", {"ErrImagePull", "ImagePullBackOff"})
@@ -307,8 +354,12 @@ def test_a_person_editing_between_snapshot_and_fix_is_never_overwritten(
 
 
 def test_a_person_editing_during_verification_blocks_the_restore(
-        api_client: client.ApiClient, amos_api: client.ApiClient, namespace: str, inbox: Inbox,
-        make_settings: Callable[..., Settings]) -> None:
+    api_client: client.ApiClient,
+    amos_api: client.ApiClient,
+    namespace: str,
+    inbox: Inbox,
+    make_settings: Callable[..., Settings],
+) -> None:
     create(api_client, namespace, deployment("web", "nginx:1.27"))
     set_image(api_client, namespace, "web", MISSING)
     wait_pods(api_client, namespace, "web", {"ErrImagePull", "ImagePullBackOff"})
@@ -319,8 +370,9 @@ def test_a_person_editing_during_verification_blocks_the_restore(
             return Verdict(kind=VerdictKind.FAILURE, reason="pretend the fix did not help")
 
     settings = make_settings()
-    orchestrator = build(settings, amos_api, Mailer(settings, retry=FAST),
-                         judge=lambda access: PersonEditsWhileJudging(access, settings))
+    orchestrator = build(
+        settings, amos_api, Mailer(settings, retry=FAST), judge=lambda access: PersonEditsWhileJudging(access, settings)
+    )
     orchestrator.store.ensure_namespace()
     report = orchestrator.process(incident_for(namespace, "web", FaultKind.IMAGE_PULL, "ImagePullBackOff"))
     after = read(api_client, namespace, "web")
@@ -334,8 +386,12 @@ def test_a_person_editing_during_verification_blocks_the_restore(
 
 
 def test_a_reverted_fix_is_escalated_not_fought(
-        api_client: client.ApiClient, amos_api: client.ApiClient, namespace: str, inbox: Inbox,
-        make_settings: Callable[..., Settings]) -> None:
+    api_client: client.ApiClient,
+    amos_api: client.ApiClient,
+    namespace: str,
+    inbox: Inbox,
+    make_settings: Callable[..., Settings],
+) -> None:
     create(api_client, namespace, deployment("web", "nginx:1.27"))
     set_image(api_client, namespace, "web", MISSING)
     wait_pods(api_client, namespace, "web", {"ErrImagePull", "ImagePullBackOff"})
@@ -358,20 +414,34 @@ def test_a_reverted_fix_is_escalated_not_fought(
 
 
 def test_stop_rolls_back_a_fix_it_could_not_verify_in_time(
-        api_client: client.ApiClient, amos_api: client.ApiClient, namespace: str, inbox: Inbox,
-        make_settings: Callable[..., Settings]) -> None:
+    api_client: client.ApiClient,
+    amos_api: client.ApiClient,
+    namespace: str,
+    inbox: Inbox,
+    make_settings: Callable[..., Settings],
+) -> None:
     create(api_client, namespace, deployment("web", "nginx:1.27"))
     set_image(api_client, namespace, "web", MISSING)
     wait_pods(api_client, namespace, "web", {"ErrImagePull", "ImagePullBackOff"})
     before = spec_of(api_client, namespace, "web")
     settings = make_settings(verify_timeout_seconds=120)
-    orchestrator = build(settings, amos_api, Mailer(settings, retry=FAST),  # keeps verifying:
-                         judge=lambda access: Judge(access, settings, stable_seconds=90))
+    orchestrator = build(
+        settings,
+        amos_api,
+        Mailer(settings, retry=FAST),  # keeps verifying:
+        judge=lambda access: Judge(access, settings, stable_seconds=90),
+    )
     orchestrator.start()
     incident = incident_for(namespace, "web", FaultKind.IMAGE_PULL, "ImagePullBackOff")
     orchestrator.submit(incident)
-    wait_for(lambda: (entry := orchestrator.store.read_journal(incident.fingerprint)) is not None
-             and entry.phase is Phase.VERIFYING, timeout=60, what="the journal to say verifying")
+    wait_for(
+        lambda: (
+            (entry := orchestrator.store.read_journal(incident.fingerprint)) is not None
+            and entry.phase is Phase.VERIFYING
+        ),
+        timeout=60,
+        what="the journal to say verifying",
+    )
 
     assert orchestrator.stop(grace_seconds=0.5)
 
@@ -419,17 +489,25 @@ CHILD = textwrap.dedent("""
 """)
 
 
-def run_until_killed(lab: LabCluster, tmp_path: Path, settings: Settings, incident: Incident, mode: str,
-                     api: client.ApiClient) -> None:
+def run_until_killed(
+    lab: LabCluster, tmp_path: Path, settings: Settings, incident: Incident, mode: str, api: client.ApiClient
+) -> None:
     """Run the orchestrator in a child process and kill -9 it once the journal shows `mode`'s step."""
     script = tmp_path / "amos_child.py"
     script.write_text(CHILD.format(repo=str(REPO)))
-    values = {key: getattr(settings, key) for key in ("namespaces", "state_namespace", "model_provider",
-                                                       "leader_election", "verify_timeout_seconds")}
+    values = {
+        key: getattr(settings, key)
+        for key in ("namespaces", "state_namespace", "model_provider", "leader_election", "verify_timeout_seconds")
+    }
     log = open(tmp_path / f"child-{mode}.log", "w")  # noqa: SIM115
-    child = subprocess.Popen([sys.executable, str(script), str(lab.kubeconfig), json.dumps(values),
-                              incident.model_dump_json(), mode], stdout=subprocess.PIPE, stderr=log, text=True,
-                             cwd=REPO, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    child = subprocess.Popen(
+        [sys.executable, str(script), str(lab.kubeconfig), json.dumps(values), incident.model_dump_json(), mode],
+        stdout=subprocess.PIPE,
+        stderr=log,
+        text=True,
+        cwd=REPO,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
     store = StateStore(api, settings)
 
     def at_step() -> bool:
@@ -451,8 +529,14 @@ def run_until_killed(lab: LabCluster, tmp_path: Path, settings: Settings, incide
 
 
 def test_killed_after_the_fix_was_applied_the_restart_completes_it(
-        lab: LabCluster, api_client: client.ApiClient, amos_api: client.ApiClient, namespace: str, inbox: Inbox,
-        make_settings: Callable[..., Settings], tmp_path: Path) -> None:
+    lab: LabCluster,
+    api_client: client.ApiClient,
+    amos_api: client.ApiClient,
+    namespace: str,
+    inbox: Inbox,
+    make_settings: Callable[..., Settings],
+    tmp_path: Path,
+) -> None:
     create(api_client, namespace, deployment("web", "nginx:1.27", replicas=2))
     set_image(api_client, namespace, "web", MISSING)
     wait_pods(api_client, namespace, "web", {"ErrImagePull", "ImagePullBackOff"})
@@ -477,8 +561,14 @@ def test_killed_after_the_fix_was_applied_the_restart_completes_it(
 
 
 def test_killed_while_verifying_a_fix_that_does_not_help_the_restart_rolls_back_and_the_count_survives(
-        lab: LabCluster, api_client: client.ApiClient, amos_api: client.ApiClient, namespace: str, inbox: Inbox,
-        make_settings: Callable[..., Settings], tmp_path: Path) -> None:
+    lab: LabCluster,
+    api_client: client.ApiClient,
+    amos_api: client.ApiClient,
+    namespace: str,
+    inbox: Inbox,
+    make_settings: Callable[..., Settings],
+    tmp_path: Path,
+) -> None:
     create(api_client, namespace, deployment("api", "shop/api:1.0-crash"), ready=False)
     wait_pods(api_client, namespace, "api", {"CrashLoopBackOff"})
     set_image(api_client, namespace, "api", "shop/api:2.0-crash")
@@ -511,7 +601,8 @@ def test_killed_while_verifying_a_fix_that_does_not_help_the_restart_rolls_back_
 
 
 def test_the_circuit_breaker_opens_on_the_budget_and_a_person_resets_it(
-        api_client: client.ApiClient, make_settings: Callable[..., Settings]) -> None:
+    api_client: client.ApiClient, make_settings: Callable[..., Settings]
+) -> None:
     settings = make_settings(actions_per_hour=2)
     store = StateStore(api_client, settings)
     store.ensure_namespace()
@@ -521,9 +612,15 @@ def test_the_circuit_breaker_opens_on_the_budget_and_a_person_resets_it(
 
     def verdict() -> GuardVerdict:
         state = budget.sync()
-        return decide(settings=settings, now=datetime.now(UTC), workload=workload,
-                      state=WorkloadState(workload=ObjectRef(kind="Deployment", namespace="shop", name="web")),
-                      breaker=state, budget_used=budget.used(), health=None).verdict
+        return decide(
+            settings=settings,
+            now=datetime.now(UTC),
+            workload=workload,
+            state=WorkloadState(workload=ObjectRef(kind="Deployment", namespace="shop", name="web")),
+            breaker=state,
+            budget_used=budget.used(),
+            health=None,
+        ).verdict
 
     assert verdict() is GuardVerdict.PROCEED
     budget.note()
@@ -543,9 +640,11 @@ def test_the_circuit_breaker_opens_on_the_budget_and_a_person_resets_it(
 
 
 def test_snapshots_are_kept_up_to_the_retention_and_hold_everything_a_fix_may_touch(
-        api_client: client.ApiClient, namespace: str, make_settings: Callable[..., Settings]) -> None:
-    client.CoreV1Api(api_client).create_namespaced_config_map(namespace, {"metadata": {"name": "api-config"},
-                                                                          "data": {"MODE": "prod"}})
+    api_client: client.ApiClient, namespace: str, make_settings: Callable[..., Settings]
+) -> None:
+    client.CoreV1Api(api_client).create_namespaced_config_map(
+        namespace, as_body({"metadata": {"name": "api-config"}, "data": {"MODE": "prod"}})
+    )
     create(api_client, namespace, deployment("api", "shop/api:2.0", env_from_configmap="api-config"))
     set_image(api_client, namespace, "api", "shop/api:2.1")
     wait_for(lambda: rollout_complete(api_client, namespace, "api"), what="revision 2")
@@ -566,8 +665,10 @@ def test_snapshots_are_kept_up_to_the_retention_and_hold_everything_a_fix_may_to
     loaded = snapshots.load(saved[2].id)
     assert loaded is not None
     assert loaded.workload["metadata"]["resourceVersion"] and loaded.generation == 2
-    assert sorted(rs["metadata"]["annotations"]["deployment.kubernetes.io/revision"] for rs in loaded.replicasets) \
-        == ["1", "2"]
+    assert sorted(rs["metadata"]["annotations"]["deployment.kubernetes.io/revision"] for rs in loaded.replicasets) == [
+        "1",
+        "2",
+    ]
     assert [cm["metadata"]["name"] for cm in loaded.config_maps] == ["api-config"]
     time.sleep(1.1)
     newest = snapshots.save(take_snapshot(orchestrator.access, ref, datetime.now(UTC)), "fp")

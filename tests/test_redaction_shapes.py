@@ -131,7 +131,7 @@ def test_the_item_after_a_secret_named_flag_is_hidden() -> None:
 
 
 def test_probe_header_values_are_hidden_but_plain_headers_kept() -> None:
-    probe = {
+    probe: dict[str, Any] = {
         "httpGet": {
             "path": "/healthz",
             "httpHeaders": [

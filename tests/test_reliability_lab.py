@@ -86,12 +86,13 @@ def broken_web(api: client.ApiClient, namespace: str) -> Incident:
 
 
 def test_a_paused_leader_writes_nothing_once_its_lease_ran_out(
-        api_client: client.ApiClient, amos_api: client.ApiClient, namespace: str,
-        make_settings: Callable[..., Settings]) -> None:
+    api_client: client.ApiClient, amos_api: client.ApiClient, namespace: str, make_settings: Callable[..., Settings]
+) -> None:
     settings = make_settings()
     StateStore(amos_api, settings).ensure_namespace()
-    paused = LeaderElector(amos_api, settings.store_namespace, "amos-leader", "paused", lease_seconds=3,
-                           renew_seconds=1)
+    paused = LeaderElector(
+        amos_api, settings.store_namespace, "amos-leader", "paused", lease_seconds=3, renew_seconds=1
+    )
     assert paused.step() and paused.still_leads()
     incident = broken_web(api_client, namespace)
     before = read(api_client, namespace, "web")
@@ -100,8 +101,9 @@ def test_a_paused_leader_writes_nothing_once_its_lease_ran_out(
     standby = LeaderElector(amos_api, settings.store_namespace, "amos-leader", "standby", lease_seconds=3)
     wait_for(standby.step, timeout=10, what="the standby to take the lease over")
 
-    orchestrator = build_orchestrator(settings, amos_api, None, still_leader=paused.still_leads,
-                                      term=lambda: paused.term)
+    orchestrator = build_orchestrator(
+        settings, amos_api, None, still_leader=paused.still_leads, term=lambda: paused.term
+    )
     assert orchestrator.process(incident) is None
 
     after = read(api_client, namespace, "web")
@@ -112,21 +114,28 @@ def test_a_paused_leader_writes_nothing_once_its_lease_ran_out(
 
 
 def test_two_replicas_recovering_the_same_journal_entry_act_once(
-        api_client: client.ApiClient, amos_api: client.ApiClient, namespace: str, inbox: Inbox,
-        make_settings: Callable[..., Settings], outboxes: Callable[[Settings], Outbox]) -> None:
+    api_client: client.ApiClient,
+    amos_api: client.ApiClient,
+    namespace: str,
+    inbox: Inbox,
+    make_settings: Callable[..., Settings],
+    outboxes: Callable[[Settings], Outbox],
+) -> None:
     settings = make_settings()
     incident = broken_web(api_client, namespace)
     old = build_orchestrator(settings, amos_api, None, identity="old-leader", term=lambda: 1)
     old.store.ensure_namespace()
     run = old.steps.begin(incident, 1, [], frozenset())
     set_image(api_client, namespace, "web", "nginx:1.27", manager="amos")  # its fix was applied, then it froze
-    run.journal.actions.append(ActionRecord(verb="set_image", target=incident.workload, summary="set image",
-                                            status=ActionStatus.APPLIED))
+    run.journal.actions.append(
+        ActionRecord(verb="set_image", target=incident.workload, summary="set image", status=ActionStatus.APPLIED)
+    )
     old.steps.journal(run, Phase.VERIFYING)
 
-    replicas = [build_orchestrator(settings, amos_api, outboxes(settings), identity=name,
-                                   term=lambda t=term: t)  # type: ignore[misc]
-                for name, term in [("replica-b", 2), ("replica-c", 3)]]
+    replicas = [
+        build_orchestrator(settings, amos_api, outboxes(settings), identity=name, term=lambda t=term: t)  # type: ignore[misc]
+        for name, term in [("replica-b", 2), ("replica-c", 3)]
+    ]
     results: dict[str, list[Any]] = {}
 
     def recover(orchestrator: Any) -> None:
@@ -147,8 +156,8 @@ def test_two_replicas_recovering_the_same_journal_entry_act_once(
 
 
 def test_a_journal_entry_claimed_by_a_newer_leader_term_refuses_the_old_leaders_next_step(
-        api_client: client.ApiClient, amos_api: client.ApiClient, namespace: str,
-        make_settings: Callable[..., Settings]) -> None:
+    api_client: client.ApiClient, amos_api: client.ApiClient, namespace: str, make_settings: Callable[..., Settings]
+) -> None:
     settings = make_settings()
     incident = broken_web(api_client, namespace)
     old = build_orchestrator(settings, amos_api, None, identity="old-leader", term=lambda: 1)
@@ -165,8 +174,14 @@ def test_a_journal_entry_claimed_by_a_newer_leader_term_refuses_the_old_leaders_
 
 
 def test_an_api_outage_right_after_the_fix_is_ridden_out_and_the_report_is_truthful(
-        lab: LabCluster, api_client: client.ApiClient, amos_api: client.ApiClient, namespace: str, inbox: Inbox,
-        make_settings: Callable[..., Settings], outboxes: Callable[[Settings], Outbox]) -> None:
+    lab: LabCluster,
+    api_client: client.ApiClient,
+    amos_api: client.ApiClient,
+    namespace: str,
+    inbox: Inbox,
+    make_settings: Callable[..., Settings],
+    outboxes: Callable[[Settings], Outbox],
+) -> None:
     settings = make_settings()
     incident = broken_web(api_client, namespace)
     outbox = outboxes(settings)
@@ -202,8 +217,13 @@ def test_an_api_outage_right_after_the_fix_is_ridden_out_and_the_report_is_truth
 
 
 def test_a_restart_with_an_open_escalation_sends_no_new_mail(
-        api_client: client.ApiClient, amos_api: client.ApiClient, namespace: str, inbox: Inbox,
-        make_settings: Callable[..., Settings], outboxes: Callable[[Settings], Outbox]) -> None:
+    api_client: client.ApiClient,
+    amos_api: client.ApiClient,
+    namespace: str,
+    inbox: Inbox,
+    make_settings: Callable[..., Settings],
+    outboxes: Callable[[Settings], Outbox],
+) -> None:
     create(api_client, namespace, deployment("api", "shop/api:2.0", env_from_configmap="api-config"), ready=False)
     wait_pods(api_client, namespace, "api", {"CreateContainerConfigError"})
     settings = make_settings()
@@ -221,17 +241,24 @@ def test_a_restart_with_an_open_escalation_sends_no_new_mail(
 
 
 def test_one_fault_with_several_symptoms_gives_one_mail(
-        api_client: client.ApiClient, amos_api: client.ApiClient, namespace: str, inbox: Inbox,
-        make_settings: Callable[..., Settings], outboxes: Callable[[Settings], Outbox]) -> None:
+    api_client: client.ApiClient,
+    amos_api: client.ApiClient,
+    namespace: str,
+    inbox: Inbox,
+    make_settings: Callable[..., Settings],
+    outboxes: Callable[[Settings], Outbox],
+) -> None:
     create(api_client, namespace, deployment("api", "shop/api:2.0", env_from_configmap="api-config"), ready=False)
     wait_pods(api_client, namespace, "api", {"CreateContainerConfigError"})
     settings = make_settings()
     outbox = outboxes(settings)
     orchestrator = build_orchestrator(settings, amos_api, outbox)
     orchestrator.store.ensure_namespace()
-    for kind, reason in [(FaultKind.CONTAINER_CONFIG, "CreateContainerConfigError"),
-                         (FaultKind.ROLLOUT_STUCK, "ProgressDeadlineExceeded"),
-                         (FaultKind.REPLICAS_UNAVAILABLE, "ReplicasUnavailable")]:
+    for kind, reason in [
+        (FaultKind.CONTAINER_CONFIG, "CreateContainerConfigError"),
+        (FaultKind.ROLLOUT_STUCK, "ProgressDeadlineExceeded"),
+        (FaultKind.REPLICAS_UNAVAILABLE, "ReplicasUnavailable"),
+    ]:
         report = orchestrator.process(incident_for(namespace, "api", kind, reason))
         assert report is not None and report.outcome is Outcome.ESCALATED and "api-config" in report.root_cause
     inbox.wait("] ESCALATED:")
@@ -239,8 +266,8 @@ def test_one_fault_with_several_symptoms_gives_one_mail(
 
 
 def test_a_person_fixing_it_during_verification_gets_the_credit(
-        api_client: client.ApiClient, amos_api: client.ApiClient, namespace: str,
-        make_settings: Callable[..., Settings]) -> None:
+    api_client: client.ApiClient, amos_api: client.ApiClient, namespace: str, make_settings: Callable[..., Settings]
+) -> None:
     incident = broken_web(api_client, namespace)
     settings = make_settings()
 
@@ -250,8 +277,9 @@ def test_a_person_fixing_it_during_verification_gets_the_credit(
             wait_for(lambda: rollout_complete(api_client, namespace, "web"), timeout=60, what="her rollout")
             return super().verify(baseline, **kwargs)
 
-    orchestrator = build_orchestrator(settings, amos_api, None,
-                                      judge=lambda access: PersonEditsWhileJudging(access, settings))
+    orchestrator = build_orchestrator(
+        settings, amos_api, None, judge=lambda access: PersonEditsWhileJudging(access, settings)
+    )
     orchestrator.store.ensure_namespace()
     report = orchestrator.process(incident)
 
@@ -262,31 +290,42 @@ def test_a_person_fixing_it_during_verification_gets_the_credit(
 
 
 def test_forged_state_is_never_written_to_a_workload(
-        api_client: client.ApiClient, amos_api: client.ApiClient, namespace: str,
-        make_settings: Callable[..., Settings]) -> None:
+    api_client: client.ApiClient, amos_api: client.ApiClient, namespace: str, make_settings: Callable[..., Settings]
+) -> None:
     settings = make_settings()
     incident = broken_web(api_client, namespace)
     orchestrator = build_orchestrator(settings, amos_api, None)
     orchestrator.store.ensure_namespace()
     core = client.CoreV1Api(api_client)
     snapshot = orchestrator.steps.snapshots.save(
-        take_snapshot(orchestrator.access, incident.workload, datetime.now(UTC)), incident.fingerprint)
+        take_snapshot(orchestrator.access, incident.workload, datetime.now(UTC)), incident.fingerprint
+    )
     # Someone with write access to the state namespace makes the snapshot privileged and re-signs nothing.
     forged = snapshot.model_copy(deep=True)
     forged.workload["spec"]["template"]["spec"]["hostNetwork"] = True
     secret = core.read_namespaced_secret(snapshot.id, settings.store_namespace)
+    assert secret.data is not None
     secret.data["snapshot.json.gz"] = base64.b64encode(gzip.compress(forged.model_dump_json().encode())).decode()
     core.replace_namespaced_secret(snapshot.id, settings.store_namespace, secret)
     assert orchestrator.steps.snapshots.load(snapshot.id) is None
 
     now = datetime.now(UTC)
-    entry = JournalEntry(fingerprint=incident.fingerprint, incident=incident, workload=incident.workload, attempt=1,
-                         max_attempts=2, phase=Phase.ROLLING_BACK, snapshot_id=snapshot.id, started_at=now,
-                         updated_at=now)
+    entry = JournalEntry(
+        fingerprint=incident.fingerprint,
+        incident=incident,
+        workload=incident.workload,
+        attempt=1,
+        max_attempts=2,
+        phase=Phase.ROLLING_BACK,
+        snapshot_id=snapshot.id,
+        started_at=now,
+        updated_at=now,
+    )
     orchestrator.store.write_journal(entry)
     name = orchestrator.store.journal_name(incident.fingerprint)
-    core.patch_namespaced_config_map(name, settings.store_namespace,
-                                     {"metadata": {"annotations": {SIGNATURE_ANNOTATION: uuid.uuid4().hex}}})
+    core.patch_namespaced_config_map(
+        name, settings.store_namespace, {"metadata": {"annotations": {SIGNATURE_ANNOTATION: uuid.uuid4().hex}}}
+    )
     before = read(api_client, namespace, "web")
 
     assert orchestrator.recover() == []

@@ -20,6 +20,7 @@ from core.report import ActionStatus
 from lab import workloads
 from orchestrator.restore import restore_snapshot
 from orchestrator.verify import Baseline, Judge
+from tests.manifests import as_body
 from tools import objects
 from tools.cluster import ClusterAccess
 from tools.policy import IncidentScope, PolicyGuard
@@ -101,7 +102,9 @@ def set_image(api_client: client.ApiClient, ref: ObjectRef, image: str) -> int:
     body = {"spec": {"template": {"spec": {"containers": [{"name": "app", "image": image}]}}}}
     apps = client.AppsV1Api(api_client)
     patch = apps.patch_namespaced_stateful_set if ref.kind == "StatefulSet" else apps.patch_namespaced_daemon_set
-    return int(patch(ref.name, ref.namespace, body).metadata.generation)
+    patched = patch(ref.name, ref.namespace, body)
+    assert patched.metadata is not None and patched.metadata.generation is not None
+    return int(patched.metadata.generation)
 
 
 def healthy(access: ClusterAccess, ref: ObjectRef, obj: dict[str, Any]) -> None:
@@ -138,10 +141,10 @@ def test_restore_after_a_bad_image_puts_the_known_good_template_back(
     access = access_for(api_client)
     apps = client.AppsV1Api(api_client)
     if kind == "StatefulSet":
-        apps.create_namespaced_stateful_set(namespace, statefulset())
+        apps.create_namespaced_stateful_set(namespace, as_body(statefulset()))
         ref = ObjectRef(kind=kind, namespace=namespace, name="db")
     else:
-        apps.create_namespaced_daemon_set(namespace, daemonset())
+        apps.create_namespaced_daemon_set(namespace, as_body(daemonset()))
         ref = ObjectRef(kind=kind, namespace=namespace, name="agent")
     wait_for(lambda: rolled_out(access, ref), what=f"the {kind} rolled out")
     good = read(access, ref)
@@ -172,19 +175,23 @@ def test_restore_after_a_bad_image_puts_the_known_good_template_back(
 
 def test_an_on_delete_statefulset_gets_its_failing_pods_replaced(api_client: client.ApiClient, namespace: str) -> None:
     access = access_for(api_client)
-    client.AppsV1Api(api_client).create_namespaced_stateful_set(namespace, statefulset(strategy="OnDelete"))
+    client.AppsV1Api(api_client).create_namespaced_stateful_set(namespace, as_body(statefulset(strategy="OnDelete")))
     ref = ObjectRef(kind="StatefulSet", namespace=namespace, name="db")
     wait_for(lambda: rolled_out(access, ref), what="the StatefulSet rolled out")
     snapshot = take_snapshot(access, ref, datetime.now(UTC))
     written = set_image(api_client, ref, CRASHING)
     core = client.CoreV1Api(api_client)
     core.delete_namespaced_pod("db-2", namespace)  # OnDelete: only a deleted pod picks up the new template
+
+    def db_pods() -> list[Any]:  # read as the API's JSON shapes, fields unchecked
+        return workloads.pods_of(api_client, namespace, "app=db")
+
     wait_for(
         lambda: any(
             p.metadata.name == "db-2"
             and (p.status.container_statuses or [None])[0]
             and p.status.container_statuses[0].restart_count >= 1
-            for p in workloads.pods_of(api_client, namespace, "app=db")
+            for p in db_pods()
         ),
         what="db-2 crashing",
     )
@@ -193,13 +200,13 @@ def test_an_on_delete_statefulset_gets_its_failing_pods_replaced(api_client: cli
     assert result.ok and result.changed and result.replaced_pods == ["db-2"], result
     assert "evicted 1 failing pod" in result.reason
     healthy(access, ref, snapshot.workload)
-    images = {p.metadata.name: p.spec.containers[0].image for p in workloads.pods_of(api_client, namespace, "app=db")}
+    images = {p.metadata.name: p.spec.containers[0].image for p in db_pods()}
     assert images == {"db-0": GOOD, "db-1": GOOD, "db-2": GOOD}
 
 
 def test_restore_refuses_a_forged_snapshot_and_writes_nothing(api_client: client.ApiClient, namespace: str) -> None:
     access = access_for(api_client)
-    client.AppsV1Api(api_client).create_namespaced_stateful_set(namespace, statefulset(replicas=1))
+    client.AppsV1Api(api_client).create_namespaced_stateful_set(namespace, as_body(statefulset(replicas=1)))
     ref = ObjectRef(kind="StatefulSet", namespace=namespace, name="db")
     wait_for(lambda: (read(access, ref).get("status") or {}).get("readyReplicas") == 1, what="one ready replica")
     snapshot = take_snapshot(access, ref, datetime.now(UTC))
@@ -253,7 +260,7 @@ def test_cronjob_job_template_is_restored(api_client: client.ApiClient, namespac
         "metadata": {"name": "nightly"},
         "spec": {"schedule": "* * * * *", "jobTemplate": good, "successfulJobsHistoryLimit": 3},
     }
-    client.BatchV1Api(api_client).create_namespaced_cron_job(namespace, body)
+    client.BatchV1Api(api_client).create_namespaced_cron_job(namespace, as_body(body))
     ref = ObjectRef(kind="CronJob", namespace=namespace, name="nightly")
     wait_for(lambda: access.jobs_of(read(access, ref)), timeout=150.0, what="a first run")
     snapshot = take_snapshot(access, ref, datetime.now(UTC))
@@ -261,9 +268,9 @@ def test_cronjob_job_template_is_restored(api_client: client.ApiClient, namespac
     bad = {
         "spec": {"jobTemplate": {"spec": {"template": {"spec": {"containers": [{"name": "app", "image": MISSING}]}}}}}
     }
-    written = int(
-        client.BatchV1Api(api_client).patch_namespaced_cron_job("nightly", namespace, bad).metadata.generation
-    )
+    patched = client.BatchV1Api(api_client).patch_namespaced_cron_job("nightly", namespace, bad)
+    assert patched.metadata is not None and patched.metadata.generation is not None
+    written = int(patched.metadata.generation)
 
     result = restore_snapshot(access, guard(access, ref), snapshot, written)
     assert result.ok and result.changed, result
@@ -277,7 +284,7 @@ def test_restore_respects_human_edits(api_client: client.ApiClient, namespace: s
     """Moved from test_tools_lab (it tested a second restore in the write tools): the one restore path."""
     access = access_for(api_client)
     manifest = workloads.deployment("web", GOOD, memory_limit="64Mi")
-    client.AppsV1Api(api_client).create_namespaced_deployment(namespace, manifest)
+    client.AppsV1Api(api_client).create_namespaced_deployment(namespace, as_body(manifest))
     wait_for(lambda: workloads.rollout_complete(api_client, namespace, "web"), what="rollout")
     ref = ObjectRef(kind="Deployment", namespace=namespace, name="web")
     write = WriteTools(access, guard(access, ref))

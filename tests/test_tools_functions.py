@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
-from google.adk.tools import FunctionTool
+from google.adk.tools.function_tool import FunctionTool
 from kubernetes import client
 
 from core.config import Settings
@@ -51,11 +51,11 @@ def _all_functions(read_tools: ReadTools, write_tools: WriteTools) -> list[Any]:
 
 
 def test_adk_builds_a_declaration_for_every_tool(read_tools: ReadTools, write_tools: WriteTools) -> None:
-    names = set()
+    names: set[str] = set()
     for function in _all_functions(read_tools, write_tools):
         declaration = FunctionTool(function)._get_declaration()
         assert declaration is not None and declaration.name == function.__name__
-        names.add(declaration.name)
+        names.add(function.__name__)  # the declaration's name, as just asserted
         assert declaration.description and "Args:" in declaration.description
         schema = declaration.parameters_json_schema
         assert isinstance(schema, dict)
@@ -248,7 +248,7 @@ def test_pods_to_replace_are_the_failing_ones_off_the_current_revision() -> None
         }
 
     history = [revision(1, "db:1"), revision(2, "db:2-crash")]
-    workload = {
+    workload: dict[str, Any] = {
         "kind": "StatefulSet",
         "metadata": {"generation": 3},
         "spec": {"template": history[0]["data"]["spec"]["template"], "updateStrategy": {"type": "OnDelete"}},

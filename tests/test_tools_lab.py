@@ -21,6 +21,7 @@ from lab import workloads
 from monitors.health import HealthyRevision
 from orchestrator.knowngood_store import KnownGoodStore
 from orchestrator.verify import Baseline, Judge
+from tests.manifests import as_body
 from tools import objects
 from tools.cluster import ClusterAccess
 from tools.policy import IncidentScope, PolicyGuard
@@ -64,13 +65,14 @@ def make_deployment(
         },
     }
     apps = client.AppsV1Api(api_client)
-    apps.create_namespaced_deployment(namespace, body)
+    apps.create_namespaced_deployment(namespace, as_body(body))
     return body
 
 
 def deployment(api_client: client.ApiClient, namespace: str, name: str = "web") -> dict[str, Any]:
     """The Deployment as API JSON, read around the tools under test."""
-    response = client.AppsV1Api(api_client).read_namespaced_deployment(name, namespace, _preload_content=False)
+    # with _preload_content=False the client returns the urllib3 response, not the model its signature names
+    response: Any = client.AppsV1Api(api_client).read_namespaced_deployment(name, namespace, _preload_content=False)
     result: dict[str, Any] = json.loads(response.data)
     return result
 
@@ -79,7 +81,7 @@ def rolled_out(api_client: client.ApiClient, namespace: str, name: str = "web") 
     obj = deployment(api_client, namespace, name)
     spec, status = obj["spec"], obj.get("status") or {}
     want = spec["replicas"]
-    return (
+    return bool(
         status.get("observedGeneration", 0) >= obj["metadata"]["generation"]
         and status.get("updatedReplicas", 0) == want
         and status.get("readyReplicas", 0) == want
@@ -183,7 +185,7 @@ def test_describe_job_and_replicaset(api_client: client.ApiClient, namespace: st
             },
         },
     }
-    client.BatchV1Api(api_client).create_namespaced_job(namespace, job)
+    client.BatchV1Api(api_client).create_namespaced_job(namespace, as_body(job))
     read, _ = tools(api_client, namespace)
     described = wait_for(
         lambda: (d := read.describe(namespace, "Job", "nightly")["data"]) and d["status"].get("failed") and d,
@@ -202,7 +204,9 @@ def test_describe_job_and_replicaset(api_client: client.ApiClient, namespace: st
 
 def test_secret_values_never_appear(api_client: client.ApiClient, namespace: str) -> None:
     core = client.CoreV1Api(api_client)
-    core.create_namespaced_secret(namespace, {"metadata": {"name": "db"}, "stringData": {"password": SECRET_VALUE}})
+    core.create_namespaced_secret(
+        namespace, as_body({"metadata": {"name": "db"}, "stringData": {"password": SECRET_VALUE}})
+    )
     env = [
         {"name": "DB_HOST", "value": "db.shop.svc"},
         {"name": "DB_PASSWORD", "valueFrom": {"secretKeyRef": {"name": "db", "key": "password"}}},
@@ -333,7 +337,8 @@ def test_eviction_deletes_a_pod_and_pdbs_hold(api_client: client.ApiClient, name
         try:
             pod = client.CoreV1Api(api_client).read_namespaced_pod(victim.metadata.name, namespace)
         except client.ApiException as error:
-            return error.status == 404
+            return bool(error.status == 404)
+        assert pod.metadata is not None
         return pod.metadata.deletion_timestamp is not None
 
     wait_for(gone_or_terminating, what="the evicted pod to go")
@@ -341,7 +346,7 @@ def test_eviction_deletes_a_pod_and_pdbs_hold(api_client: client.ApiClient, name
     wait_for(lambda: len(pods(api_client, namespace)) == 2, what="the evicted pod to be deleted")
 
     pdb = {"metadata": {"name": "web"}, "spec": {"minAvailable": 2, "selector": {"matchLabels": {"app": "web"}}}}
-    client.PolicyV1Api(api_client).create_namespaced_pod_disruption_budget(namespace, pdb)
+    client.PolicyV1Api(api_client).create_namespaced_pod_disruption_budget(namespace, as_body(pdb))
 
     def budget_exhausted() -> bool:
         status = client.PolicyV1Api(api_client).read_namespaced_pod_disruption_budget("web", namespace).status
@@ -351,10 +356,8 @@ def test_eviction_deletes_a_pod_and_pdbs_hold(api_client: client.ApiClient, name
     survivor = next(p for p in pods(api_client, namespace) if p.metadata.deletion_timestamp is None)
     held = write.delete_pod(namespace, survivor.metadata.name)
     assert not held["ok"] and "create_namespaced_pod_eviction failed: 429" in held["error"]
-    assert (
-        client.CoreV1Api(api_client).read_namespaced_pod(survivor.metadata.name, namespace).metadata.deletion_timestamp
-        is None
-    )
+    kept = client.CoreV1Api(api_client).read_namespaced_pod(survivor.metadata.name, namespace)
+    assert kept.metadata is not None and kept.metadata.deletion_timestamp is None
 
     make_deployment(api_client, namespace, name="other")
     other_pod = wait_for(lambda: pods(api_client, namespace, "app=other"), what="other pod")[0]
@@ -402,40 +405,46 @@ def deny_96mi(api_client: client.ApiClient, namespace: str) -> Any:
     admission = client.AdmissionregistrationV1Api(api_client)
     name = f"deny-96mi-{namespace}"[:63]
     admission.create_validating_admission_policy(
-        {
-            "metadata": {"name": name},
-            "spec": {
-                "failurePolicy": "Fail",
-                "matchConstraints": {
-                    "resourceRules": [
+        as_body(
+            {
+                "metadata": {"name": name},
+                "spec": {
+                    "failurePolicy": "Fail",
+                    "matchConstraints": {
+                        "resourceRules": [
+                            {
+                                "apiGroups": ["apps"],
+                                "apiVersions": ["v1"],
+                                "operations": ["UPDATE"],
+                                "resources": ["deployments"],
+                            }
+                        ]
+                    },
+                    "validations": [
                         {
-                            "apiGroups": ["apps"],
-                            "apiVersions": ["v1"],
-                            "operations": ["UPDATE"],
-                            "resources": ["deployments"],
+                            "expression": "object.spec.template.spec.containers.all(c, !has(c.resources.limits) "
+                            "|| !('memory' in c.resources.limits) "
+                            "|| string(c.resources.limits['memory']) != '96Mi')",
+                            "message": "memory limit 96Mi is not allowed here",
                         }
-                    ]
+                    ],
                 },
-                "validations": [
-                    {
-                        "expression": "object.spec.template.spec.containers.all(c, !has(c.resources.limits) "
-                        "|| !('memory' in c.resources.limits) "
-                        "|| string(c.resources.limits['memory']) != '96Mi')",
-                        "message": "memory limit 96Mi is not allowed here",
-                    }
-                ],
-            },
-        }
+            }
+        )
     )
     admission.create_validating_admission_policy_binding(
-        {
-            "metadata": {"name": name},
-            "spec": {
-                "policyName": name,
-                "validationActions": ["Deny"],
-                "matchResources": {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": namespace}}},
-            },
-        }
+        as_body(
+            {
+                "metadata": {"name": name},
+                "spec": {
+                    "policyName": name,
+                    "validationActions": ["Deny"],
+                    "matchResources": {
+                        "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": namespace}}
+                    },
+                },
+            }
+        )
     )
     yield name
     admission.delete_validating_admission_policy_binding(name)
@@ -449,13 +458,13 @@ def test_dry_run_rejection_is_reported_and_nothing_changes(
     wait_for(lambda: rolled_out(api_client, namespace), what="rollout")
     _, write = tools(api_client, namespace)
     before = deployment(api_client, namespace)["metadata"]["generation"]
+
     # within the guard's bound (2x the 64Mi limit), but the cluster's admission policy says no at the dry-run
-    rejected = wait_for(
-        lambda: (
-            (r := write.set_resources(namespace, "Deployment", "web", "web", memory_limit="96Mi")) and not r["ok"] and r
-        ),
-        what="the admission policy to be in force",
-    )
+    def refused() -> dict[str, Any] | None:
+        result = write.set_resources(namespace, "Deployment", "web", "web", memory_limit="96Mi")
+        return result if result and not result["ok"] else None
+
+    rejected = wait_for(refused, what="the admission policy to be in force")
     assert rejected["error"].startswith("dry-run of patch_namespaced_deployment failed: 422"), rejected["error"]
     assert "memory limit 96Mi is not allowed here" in rejected["error"]
     assert deployment(api_client, namespace)["metadata"]["generation"] == before
@@ -479,7 +488,7 @@ def test_a_concurrent_edit_is_a_conflict_not_overwritten(api_client: client.ApiC
     wait_for(lambda: rolled_out(api_client, namespace), what="rollout")
     _, write = tools(api_client, namespace)
     real_get = write.access.get
-    edited = []
+    edited: list[bool] = []
 
     def get_then_human_edits(kind: str, ns: str, name: str) -> dict[str, Any]:
         obj = real_get(kind, ns, name)
@@ -492,7 +501,7 @@ def test_a_concurrent_edit_is_a_conflict_not_overwritten(api_client: client.ApiC
             edited.append(True)
         return obj
 
-    write.access.get = get_then_human_edits  # type: ignore[method-assign]
+    write.access.get = get_then_human_edits  # type: ignore[method-assign,assignment]
     result = write.set_resources(namespace, "Deployment", "web", "web", memory_limit="96Mi")
     assert not result["ok"] and result["data"]["conflict"] is True
     assert "409" in result["error"]
@@ -590,7 +599,7 @@ def test_statefulset_good_crash_bad_image_rolls_back_to_the_recorded_revision(
             "template": pod_template("db", GOOD),
         },
     }
-    client.AppsV1Api(api_client).create_namespaced_stateful_set(namespace, body)
+    client.AppsV1Api(api_client).create_namespaced_stateful_set(namespace, as_body(body))
     first = wait_for(lambda: revisions(access, ref), what="revision 1")[0]
     wait_for(
         lambda: (access.get("StatefulSet", namespace, "db").get("status") or {}).get("readyReplicas") == 2,
@@ -647,7 +656,7 @@ def test_daemonset_rollback_infers_the_revision_still_serving(
             "updateStrategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 1}},
         },
     }
-    client.AppsV1Api(api_client).create_namespaced_daemon_set(namespace, body)
+    client.AppsV1Api(api_client).create_namespaced_daemon_set(namespace, as_body(body))
     wait_for(
         lambda: (s := access.get("DaemonSet", namespace, "agent").get("status") or {}).get("numberReady") == 3 and s,
         what="3 ready pods",
@@ -694,7 +703,7 @@ def test_cronjob_rolls_back_to_the_job_template_that_succeeded(
         "spec": {"schedule": "* * * * *", "jobTemplate": job_template},
     }
     batch = client.BatchV1Api(api_client)
-    batch.create_namespaced_cron_job(namespace, body)
+    batch.create_namespaced_cron_job(namespace, as_body(body))
     done = wait_for(
         lambda: [
             j
@@ -749,8 +758,8 @@ def test_the_guard_scales_from_the_effective_limit_a_limitrange_gave_the_pod(
             "limits": [{"type": "Container", "default": {"memory": "64Mi"}, "defaultRequest": {"memory": "32Mi"}}]
         },
     }
-    client.CoreV1Api(api_client).create_namespaced_limit_range(namespace, limit_range)
-    client.AppsV1Api(api_client).create_namespaced_deployment(namespace, workloads.deployment("web", GOOD))
+    client.CoreV1Api(api_client).create_namespaced_limit_range(namespace, as_body(limit_range))
+    client.AppsV1Api(api_client).create_namespaced_deployment(namespace, as_body(workloads.deployment("web", GOOD)))
     wait_for(lambda: workloads.rollout_complete(api_client, namespace, "web"), what="rollout")
     assert not deployment(api_client, namespace)["spec"]["template"]["spec"]["containers"][0].get("resources")
     _, write = tools(api_client, namespace)

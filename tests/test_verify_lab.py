@@ -14,6 +14,7 @@ from core.models import ObjectRef
 from core.redaction import Redactor
 from lab import workloads
 from orchestrator.verify import Baseline, Judge, VerdictKind
+from tests.manifests import as_body
 from tools.cluster import ClusterAccess
 
 pytestmark = pytest.mark.lab
@@ -56,7 +57,7 @@ def test_statefulset(api_client: client.ApiClient, namespace: str, image: str, e
             "template": pod_template("db", image),
         },
     }
-    client.AppsV1Api(api_client).create_namespaced_stateful_set(namespace, body)
+    client.AppsV1Api(api_client).create_namespaced_stateful_set(namespace, as_body(body))
     verdict = verify(api_client, ObjectRef(kind="StatefulSet", namespace=namespace, name="db"))
     assert verdict.kind is expected, verdict.text()
     if expected is VerdictKind.SUCCESS:
@@ -73,7 +74,7 @@ def test_daemonset(api_client: client.ApiClient, namespace: str, image: str, exp
         "metadata": {"name": "agent"},
         "spec": {"selector": {"matchLabels": {"app": "agent"}}, "template": pod_template("agent", image)},
     }
-    client.AppsV1Api(api_client).create_namespaced_daemon_set(namespace, body)
+    client.AppsV1Api(api_client).create_namespaced_daemon_set(namespace, as_body(body))
     verdict = verify(api_client, ObjectRef(kind="DaemonSet", namespace=namespace, name="agent"))
     assert verdict.kind is expected, verdict.text()
     if expected is VerdictKind.SUCCESS:
@@ -111,7 +112,7 @@ def cronjob(image: str, env: dict[str, str] | None = None, *, suspend: bool = Fa
 def test_cronjob_is_judged_by_its_next_run(
     api_client: client.ApiClient, namespace: str, env: dict[str, str] | None, expected: VerdictKind
 ) -> None:
-    client.BatchV1Api(api_client).create_namespaced_cron_job(namespace, cronjob(GOOD, env))
+    client.BatchV1Api(api_client).create_namespaced_cron_job(namespace, as_body(cronjob(GOOD, env)))
     verdict = verify(api_client, ObjectRef(kind="CronJob", namespace=namespace, name="nightly"), timeout=150.0)
     assert verdict.kind is expected, verdict.text()
     text = verdict.reason if expected is VerdictKind.SUCCESS else " ".join(verdict.details)
@@ -119,7 +120,7 @@ def test_cronjob_is_judged_by_its_next_run(
 
 
 def test_a_cronjob_without_a_run_before_the_deadline_is_deferred(api_client: client.ApiClient, namespace: str) -> None:
-    client.BatchV1Api(api_client).create_namespaced_cron_job(namespace, cronjob(GOOD, suspend=True))
+    client.BatchV1Api(api_client).create_namespaced_cron_job(namespace, as_body(cronjob(GOOD, suspend=True)))
     verdict = verify(api_client, ObjectRef(kind="CronJob", namespace=namespace, name="nightly"), timeout=3.0)
     assert verdict.kind is VerdictKind.DEFERRED and not verdict.ok, verdict.text()
     assert "verified at its next run" in verdict.reason and "suspended" in verdict.details[0]
