@@ -47,8 +47,9 @@ def api_client(lab: LabCluster) -> Iterator[client.ApiClient]:
 def namespace(api_client: client.ApiClient, request: pytest.FixtureRequest) -> Iterator[str]:
     """A fresh namespace whose default ServiceAccount exists, so pods can be created at once."""
     name = f"t-{request.node.name[:40].lower().replace('_', '-').strip('-')}-{uuid.uuid4().hex[:5]}"
-    name = create_namespace(api_client, "".join(ch for ch in name if ch.isalnum() or ch == "-"),
-                            {"amos.io/test": "true"})
+    name = create_namespace(
+        api_client, "".join(ch for ch in name if ch.isalnum() or ch == "-"), {"amos.io/test": "true"}
+    )
     yield name
     client.CoreV1Api(api_client).delete_namespace(name, propagation_policy="Background")
 
@@ -77,10 +78,18 @@ def make_settings(namespace: str, inbox: Inbox, api_client: client.ApiClient) ->
 
     def make(**overrides: Any) -> Settings:
         values: dict[str, Any] = {
-            "namespaces": [namespace], "state_namespace": state, "model_provider": "offline",
-            "leader_election": False, "verify_timeout_seconds": 60, "aggregation_window_seconds": 1.0,
-            "smtp_host": "127.0.0.1", "smtp_port": inbox.port, "smtp_security": "none",
-            "smtp_timeout_seconds": 5, "engineer_email": "oncall@example.com", "from_email": "amos@example.com",
+            "namespaces": [namespace],
+            "state_namespace": state,
+            "model_provider": "offline",
+            "leader_election": False,
+            "verify_timeout_seconds": 60,
+            "aggregation_window_seconds": 1.0,
+            "smtp_host": "127.0.0.1",
+            "smtp_port": inbox.port,
+            "smtp_security": "none",
+            "smtp_timeout_seconds": 5,
+            "engineer_email": "oncall@example.com",
+            "from_email": "amos@example.com",
         }
         return Settings(**(values | overrides))
 

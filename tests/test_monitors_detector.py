@@ -26,10 +26,21 @@ def pod(name: str, namespace: str = "shop") -> ObjectRef:
     return ObjectRef(kind="Pod", namespace=namespace, name=name)
 
 
-def crash(subject: ObjectRef, workload: ObjectRef, now: datetime = T0, since: datetime | None = None,
-          kind: FaultKind = FaultKind.CRASH_LOOP) -> Fault:
-    evidence = Evidence(reason=kind.value, message=f"back-off restarting {subject.name}", container="app",
-                        exit_code=1, restart_count=3, since=since)
+def crash(
+    subject: ObjectRef,
+    workload: ObjectRef,
+    now: datetime = T0,
+    since: datetime | None = None,
+    kind: FaultKind = FaultKind.CRASH_LOOP,
+) -> Fault:
+    evidence = Evidence(
+        reason=kind.value,
+        message=f"back-off restarting {subject.name}",
+        container="app",
+        exit_code=1,
+        restart_count=3,
+        since=since,
+    )
     return Fault(kind=kind, workload=workload, subject=subject, evidence=evidence, observed_at=now)
 
 

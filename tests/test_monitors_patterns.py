@@ -146,7 +146,11 @@ def pod(
             "type": "ContainersReady",
             "status": str(all_ready),
             "lastTransitionTime": ts(containers_ready_since),
-            **({} if all_ready else {"reason": "ContainersNotReady", "message": "containers with unready status: [app]"}),
+            **(
+                {}
+                if all_ready
+                else {"reason": "ContainersNotReady", "message": "containers with unready status: [app]"}
+            ),
         },
         scheduled or {"type": "PodScheduled", "status": "True", "lastTransitionTime": ts(595)},
     ]
@@ -192,12 +196,20 @@ def faults_of(obj: dict[str, Any], now: datetime = NOW) -> list[Any]:
 # ---- views ------------------------------------------------------------------------------------
 def test_pod_view_keeps_what_patterns_need_and_is_a_fraction_of_the_object() -> None:
     obj = pod(
-        [container_status(state=waiting("CrashLoopBackOff", "back-off 20s"), last_state=terminated("Error", 1, 5),
-                          restarts=4)],
+        [
+            container_status(
+                state=waiting("CrashLoopBackOff", "back-off 20s"), last_state=terminated("Error", 1, 5), restarts=4
+            )
+        ],
         annotations={"amos.io/ignore": "false"},
     )
     view = PodView.from_api(obj, IGNORE)
-    assert (view.namespace, view.name, view.phase, view.node_name) == ("shop", "web-6b7f9c5d4-x2x7q", "Running", "node-3")
+    assert (view.namespace, view.name, view.phase, view.node_name) == (
+        "shop",
+        "web-6b7f9c5d4-x2x7q",
+        "Running",
+        "node-3",
+    )
     assert view.annotations == {"amos.io/ignore": "false"}  # nothing else survives
     assert view.controller is not None and view.controller.name == "web-6b7f9c5d4"
     assert view.pod_template_hash == "6b7f9c5d4"
@@ -211,12 +223,18 @@ def test_pod_view_keeps_what_patterns_need_and_is_a_fraction_of_the_object() -> 
 
 
 def test_views_of_workloads() -> None:
-    rs = ReplicaSetView.from_api({
-        "metadata": {"name": "web-6b7f9c5d4", "namespace": "shop",
-                     "annotations": {"deployment.kubernetes.io/revision": "7"},
-                     "ownerReferences": [{"kind": "Deployment", "name": "web", "controller": True}]},
-        "spec": {"replicas": 3}, "status": {"replicas": 3},
-    })
+    rs = ReplicaSetView.from_api(
+        {
+            "metadata": {
+                "name": "web-6b7f9c5d4",
+                "namespace": "shop",
+                "annotations": {"deployment.kubernetes.io/revision": "7"},
+                "ownerReferences": [{"kind": "Deployment", "name": "web", "controller": True}],
+            },
+            "spec": {"replicas": 3},
+            "status": {"replicas": 3},
+        }
+    )
     assert (rs.deployment, rs.revision) == ("web", "7")
     dep = DeploymentView.from_api(deployment(available=("False", 300)))
     assert (dep.replicas, dep.available_replicas, dep.generation, dep.observed_generation) == (3, 1, 4, 4)
@@ -231,14 +249,25 @@ def test_healthy_pod_has_no_fault() -> None:
 
 def test_crash_loop_with_exit_code_and_restart_count() -> None:
     message = "back-off 40s restarting failed container=app pod=web-6b7f9c5d4-x2x7q_shop(5f0c1c9e)"
-    obj = pod([container_status(state=waiting("CrashLoopBackOff", message), last_state=terminated("Error", 1, 12),
-                                restarts=5)])
+    obj = pod(
+        [
+            container_status(
+                state=waiting("CrashLoopBackOff", message), last_state=terminated("Error", 1, 12), restarts=5
+            )
+        ]
+    )
     (fault,) = faults_of(obj)
     assert fault.kind is FaultKind.CRASH_LOOP
     assert fault.workload == WORKLOAD
     assert fault.subject == ObjectRef(kind="Pod", namespace="shop", name="web-6b7f9c5d4-x2x7q")
     e = fault.evidence
-    assert (e.reason, e.message, e.container, e.exit_code, e.restart_count) == ("CrashLoopBackOff", message, "app", 1, 5)
+    assert (e.reason, e.message, e.container, e.exit_code, e.restart_count) == (
+        "CrashLoopBackOff",
+        message,
+        "app",
+        1,
+        5,
+    )
     assert e.since == at(12)
     assert fault.observed_at == NOW
 
@@ -250,8 +279,9 @@ def test_crash_loop_persists_while_the_restarted_container_runs_unready() -> Non
 
 
 def test_recovered_or_long_ago_crash_is_not_a_fault() -> None:
-    recovered = pod([container_status(state=running(60), last_state=terminated("Error", 1, 61), restarts=1,
-                                      ready=True)])
+    recovered = pod(
+        [container_status(state=running(60), last_state=terminated("Error", 1, 61), restarts=1, ready=True)]
+    )
     long_ago = pod([container_status(state=running(3600), last_state=terminated("Error", 1, 3601), restarts=1)])
     clean_exit = pod([container_status(state=running(1), last_state=terminated("Completed", 0, 2), restarts=1)])
     assert faults_of(recovered) == faults_of(long_ago) == faults_of(clean_exit) == []
@@ -268,8 +298,15 @@ def test_image_pull_failures_are_one_kind(reason: str) -> None:
 
 
 def test_oom_takes_precedence_over_the_crash_loop_it_causes() -> None:
-    obj = pod([container_status(state=waiting("CrashLoopBackOff", "back-off 10s"),
-                                last_state=terminated("OOMKilled", 137, 4), restarts=3)])
+    obj = pod(
+        [
+            container_status(
+                state=waiting("CrashLoopBackOff", "back-off 10s"),
+                last_state=terminated("OOMKilled", 137, 4),
+                restarts=3,
+            )
+        ]
+    )
     (fault,) = faults_of(obj)
     assert fault.kind is FaultKind.OOM_KILLED
     assert (fault.evidence.reason, fault.evidence.exit_code, fault.evidence.restart_count) == ("OOMKilled", 137, 3)
@@ -290,8 +327,10 @@ def test_oom_between_restarts_is_still_oom() -> None:
 
 @pytest.mark.parametrize(
     ("reason", "message"),
-    [("CreateContainerConfigError", 'configmap "web-config" not found'),
-     ("CreateContainerError", "container name conflict")],
+    [
+        ("CreateContainerConfigError", 'configmap "web-config" not found'),
+        ("CreateContainerError", "container name conflict"),
+    ],
 )
 def test_create_container_errors(reason: str, message: str) -> None:
     obj = pod([container_status(state=waiting(reason, message))], phase="Pending")
@@ -302,18 +341,28 @@ def test_create_container_errors(reason: str, message: str) -> None:
 
 def test_every_faulty_container_counts_and_init_containers_too() -> None:
     obj = pod(
-        [container_status("app", state=waiting("ImagePullBackOff")),
-         container_status("sidecar", state=waiting("CrashLoopBackOff"), last_state=terminated("Error", 3, 2))],
-        init_statuses=[container_status("migrate", state=waiting("CrashLoopBackOff"),
-                                        last_state=terminated("Error", 1, 2), restarts=2)],
+        [
+            container_status("app", state=waiting("ImagePullBackOff")),
+            container_status("sidecar", state=waiting("CrashLoopBackOff"), last_state=terminated("Error", 3, 2)),
+        ],
+        init_statuses=[
+            container_status(
+                "migrate", state=waiting("CrashLoopBackOff"), last_state=terminated("Error", 1, 2), restarts=2
+            )
+        ],
     )
     found = {(f.evidence.container, f.kind) for f in faults_of(obj)}
-    assert found == {("migrate", FaultKind.CRASH_LOOP), ("app", FaultKind.IMAGE_PULL), ("sidecar", FaultKind.CRASH_LOOP)}
+    assert found == {
+        ("migrate", FaultKind.CRASH_LOOP),
+        ("app", FaultKind.IMAGE_PULL),
+        ("sidecar", FaultKind.CRASH_LOOP),
+    }
 
 
 def test_terminating_pod_has_no_fault() -> None:
-    obj = pod([container_status(state=waiting("CrashLoopBackOff"), last_state=terminated("Error", 1, 2))],
-              deleting=True)
+    obj = pod(
+        [container_status(state=waiting("CrashLoopBackOff"), last_state=terminated("Error", 1, 2))], deleting=True
+    )
     assert faults_of(obj) == []
 
 
@@ -322,9 +371,11 @@ def unschedulable(seconds_ago: float) -> dict[str, Any]:
         [],
         phase="Pending",
         scheduled={
-            "type": "PodScheduled", "status": "False", "reason": "Unschedulable",
+            "type": "PodScheduled",
+            "status": "False",
+            "reason": "Unschedulable",
             "message": "0/3 nodes are available: 3 Insufficient memory. preemption: 0/3 nodes are available: "
-                       "3 No preemption victims found for incoming pod.",
+            "3 No preemption victims found for incoming pod.",
             "lastTransitionTime": ts(seconds_ago),
         },
     )
@@ -345,14 +396,23 @@ def test_unschedulable_pod_says_when_to_look_again() -> None:
 
 # ---- Deployments and Jobs ----------------------------------------------------------------------
 def deployment(
-    *, progressing: tuple[str, str] = ("True", "NewReplicaSetAvailable"), available: tuple[str, float] = ("True", 900),
-    generation: int = 4, observed: int = 4, replicas: int = 3,
+    *,
+    progressing: tuple[str, str] = ("True", "NewReplicaSetAvailable"),
+    available: tuple[str, float] = ("True", 900),
+    generation: int = 4,
+    observed: int = 4,
+    replicas: int = 3,
 ) -> dict[str, Any]:
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
-        "metadata": {"name": "web", "namespace": "shop", "generation": generation, "managedFields": managed_fields(),
-                     "annotations": {"deployment.kubernetes.io/revision": "7"}},
+        "metadata": {
+            "name": "web",
+            "namespace": "shop",
+            "generation": generation,
+            "managedFields": managed_fields(),
+            "annotations": {"deployment.kubernetes.io/revision": "7"},
+        },
         "spec": {"replicas": replicas, "progressDeadlineSeconds": 600, "template": {"spec": {"containers": []}}},
         "status": {
             "observedGeneration": observed,
@@ -362,14 +422,24 @@ def deployment(
             "availableReplicas": 1,
             "unavailableReplicas": replicas - 1,
             "conditions": [
-                {"type": "Available", "status": available[0],
-                 "reason": "MinimumReplicasAvailable" if available[0] == "True" else "MinimumReplicasUnavailable",
-                 "message": "Deployment does not have minimum availability." if available[0] == "False" else
-                            "Deployment has minimum availability.",
-                 "lastUpdateTime": ts(available[1]), "lastTransitionTime": ts(available[1])},
-                {"type": "Progressing", "status": progressing[0], "reason": progressing[1],
-                 "message": 'ReplicaSet "web-6b7f9c5d4" has timed out progressing.',
-                 "lastUpdateTime": ts(30), "lastTransitionTime": ts(30)},
+                {
+                    "type": "Available",
+                    "status": available[0],
+                    "reason": "MinimumReplicasAvailable" if available[0] == "True" else "MinimumReplicasUnavailable",
+                    "message": "Deployment does not have minimum availability."
+                    if available[0] == "False"
+                    else "Deployment has minimum availability.",
+                    "lastUpdateTime": ts(available[1]),
+                    "lastTransitionTime": ts(available[1]),
+                },
+                {
+                    "type": "Progressing",
+                    "status": progressing[0],
+                    "reason": progressing[1],
+                    "message": 'ReplicaSet "web-6b7f9c5d4" has timed out progressing.',
+                    "lastUpdateTime": ts(30),
+                    "lastTransitionTime": ts(30),
+                },
             ],
         },
     }
@@ -405,8 +475,10 @@ def test_unavailable_replicas_only_after_the_grace_period() -> None:
 
 
 def failed_job(reason: str) -> dict[str, Any]:
-    messages = {"BackoffLimitExceeded": "Job has reached the specified backoff limit",
-                "DeadlineExceeded": "Job was active longer than specified deadline"}
+    messages = {
+        "BackoffLimitExceeded": "Job has reached the specified backoff limit",
+        "DeadlineExceeded": "Job was active longer than specified deadline",
+    }
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",
@@ -416,10 +488,22 @@ def failed_job(reason: str) -> dict[str, Any]:
             "failed": 7,
             "startTime": ts(400),
             "conditions": [
-                {"type": "FailureTarget", "status": "True", "reason": reason, "message": messages[reason],
-                 "lastProbeTime": ts(11), "lastTransitionTime": ts(11)},
-                {"type": "Failed", "status": "True", "reason": reason, "message": messages[reason],
-                 "lastProbeTime": ts(10), "lastTransitionTime": ts(10)},
+                {
+                    "type": "FailureTarget",
+                    "status": "True",
+                    "reason": reason,
+                    "message": messages[reason],
+                    "lastProbeTime": ts(11),
+                    "lastTransitionTime": ts(11),
+                },
+                {
+                    "type": "Failed",
+                    "status": "True",
+                    "reason": reason,
+                    "message": messages[reason],
+                    "lastProbeTime": ts(10),
+                    "lastTransitionTime": ts(10),
+                },
             ],
         },
     }
@@ -442,9 +526,17 @@ def test_running_job_has_no_fault() -> None:
 # ---- owners ------------------------------------------------------------------------------------
 def test_pod_resolves_through_its_replica_set_to_the_deployment() -> None:
     index = OwnerIndex()
-    index.observe(ReplicaSetView.from_api({"metadata": {
-        "name": "web-6b7f9c5d4", "namespace": "shop",
-        "ownerReferences": [{"kind": "Deployment", "name": "web", "controller": True}]}}))
+    index.observe(
+        ReplicaSetView.from_api(
+            {
+                "metadata": {
+                    "name": "web-6b7f9c5d4",
+                    "namespace": "shop",
+                    "ownerReferences": [{"kind": "Deployment", "name": "web", "controller": True}],
+                }
+            }
+        )
+    )
     view = PodView.from_api(pod())
     assert index.workload_of(view) == WORKLOAD
     index.forget("shop", "web-6b7f9c5d4")
@@ -455,8 +547,9 @@ def test_pod_resolves_through_its_replica_set_to_the_deployment() -> None:
 def test_owner_kinds() -> None:
     index = OwnerIndex()
     index.observe(ReplicaSetView.from_api({"metadata": {"name": "web-6b7f9c5d4", "namespace": "shop"}}))
-    assert index.workload_of(PodView.from_api(pod())) == ObjectRef(kind="ReplicaSet", namespace="shop",
-                                                                   name="web-6b7f9c5d4")
+    assert index.workload_of(PodView.from_api(pod())) == ObjectRef(
+        kind="ReplicaSet", namespace="shop", name="web-6b7f9c5d4"
+    )
     job_pod = PodView.from_api(pod(owner=("Job", "nightly"), name="nightly-x8k2p"))
     assert index.workload_of(job_pod) == ObjectRef(kind="Job", namespace="shop", name="nightly")
     bare = PodView.from_api(pod(owner=None, name="debug"))

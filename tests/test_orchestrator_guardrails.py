@@ -11,6 +11,7 @@ import pytest
 from core.actions import Rollback, SetImage
 from core.config import Settings
 from core.models import FaultKind, Incident, ObjectRef
+from orchestrator.fencing import Fence, FencedGuard
 from orchestrator.guardrails import (
     GuardVerdict,
     RevertStatus,
@@ -21,7 +22,6 @@ from orchestrator.guardrails import (
     namespace_health,
     template_hash,
 )
-from orchestrator.fencing import Fence, FencedGuard
 from orchestrator.records import BreakerState, FixWatch, Ledger, WorkloadState
 from orchestrator.verify import Baseline, Health, assess, broken_guarantees, pod_signals
 from tools.policy import ActionBudget, IncidentScope, WorkloadHistory
@@ -30,9 +30,17 @@ NOW = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 WEB = ObjectRef(kind="Deployment", namespace="shop", name="web")
 
 
-def deployment(*, labels: dict[str, str] | None = None, annotations: dict[str, str] | None = None,
-               image: str = "shop/web:1.0", replicas: int = 2, ready: int = 2, generation: int = 3,
-               memory: str | None = "128Mi", probe: bool = True) -> dict[str, Any]:
+def deployment(
+    *,
+    labels: dict[str, str] | None = None,
+    annotations: dict[str, str] | None = None,
+    image: str = "shop/web:1.0",
+    replicas: int = 2,
+    ready: int = 2,
+    generation: int = 3,
+    memory: str | None = "128Mi",
+    probe: bool = True,
+) -> dict[str, Any]:
     container: dict[str, Any] = {"name": "app", "image": image}
     if memory:
         container["resources"] = {"limits": {"memory": memory}}
@@ -40,38 +48,77 @@ def deployment(*, labels: dict[str, str] | None = None, annotations: dict[str, s
         container["readinessProbe"] = {"httpGet": {"path": "/ready", "port": 8080}}
     return {
         "kind": "Deployment",
-        "metadata": {"name": "web", "namespace": "shop", "uid": "d-1", "generation": generation,
-                     "labels": labels or {}, "annotations": {"deployment.kubernetes.io/revision": "2",
-                                                             **(annotations or {})}},
-        "spec": {"replicas": replicas, "selector": {"matchLabels": {"app": "web"}},
-                 "template": {"metadata": {"labels": {"app": "web"}},
-                                                    "spec": {"containers": [container]}}},
-        "status": {"observedGeneration": generation, "replicas": replicas, "updatedReplicas": replicas,
-                   "readyReplicas": ready, "availableReplicas": ready},
+        "metadata": {
+            "name": "web",
+            "namespace": "shop",
+            "uid": "d-1",
+            "generation": generation,
+            "labels": labels or {},
+            "annotations": {"deployment.kubernetes.io/revision": "2", **(annotations or {})},
+        },
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": {"app": "web"}},
+            "template": {"metadata": {"labels": {"app": "web"}}, "spec": {"containers": [container]}},
+        },
+        "status": {
+            "observedGeneration": generation,
+            "replicas": replicas,
+            "updatedReplicas": replicas,
+            "readyReplicas": ready,
+            "availableReplicas": ready,
+        },
     }
 
 
 # A ReplicaSet the Deployment controls (controller owner reference, its labels): revision 1 ran shop/web:1.0.
 HISTORY_RS: dict[str, Any] = {
     "kind": "ReplicaSet",
-    "metadata": {"name": "web-1", "labels": {"app": "web"},
-                 "ownerReferences": [{"kind": "Deployment", "name": "web", "uid": "d-1", "controller": True}],
-                 "annotations": {"deployment.kubernetes.io/revision": "1"}},
-    "spec": {"template": {"metadata": {"labels": {"app": "web"}},
-                          "spec": {"containers": [{"name": "app", "image": "shop/web:1.0"}]}}},
+    "metadata": {
+        "name": "web-1",
+        "labels": {"app": "web"},
+        "ownerReferences": [{"kind": "Deployment", "name": "web", "uid": "d-1", "controller": True}],
+        "annotations": {"deployment.kubernetes.io/revision": "1"},
+    },
+    "spec": {
+        "template": {
+            "metadata": {"labels": {"app": "web"}},
+            "spec": {"containers": [{"name": "app", "image": "shop/web:1.0"}]},
+        }
+    },
 }
 
 
-def rules(obj: dict[str, Any] | None = None, *, state: WorkloadState | None = None,
-          breaker: BreakerState | None = None, used: int = 0, failing: int = 0, total: int = 1,
-          now: datetime = NOW, **settings: Any) -> Any:
-    values: dict[str, Any] = {"workload_cooldown_seconds": 300, "workload_block_seconds": 3600,
-                              "actions_per_hour": 10, "outage_failing_ratio": 0.5, "outage_min_workloads": 4}
-    health = namespace_health("shop", [deployment(ready=0) for _ in range(failing)]
-                              + [deployment() for _ in range(total - failing)])
-    return decide(settings=Settings(**(values | settings)), now=now,
-                  workload=deployment() if obj is None else obj, state=state or WorkloadState(workload=WEB),
-                  breaker=breaker or BreakerState(), budget_used=used, health=health)
+def rules(
+    obj: dict[str, Any] | None = None,
+    *,
+    state: WorkloadState | None = None,
+    breaker: BreakerState | None = None,
+    used: int = 0,
+    failing: int = 0,
+    total: int = 1,
+    now: datetime = NOW,
+    **settings: Any,
+) -> Any:
+    values: dict[str, Any] = {
+        "workload_cooldown_seconds": 300,
+        "workload_block_seconds": 3600,
+        "actions_per_hour": 10,
+        "outage_failing_ratio": 0.5,
+        "outage_min_workloads": 4,
+    }
+    health = namespace_health(
+        "shop", [deployment(ready=0) for _ in range(failing)] + [deployment() for _ in range(total - failing)]
+    )
+    return decide(
+        settings=Settings(**(values | settings)),
+        now=now,
+        workload=deployment() if obj is None else obj,
+        state=state or WorkloadState(workload=WEB),
+        breaker=breaker or BreakerState(),
+        budget_used=used,
+        health=health,
+    )
 
 
 def test_a_healthy_situation_proceeds() -> None:
@@ -108,8 +155,10 @@ def test_an_open_breaker_stays_open_whatever_the_budget_says() -> None:
     assert "amos-circuit-breaker" in decision.reason
 
 
-@pytest.mark.parametrize(("failing", "total", "outage"), [(2, 4, True), (3, 4, True), (1, 4, False), (3, 3, False),
-                                                         (5, 10, True), (4, 10, False)])
+@pytest.mark.parametrize(
+    ("failing", "total", "outage"),
+    [(2, 4, True), (3, 4, True), (1, 4, False), (3, 3, False), (5, 10, True), (4, 10, False)],
+)
 def test_outage_needs_enough_workloads_and_enough_failing(failing: int, total: int, outage: bool) -> None:
     decision = rules(failing=failing, total=total)
     assert (decision.verdict is GuardVerdict.ESCALATE and decision.rule == "outage") is outage
@@ -121,8 +170,11 @@ def test_outage_wins_over_cooldown_and_block() -> None:
 
 
 def test_namespace_health_ignores_scaled_to_zero_and_counts_failed_jobs() -> None:
-    job = {"kind": "Job", "metadata": {"name": "batch"},
-           "status": {"conditions": [{"type": "Failed", "status": "True"}]}}
+    job = {
+        "kind": "Job",
+        "metadata": {"name": "batch"},
+        "status": {"conditions": [{"type": "Failed", "status": "True"}]},
+    }
     stuck = deployment()
     stuck["status"]["conditions"] = [{"type": "Progressing", "status": "False", "reason": "ProgressDeadlineExceeded"}]
     health = namespace_health("shop", [deployment(replicas=0, ready=0), deployment(), job, stuck])
@@ -144,8 +196,9 @@ def test_namespace_health_ignores_scaled_to_zero_and_counts_failed_jobs() -> Non
         ({"app.kubernetes.io/managed-by": "kubectl"}, {}, None),
     ],
 )
-def test_gitops_ownership_means_proposals_only(labels: dict[str, str], annotations: dict[str, str],
-                                               manager: str | None) -> None:
+def test_gitops_ownership_means_proposals_only(
+    labels: dict[str, str], annotations: dict[str, str], manager: str | None
+) -> None:
     obj = deployment(labels=labels, annotations=annotations)
     assert gitops_manager(obj) == manager
     decision = rules(obj)
@@ -159,8 +212,15 @@ def test_dry_run_protected_ignored_and_gone() -> None:
     assert rules(dry_run=True).rule == "dry_run"
     assert rules(deployment(labels={"amos.io/protected": "true"})).rule == "protected"
     assert rules(deployment(annotations={"amos.io/ignore": "true"})).verdict is GuardVerdict.SKIP
-    missing = decide(settings=Settings(), now=NOW, workload=None, state=WorkloadState(workload=WEB),
-                     breaker=BreakerState(), budget_used=0, health=None)
+    missing = decide(
+        settings=Settings(),
+        now=NOW,
+        workload=None,
+        state=WorkloadState(workload=WEB),
+        breaker=BreakerState(),
+        budget_used=0,
+        health=None,
+    )
     assert missing.verdict is GuardVerdict.SKIP and missing.rule == "gone"
 
 
@@ -172,10 +232,12 @@ def test_ledger_attempts_expire_after_the_block_period() -> None:
 
 def test_a_reverted_fix_is_told_apart_from_one_that_holds_or_was_superseded() -> None:
     before, fixed, other = deployment(image="shop/web:2.0-missing"), deployment(), deployment(image="shop/web:3.0")
-    incident = Incident(id="i1", fingerprint="f", kind=FaultKind.IMAGE_PULL, workload=WEB, first_seen=NOW,
-                        last_seen=NOW)
-    watch = FixWatch(incident=incident, fixed_at=NOW, before_hash=template_hash(before),
-                     after_hash=template_hash(fixed))
+    incident = Incident(
+        id="i1", fingerprint="f", kind=FaultKind.IMAGE_PULL, workload=WEB, first_seen=NOW, last_seen=NOW
+    )
+    watch = FixWatch(
+        incident=incident, fixed_at=NOW, before_hash=template_hash(before), after_hash=template_hash(fixed)
+    )
     status_only = copy.deepcopy(fixed)
     status_only["status"]["readyReplicas"] = 0
     status_only["metadata"]["annotations"]["deployment.kubernetes.io/revision"] = "9"
@@ -195,25 +257,37 @@ def test_guarantees_scaled_down_probe_and_limit_removed() -> None:
     assert broken_guarantees(baseline, deployment(replicas=0)) == ["the Deployment was scaled to 0"]
     assert "scaled down from 3 to 2" in broken_guarantees(baseline, deployment(replicas=2))[0]
     assert broken_guarantees(baseline, deployment(replicas=3, probe=False)) == [
-        "the readinessProbe of container app was removed"]
+        "the readinessProbe of container app was removed"
+    ]
     assert broken_guarantees(baseline, deployment(replicas=3, memory=None)) == [
-        "the memory limit of container app was removed"]
+        "the memory limit of container app was removed"
+    ]
     assert broken_guarantees(baseline, None) == ["Deployment/web no longer exists"]
 
 
-def _pod(name: str, *, ready: bool = True, restarts: int = 0, waiting: str | None = None,
-         last: dict[str, Any] | None = None) -> dict[str, Any]:
+def _pod(
+    name: str, *, ready: bool = True, restarts: int = 0, waiting: str | None = None, last: dict[str, Any] | None = None
+) -> dict[str, Any]:
     state: dict[str, Any] = {"waiting": {"reason": waiting}} if waiting else {"running": {}}
     return {
         "metadata": {"name": name, "uid": name, "ownerReferences": [{"uid": "rs-2", "controller": True}]},
-        "status": {"conditions": [{"type": "Ready", "status": "True" if ready else "False"}],
-                   "containerStatuses": [{"name": "app", "restartCount": restarts, "state": state,
-                                          "lastState": last or {}}]},
+        "status": {
+            "conditions": [{"type": "Ready", "status": "True" if ready else "False"}],
+            "containerStatuses": [{"name": "app", "restartCount": restarts, "state": state, "lastState": last or {}}],
+        },
     }
 
 
-RS = [{"metadata": {"name": "web-2", "uid": "rs-2", "ownerReferences": [{"uid": "d-1"}],
-                    "annotations": {"deployment.kubernetes.io/revision": "2"}}}]
+RS = [
+    {
+        "metadata": {
+            "name": "web-2",
+            "uid": "rs-2",
+            "ownerReferences": [{"uid": "d-1"}],
+            "annotations": {"deployment.kubernetes.io/revision": "2"},
+        }
+    }
+]
 
 
 def test_assess_healthy_failing_progressing_and_broken() -> None:
@@ -221,8 +295,14 @@ def test_assess_healthy_failing_progressing_and_broken() -> None:
     restarts: dict[str, int] = {}
     healthy = assess(baseline, deployment(), RS, [_pod("a"), _pod("b")], NOW, restarts)
     assert healthy.health is Health.HEALTHY
-    failing = assess(baseline, deployment(ready=1), RS, [_pod("a"), _pod("b", ready=False, waiting="CrashLoopBackOff")],
-                     NOW, restarts)
+    failing = assess(
+        baseline,
+        deployment(ready=1),
+        RS,
+        [_pod("a"), _pod("b", ready=False, waiting="CrashLoopBackOff")],
+        NOW,
+        restarts,
+    )
     assert failing.health is Health.FAILING and "CrashLoopBackOff" in failing.reasons[0]
     progressing = assess(baseline, deployment(ready=1), RS, [_pod("a"), _pod("b", ready=False)], NOW, restarts)
     assert progressing.health is Health.PROGRESSING
@@ -236,11 +316,13 @@ def test_a_restart_or_an_oom_kill_during_verification_is_a_fault_signal() -> Non
     restarts: dict[str, int] = {}
     assert pod_signals(_pod("a", restarts=4), NOW, restarts) == []  # old restarts are history
     assert "restarted 1 time(s)" in pod_signals(_pod("a", restarts=5), NOW, restarts)[0]
-    oom = {"terminated": {"reason": "OOMKilled", "exitCode": 137,
-                          "finishedAt": (NOW + timedelta(seconds=5)).isoformat()}}
+    oom = {
+        "terminated": {"reason": "OOMKilled", "exitCode": 137, "finishedAt": (NOW + timedelta(seconds=5)).isoformat()}
+    }
     assert any("OOMKilled" in s for s in pod_signals(_pod("b", last=oom), NOW, {}))
-    old_oom = {"terminated": {"reason": "OOMKilled", "exitCode": 137,
-                              "finishedAt": (NOW - timedelta(minutes=5)).isoformat()}}
+    old_oom = {
+        "terminated": {"reason": "OOMKilled", "exitCode": 137, "finishedAt": (NOW - timedelta(minutes=5)).isoformat()}
+    }
     assert pod_signals(_pod("c", last=old_oom), NOW, {}) == []
 
 
@@ -250,8 +332,9 @@ def test_a_restart_or_an_oom_kill_during_verification_is_a_fault_signal() -> Non
 def test_the_fence_refuses_a_write_on_a_spec_someone_else_changed_after_the_snapshot() -> None:
     settings = Settings()
     fence = Fence(3)
-    guard = FencedGuard(settings, IncidentScope.of(WEB), budget=ActionBudget(10), fence=fence,
-                        still_leader=lambda: True)
+    guard = FencedGuard(
+        settings, IncidentScope.of(WEB), budget=ActionBudget(10), fence=fence, still_leader=lambda: True
+    )
     target = deployment(image="shop/web:2.0-missing", generation=3)
     history_rs = [HISTORY_RS]
     history = WorkloadHistory(workload=target, replicasets=history_rs)
@@ -261,8 +344,11 @@ def test_the_fence_refuses_a_write_on_a_spec_someone_else_changed_after_the_snap
     refused = guard.check(action, edited, WorkloadHistory(workload=edited, replicasets=history_rs))
     assert not refused.allowed and "changed by someone else" in refused.reason
     fence.advance(4)  # AMOS's own write produced generation 4
-    assert guard.check(SetImage(namespace="shop", name="web", container="app", image="shop/web:1.0"), edited,
-                       WorkloadHistory(workload=edited, replicasets=history_rs)).allowed
+    assert guard.check(
+        SetImage(namespace="shop", name="web", container="app", image="shop/web:1.0"),
+        edited,
+        WorkloadHistory(workload=edited, replicasets=history_rs),
+    ).allowed
 
 
 def test_a_replica_that_lost_the_lease_writes_nothing_and_a_failed_change_is_not_repeated() -> None:
@@ -272,8 +358,14 @@ def test_a_replica_that_lost_the_lease_writes_nothing_and_a_failed_change_is_not
     history_rs = [HISTORY_RS]
     history = WorkloadHistory(workload=target, replicasets=history_rs)
     rollback = Rollback(namespace="shop", name="web", to_revision=1)
-    guard = FencedGuard(settings, IncidentScope.of(WEB), budget=ActionBudget(10), fence=Fence(3),
-                        still_leader=lambda: leads["now"], failed_actions=frozenset({rollback.summary()}))
+    guard = FencedGuard(
+        settings,
+        IncidentScope.of(WEB),
+        budget=ActionBudget(10),
+        fence=Fence(3),
+        still_leader=lambda: leads["now"],
+        failed_actions=frozenset({rollback.summary()}),
+    )
     repeated = guard.check(rollback, target, history)
     assert not repeated.allowed and "did not hold" in repeated.reason
     other = SetImage(namespace="shop", name="web", container="app", image="shop/web:1.0")
