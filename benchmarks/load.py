@@ -34,6 +34,7 @@ import urllib.request
 import uuid
 from collections import Counter
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -55,6 +56,8 @@ BREAK_WITHIN_SECONDS = 10.0
 EVENT_SCAN_SECONDS = 3.0
 SETTLE_AFTER_LAST_SECONDS = 15.0  # nothing new opened for this long: the run is over
 HEALTHY_IMAGE = "shop/api:1.0"
+BENCHMARK_LABEL = "amos.io/benchmark"
+BREAK_WRITERS = 16  # concurrent writes that break the Deployments: one at a time takes longer than 10 s under load
 CONCLUDING_EVENTS = frozenset({"Skipped"})
 INCIDENT_IN_MESSAGE = re.compile(r"\bincident ([0-9a-f]{12})\b")
 GUARD_PHRASES = {  # words of guardrails.decide's reasons, to say which rail held an incident
@@ -458,7 +461,7 @@ def reset_breaker(api: client.ApiClient, namespace: str) -> None:
 def prepare(api: client.ApiClient, namespaces: list[str], targets: list[Target], config: LoadConfig) -> None:
     """Namespaces, bystanders and the restorable Deployments' healthy revisions, all Ready."""
     for namespace in namespaces:
-        workloads.create_namespace(api, namespace, {"amos.io/benchmark": "load"})
+        workloads.create_namespace(api, namespace, {BENCHMARK_LABEL: "load"})
     apps = client.AppsV1Api(api)
     wanted: Counter[str] = Counter()
     for namespace in namespaces:
@@ -477,16 +480,26 @@ def prepare(api: client.ApiClient, namespaces: list[str], targets: list[Target],
 
 
 def break_all(api: client.ApiClient, targets: list[Target], broken_at: dict[str, float]) -> float:
-    """Break every target (patch or create); returns how long it took."""
+    """Break every target (patch or create), `BREAK_WRITERS` at a time; returns how long it took."""
     apps = client.AppsV1Api(api)
-    started = time.monotonic()
-    for target in targets:
+
+    def one(target: Target) -> None:
         broken_at[target.key] = time.time()
         if target.fault.restorable:
             apps.patch_namespaced_deployment(target.name, target.namespace, breaking_patch(target.fault))
         else:
             apps.create_namespaced_deployment(target.namespace, manifest(healthy_manifest(target.name, target.fault)))
+
+    started = time.monotonic()
+    with ThreadPoolExecutor(max_workers=BREAK_WRITERS, thread_name_prefix="load-break") as pool:
+        list(pool.map(one, targets))
     return time.monotonic() - started
+
+
+def earlier_runs(api: client.ApiClient) -> list[str]:
+    """Namespaces of earlier load runs (maybe still terminating): AMOS must not count their incidents."""
+    listing = raw_json(client.CoreV1Api(api).list_namespace, label_selector=f"{BENCHMARK_LABEL}=load")
+    return sorted(item["metadata"]["name"] for item in listing["items"])
 
 
 def run_load(api: client.ApiClient, settings: Settings, config: LoadConfig, label: str) -> LoadResult:
@@ -608,10 +621,9 @@ def print_result(result: LoadResult) -> None:
     fixed = c.mttr_fixed()
     print(describe(f"MTTR of the fixed workloads ({len(fixed)}/{restorable} restorable)", fixed))
     print(
-        f"concurrency: at most {result.samplers.max_inflight} incidents admitted at once (sampled every 0.2 s; "
-        "one admitted may still wait for a worker), "
-        f"{c.max_overlap()} reports with overlapping work; limit max_concurrent_incidents="
-        f"{s.max_concurrent_incidents}"
+        f"concurrency: at most {c.max_overlap()} reported incidents worked on at once (overlapping "
+        f"started..finished), limit max_concurrent_incidents={s.max_concurrent_incidents}; at most "
+        f"{result.samplers.max_inflight} admitted by the dispatcher at once (queued for a worker or running)"
     )
     holds = ", ".join(f"{n} {what}" for what, n in sorted(c.guard_holds.items())) or "none"
     print(f"guard rails that held incidents: {holds}")
@@ -690,7 +702,7 @@ def main(argv: list[str] | None = None) -> int:
     results: list[LoadResult] = []
     with lab(args.kubeconfig) as kubeconfig:
         api = connect(kubeconfig)
-        excluded: list[str] = []
+        excluded = earlier_runs(api)
         for storm_min in args.storm_min:
             settings = run_settings(kubeconfig, storm_min, excluded)
             reset_breaker(api, settings.store_namespace)  # each run starts with the full budget

@@ -369,11 +369,11 @@ def run(kubeconfig: Path, args: argparse.Namespace) -> None:
     baseline = spawn_agent("polling", kubeconfig, args.poll_seconds)
     agents = (amos, baseline)
     start = {a.name: a.usage() for a in agents}
-    checkpoint: list[Usage] = []
+    checkpoint: list[tuple[int, Usage]] = []  # (ready pods, AMOS usage) when 5,000 pods were first ready
 
     def at_ready(ready: int) -> None:
-        if not checkpoint and ready >= min(COST_CHECKPOINT_PODS, pods):
-            checkpoint.append(amos.usage())
+        if not checkpoint and ready >= COST_CHECKPOINT_PODS:
+            checkpoint.append((ready, amos.usage()))
 
     print(f"agents started; creating {pods} pods in {count} Deployments of {replicas} in {namespace}", flush=True)
     rate = create_healthy(apps, namespace, names, replicas, args.batch, args.ready_timeout, at_ready)
@@ -381,10 +381,9 @@ def run(kubeconfig: Path, args: argparse.Namespace) -> None:
     print(f"lab pod creation rate: {rate:.0f} pods/s ({pods} pods)")
     for agent in agents:
         print(window(f"{agent.name} while {pods} pods were created", start[agent.name], created[agent.name]))
-    if checkpoint:
-        print(
-            f"AMOS cost per pod at {min(COST_CHECKPOINT_PODS, pods)} pods: {cost_per_pod(start['amos'], checkpoint[0], min(COST_CHECKPOINT_PODS, pods))}"
-        )
+    if checkpoint and checkpoint[0][0] < pods:
+        ready, at = checkpoint[0]
+        print(f"AMOS cost per pod at {ready} pods: {cost_per_pod(start['amos'], at, ready)}")
     print(f"AMOS cost per pod at {pods} pods: {cost_per_pod(start['amos'], created['amos'], pods)}")
 
     cold = spawn_agent("amos-cold", kubeconfig, args.poll_seconds)
