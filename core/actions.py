@@ -38,9 +38,7 @@ def _kind(value: Any) -> Any:
 
 
 # Kinds whose pod template a fix may change, and kinds that keep a rollout history to go back to.
-WorkloadKind = Annotated[
-    Literal["Deployment", "StatefulSet", "DaemonSet", "Job", "CronJob"], BeforeValidator(_kind)
-]
+WorkloadKind = Annotated[Literal["Deployment", "StatefulSet", "DaemonSet", "Job", "CronJob"], BeforeValidator(_kind)]
 RevisionedKind = Annotated[Literal["Deployment", "StatefulSet", "DaemonSet", "CronJob"], BeforeValidator(_kind)]
 ScalableKind = Annotated[Literal["Deployment", "StatefulSet"], BeforeValidator(_kind)]
 DeploymentKind = Annotated[Literal["Deployment"], BeforeValidator(_kind)]

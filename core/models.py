@@ -90,7 +90,9 @@ class Incident(BaseModel):
     fingerprint: str
     kind: FaultKind
     workload: ObjectRef
-    occurrence: int = Field(default=1, description="1 for the first time this fingerprint fired, 2 when it came back, ...")
+    occurrence: int = Field(
+        default=1, description="1 for the first time this fingerprint fired, 2 when it came back, ..."
+    )
     state: IncidentState = IncidentState.OPEN
     first_seen: datetime
     last_seen: datetime

@@ -67,25 +67,50 @@ class Approvals:
         if decided is None:
             if now < proposal.expires_at:
                 return None
-            return self._refuse(proposal, workload, ProposalState.EXPIRED, "",
-                                f"proposal {proposal.id} expired at {proposal.expires_at:%Y-%m-%d %H:%M} UTC "
-                                "without a decision; nothing was changed")
+            return self._refuse(
+                proposal,
+                workload,
+                ProposalState.EXPIRED,
+                "",
+                f"proposal {proposal.id} expired at {proposal.expires_at:%Y-%m-%d %H:%M} UTC "
+                "without a decision; nothing was changed",
+            )
         state, who = decided
         if state is ProposalState.REJECTED:
-            return self._refuse(proposal, workload, ProposalState.REJECTED, who,
-                                f"proposal {proposal.id} was rejected by {who}; nothing was changed")
+            return self._refuse(
+                proposal,
+                workload,
+                ProposalState.REJECTED,
+                who,
+                f"proposal {proposal.id} was rejected by {who}; nothing was changed",
+            )
         if now >= proposal.expires_at:
-            return self._refuse(proposal, workload, ProposalState.EXPIRED, who,
-                                f"{who} approved proposal {proposal.id} after it expired; nothing was changed")
+            return self._refuse(
+                proposal,
+                workload,
+                ProposalState.EXPIRED,
+                who,
+                f"{who} approved proposal {proposal.id} after it expired; nothing was changed",
+            )
         if spec_digest(workload) != proposal.spec_digest:
             self._resubmit(proposal.incident)
-            return self._refuse(proposal, workload, ProposalState.SUPERSEDED, who,
-                                f"{proposal.workload} changed since proposal {proposal.id} was made (its spec is no "
-                                "longer the one the fix was validated against); it was not applied, and AMOS "
-                                "diagnoses afresh")
+            return self._refuse(
+                proposal,
+                workload,
+                ProposalState.SUPERSEDED,
+                who,
+                f"{proposal.workload} changed since proposal {proposal.id} was made (its spec is no "
+                "longer the one the fix was validated against); it was not applied, and AMOS "
+                "diagnoses afresh",
+            )
         if not self._fault_present(proposal.workload):
-            return self._refuse(proposal, workload, ProposalState.SUPERSEDED, who,
-                                f"the fault of proposal {proposal.id} is gone; it was not applied")
+            return self._refuse(
+                proposal,
+                workload,
+                ProposalState.SUPERSEDED,
+                who,
+                f"the fault of proposal {proposal.id} is gone; it was not applied",
+            )
         self._close(proposal, ProposalState.APPROVED, who, "applied through the safety loop")
         steps.events.record(workload, "ProposalApproved", f"proposal {proposal.id} approved by {who}; applying it")
         reason = proposal.diagnosis.root_cause if proposal.diagnosis else f"proposal {proposal.id}"
@@ -93,18 +118,27 @@ class Approvals:
         return report
 
     def _close(self, proposal: Proposal, state: ProposalState, who: str, note: str) -> None:
-        closed = proposal.model_copy(update={"state": state, "decided_by": who, "decided_at": self._clock(),
-                                             "note": note})
+        closed = proposal.model_copy(
+            update={"state": state, "decided_by": who, "decided_at": self._clock(), "note": note}
+        )
         self.handler.steps.durably("close the proposal", lambda: self.proposals.save(closed))
 
-    def _refuse(self, proposal: Proposal, workload: dict[str, object], state: ProposalState, who: str,
-                reason: str) -> IncidentReport:
+    def _refuse(
+        self, proposal: Proposal, workload: dict[str, object], state: ProposalState, who: str, reason: str
+    ) -> IncidentReport:
         self._close(proposal, state, who, reason)
         reporter = self.handler.reporter
-        self.handler.steps.events.record(workload, f"Proposal{state.value.capitalize()}", reason,
-                                         warning=state is not ProposalState.REJECTED)
-        report = reporter.build(proposal.incident, Outcome.ESCALATED, started=self._clock(),
-                                diagnosis=proposal.diagnosis, records=proposal.records, reason=reason,
-                                spec_generation=generation_of(workload))
+        self.handler.steps.events.record(
+            workload, f"Proposal{state.value.capitalize()}", reason, warning=state is not ProposalState.REJECTED
+        )
+        report = reporter.build(
+            proposal.incident,
+            Outcome.ESCALATED,
+            started=self._clock(),
+            diagnosis=proposal.diagnosis,
+            records=proposal.records,
+            reason=reason,
+            spec_generation=generation_of(workload),
+        )
         report.proposal_id = proposal.id
         return reporter.finish(report, workload)

@@ -121,8 +121,9 @@ class ClusterBudget(ActionBudget):
 
     def _read(self) -> dict[str, Any] | None:
         try:
-            found: dict[str, Any] = call_json("read_namespaced_config_map", self._core.read_namespaced_config_map,
-                                              BREAKER_NAME, self.namespace)
+            found: dict[str, Any] = call_json(
+                "read_namespaced_config_map", self._core.read_namespaced_config_map, BREAKER_NAME, self.namespace
+            )
             return found
         except StoreError as error:
             if error.status == 404:
@@ -166,14 +167,30 @@ class ClusterBudget(ActionBudget):
             }
             try:
                 if found is None:
-                    body = {"metadata": {"name": BREAKER_NAME, "labels": {MANAGED_BY_LABEL: MANAGED_BY,
-                                                                          RECORD_LABEL: "breaker"}}, "data": data}
-                    call_json("create_namespaced_config_map", self._core.create_namespaced_config_map,
-                              self.namespace, body, field_manager=MANAGED_BY)
+                    body = {
+                        "metadata": {
+                            "name": BREAKER_NAME,
+                            "labels": {MANAGED_BY_LABEL: MANAGED_BY, RECORD_LABEL: "breaker"},
+                        },
+                        "data": data,
+                    }
+                    call_json(
+                        "create_namespaced_config_map",
+                        self._core.create_namespaced_config_map,
+                        self.namespace,
+                        body,
+                        field_manager=MANAGED_BY,
+                    )
                 else:
                     found["data"] = data
-                    call_json("replace_namespaced_config_map", self._core.replace_namespaced_config_map,
-                              BREAKER_NAME, self.namespace, found, field_manager=MANAGED_BY)
+                    call_json(
+                        "replace_namespaced_config_map",
+                        self._core.replace_namespaced_config_map,
+                        BREAKER_NAME,
+                        self.namespace,
+                        found,
+                        field_manager=MANAGED_BY,
+                    )
                 return state
             except StoreError as error:
                 if error.status in (404, 409):

@@ -24,8 +24,16 @@ log = logging.getLogger(__name__)
 
 COMPONENT = "amos"
 MAX_MESSAGE_CHARS = 1024  # the API server's limit for an Event message
-API_VERSIONS = {"Deployment": "apps/v1", "ReplicaSet": "apps/v1", "StatefulSet": "apps/v1", "DaemonSet": "apps/v1",
-                "Job": "batch/v1", "CronJob": "batch/v1", "Pod": "v1", "ConfigMap": "v1"}
+API_VERSIONS = {
+    "Deployment": "apps/v1",
+    "ReplicaSet": "apps/v1",
+    "StatefulSet": "apps/v1",
+    "DaemonSet": "apps/v1",
+    "Job": "batch/v1",
+    "CronJob": "batch/v1",
+    "Pod": "v1",
+    "ConfigMap": "v1",
+}
 
 
 def replica_identity() -> str:
@@ -36,15 +44,22 @@ def replica_identity() -> str:
 class EventRecorder:
     """Writes one Event per call; `reason` is CamelCase (Remediating, FixApplied, RolledBack, Escalated...)."""
 
-    def __init__(self, api_client: client.ApiClient, *, redactor: Redactor | None = None, clock: Clock = utc_now,
-                 instance: str | None = None) -> None:
+    def __init__(
+        self,
+        api_client: client.ApiClient,
+        *,
+        redactor: Redactor | None = None,
+        clock: Clock = utc_now,
+        instance: str | None = None,
+    ) -> None:
         self._core = client.CoreV1Api(api_client)
         self._redactor = redactor or Redactor()
         self._clock = clock
         self.instance = instance or replica_identity()
 
-    def record(self, target: ObjectRef | dict[str, Any], reason: str, message: str, *, warning: bool = False,
-               action: str = "") -> bool:
+    def record(
+        self, target: ObjectRef | dict[str, Any], reason: str, message: str, *, warning: bool = False, action: str = ""
+    ) -> bool:
         """Record an Event on `target` (an object as read, or a reference); False when it could not be written."""
         if isinstance(target, ObjectRef):
             kind, namespace, name, uid = target.kind, target.namespace, target.name, None

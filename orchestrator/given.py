@@ -25,14 +25,25 @@ class GivenActions:
         self.requested_by = requested_by
         self.reason = reason
 
-    def __call__(self, incident: Incident, context: Any, read_tools: Any, write_tools: Any, settings: Settings,
-                 **_: Any) -> SessionResult:
-        diagnosis = Diagnosis(root_cause=self.reason, category=Category.UNKNOWN, proposed_actions=self.actions,
-                              evidence=[f"requested by {self.requested_by}"], confidence=1.0)
+    def __call__(
+        self, incident: Incident, context: Any, read_tools: Any, write_tools: Any, settings: Settings, **_: Any
+    ) -> SessionResult:
+        diagnosis = Diagnosis(
+            root_cause=self.reason,
+            category=Category.UNKNOWN,
+            proposed_actions=self.actions,
+            evidence=[f"requested by {self.requested_by}"],
+            confidence=1.0,
+        )
         if write_tools is None or settings.dry_run:
-            return SessionResult(diagnosis=diagnosis, outcome_hint="recommend",
-                                 escalation_reason="dry-run mode: nothing is applied")
+            return SessionResult(
+                diagnosis=diagnosis, outcome_hint="recommend", escalation_reason="dry-run mode: nothing is applied"
+            )
         for action in self.actions:
             write_tools.apply(action)
-        return SessionResult(diagnosis=diagnosis, outcome_hint="remediated", model=f"requested by {self.requested_by}",
-                             summary=f"applied the fix {self.requested_by} chose")
+        return SessionResult(
+            diagnosis=diagnosis,
+            outcome_hint="remediated",
+            model=f"requested by {self.requested_by}",
+            summary=f"applied the fix {self.requested_by} chose",
+        )

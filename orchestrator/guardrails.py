@@ -51,8 +51,12 @@ GITOPS_PREFIXES = {
     "helm.toolkit.fluxcd.io/": "Flux (HelmRelease)",
 }
 # Labels a Job controller stamps on its pod template; they change when a Job is re-created.
-_VOLATILE_TEMPLATE_LABELS = ("controller-uid", "batch.kubernetes.io/controller-uid", "job-name",
-                             "batch.kubernetes.io/job-name")
+_VOLATILE_TEMPLATE_LABELS = (
+    "controller-uid",
+    "batch.kubernetes.io/controller-uid",
+    "job-name",
+    "batch.kubernetes.io/job-name",
+)
 
 
 class GuardVerdict(StrEnum):
@@ -162,13 +166,17 @@ def workload_failing(obj: dict[str, Any]) -> bool | None:
 
 def namespace_health(namespace: str, workloads: list[dict[str, Any]], faulty: Iterable[str] = ()) -> NamespaceHealth:
     """`faulty`: workloads (`Kind/name`) with an open incident, e.g. a bad rollout whose old pods still serve."""
-    counted = [(f"{obj.get('kind')}/{objects.meta(obj).get('name')}", bad) for obj in workloads
-               if (bad := workload_failing(obj)) is not None]
+    counted = [
+        (f"{obj.get('kind')}/{objects.meta(obj).get('name')}", bad)
+        for obj in workloads
+        if (bad := workload_failing(obj)) is not None
+    ]
     names = {name for name, _ in counted}
     failing = [name for name, bad in counted if bad]
     extra = sorted(set(faulty) - set(failing))
-    return NamespaceHealth(namespace=namespace, total=len(counted) + len(set(extra) - names),
-                           failing=sorted(failing + extra))
+    return NamespaceHealth(
+        namespace=namespace, total=len(counted) + len(set(extra) - names), failing=sorted(failing + extra)
+    )
 
 
 def is_outage(health: NamespaceHealth, settings: Settings) -> bool:
@@ -198,8 +206,9 @@ class RevertStatus(StrEnum):
     EXPIRED = "expired"  # watched long enough
 
 
-def check_revert(watch: FixWatch, obj: dict[str, Any] | None, now: datetime,
-                 window_seconds: float = REVERT_WATCH_SECONDS) -> RevertStatus:
+def check_revert(
+    watch: FixWatch, obj: dict[str, Any] | None, now: datetime, window_seconds: float = REVERT_WATCH_SECONDS
+) -> RevertStatus:
     if obj is None:
         return RevertStatus.GONE
     current = template_hash(obj)
@@ -229,64 +238,102 @@ def decide(
         return GuardDecision(verdict=GuardVerdict.SKIP, rule=GuardRule.GONE, reason="the workload no longer exists")
     name = f"{workload.get('kind')}/{objects.meta(workload).get('name')}"
     if objects.is_marked(workload, settings.ignore_annotation):
-        return GuardDecision(verdict=GuardVerdict.SKIP, rule=GuardRule.IGNORED,
-                             reason=f"{name} is opted out ({settings.ignore_annotation})")
-    if storm is not None and len(storm.workloads) >= settings.storm_min_workloads:
-        shown = ", ".join(storm.workloads[:8]) + (f" and {len(storm.workloads) - 8} more" if len(storm.workloads) > 8
-                                                  else "")
         return GuardDecision(
-            verdict=GuardVerdict.ESCALATE, rule=GuardRule.STORM,
-            reason=(f"{len(storm.workloads)} workloads across the cluster started failing within "
-                    f"{storm.window_seconds / 60:g} minutes ({shown}): a cluster-wide cause is likely, so AMOS "
-                    "changes nothing until a person looks"),
+            verdict=GuardVerdict.SKIP,
+            rule=GuardRule.IGNORED,
+            reason=f"{name} is opted out ({settings.ignore_annotation})",
+        )
+    if storm is not None and len(storm.workloads) >= settings.storm_min_workloads:
+        shown = ", ".join(storm.workloads[:8]) + (
+            f" and {len(storm.workloads) - 8} more" if len(storm.workloads) > 8 else ""
+        )
+        return GuardDecision(
+            verdict=GuardVerdict.ESCALATE,
+            rule=GuardRule.STORM,
+            reason=(
+                f"{len(storm.workloads)} workloads across the cluster started failing within "
+                f"{storm.window_seconds / 60:g} minutes ({shown}): a cluster-wide cause is likely, so AMOS "
+                "changes nothing until a person looks"
+            ),
         )
     if health is not None and is_outage(health, settings):
-        shown = ", ".join(health.failing[:8]) + (f" and {len(health.failing) - 8} more" if len(health.failing) > 8
-                                                 else "")
+        shown = ", ".join(health.failing[:8]) + (
+            f" and {len(health.failing) - 8} more" if len(health.failing) > 8 else ""
+        )
         return GuardDecision(
-            verdict=GuardVerdict.ESCALATE, rule=GuardRule.OUTAGE,
-            reason=(f"namespace {health.namespace} looks like an outage: {len(health.failing)} of {health.total} "
-                    f"workloads are failing ({shown}); AMOS does not act during an outage"),
+            verdict=GuardVerdict.ESCALATE,
+            rule=GuardRule.OUTAGE,
+            reason=(
+                f"namespace {health.namespace} looks like an outage: {len(health.failing)} of {health.total} "
+                f"workloads are failing ({shown}); AMOS does not act during an outage"
+            ),
         )
     if state.blocked_until is not None and now < state.blocked_until:
-        return GuardDecision(verdict=GuardVerdict.SKIP, rule=GuardRule.BLOCKED,
-                             reason=f"{name} is blocked until {state.blocked_until:%Y-%m-%d %H:%M:%S} UTC: "
-                                    f"{state.block_reason or 'earlier attempts failed'}",
-                             retry_at=state.blocked_until)
+        return GuardDecision(
+            verdict=GuardVerdict.SKIP,
+            rule=GuardRule.BLOCKED,
+            reason=f"{name} is blocked until {state.blocked_until:%Y-%m-%d %H:%M:%S} UTC: "
+            f"{state.block_reason or 'earlier attempts failed'}",
+            retry_at=state.blocked_until,
+        )
     if state.last_action_at is not None:
         until = state.last_action_at + timedelta(seconds=settings.workload_cooldown_seconds)
         if now < until:
-            return GuardDecision(verdict=GuardVerdict.DEFER, rule=GuardRule.COOLDOWN,
-                                 reason=f"AMOS changed {name} at {state.last_action_at:%H:%M:%S}; cooldown until "
-                                        f"{until:%H:%M:%S}", retry_at=until)
+            return GuardDecision(
+                verdict=GuardVerdict.DEFER,
+                rule=GuardRule.COOLDOWN,
+                reason=f"AMOS changed {name} at {state.last_action_at:%H:%M:%S}; cooldown until {until:%H:%M:%S}",
+                retry_at=until,
+            )
     if settings.dry_run:
-        return GuardDecision(verdict=GuardVerdict.PROPOSE, rule=GuardRule.DRY_RUN,
-                             reason="dry-run mode: AMOS diagnoses and recommends, it changes nothing")
+        return GuardDecision(
+            verdict=GuardVerdict.PROPOSE,
+            rule=GuardRule.DRY_RUN,
+            reason="dry-run mode: AMOS diagnoses and recommends, it changes nothing",
+        )
     if mode is Mode.OBSERVE:
-        return GuardDecision(verdict=GuardVerdict.PROPOSE, rule=GuardRule.OBSERVE,
-                             reason=f"namespace {objects.meta(workload).get('namespace')} is in observe mode: AMOS "
-                                    "diagnoses and reports, it changes nothing")
+        return GuardDecision(
+            verdict=GuardVerdict.PROPOSE,
+            rule=GuardRule.OBSERVE,
+            reason=f"namespace {objects.meta(workload).get('namespace')} is in observe mode: AMOS "
+            "diagnoses and reports, it changes nothing",
+        )
     manager = gitops_manager(workload)
     if manager is not None:
-        return GuardDecision(verdict=GuardVerdict.PROPOSE, rule=GuardRule.GITOPS,
-                             reason=f"{name} is managed by {manager}; a change made in the cluster would be "
-                                    "reverted at the next sync, so AMOS only proposes the fix (make it in Git)")
+        return GuardDecision(
+            verdict=GuardVerdict.PROPOSE,
+            rule=GuardRule.GITOPS,
+            reason=f"{name} is managed by {manager}; a change made in the cluster would be "
+            "reverted at the next sync, so AMOS only proposes the fix (make it in Git)",
+        )
     if objects.is_marked(workload, settings.protected_label):
-        return GuardDecision(verdict=GuardVerdict.PROPOSE, rule=GuardRule.PROTECTED,
-                             reason=f"{name} is protected ({settings.protected_label}); AMOS only proposes")
+        return GuardDecision(
+            verdict=GuardVerdict.PROPOSE,
+            rule=GuardRule.PROTECTED,
+            reason=f"{name} is protected ({settings.protected_label}); AMOS only proposes",
+        )
     if breaker.state == "open":
         since = f" since {breaker.opened_at:%Y-%m-%d %H:%M:%S} UTC" if breaker.opened_at else ""
-        return GuardDecision(verdict=GuardVerdict.PROPOSE, rule=GuardRule.BREAKER,
-                             reason=f"the circuit breaker is open{since} ({breaker.reason or 'no reason recorded'}); "
-                                    f"AMOS only proposes until a person resets it (ConfigMap {BREAKER_NAME} in "
-                                    f"namespace {settings.store_namespace})")
+        return GuardDecision(
+            verdict=GuardVerdict.PROPOSE,
+            rule=GuardRule.BREAKER,
+            reason=f"the circuit breaker is open{since} ({breaker.reason or 'no reason recorded'}); "
+            f"AMOS only proposes until a person resets it (ConfigMap {BREAKER_NAME} in "
+            f"namespace {settings.store_namespace})",
+        )
     if budget_used >= settings.actions_per_hour:
-        return GuardDecision(verdict=GuardVerdict.PROPOSE, rule=GuardRule.BUDGET,
-                             reason=f"the action budget of {settings.actions_per_hour} per hour is used up")
+        return GuardDecision(
+            verdict=GuardVerdict.PROPOSE,
+            rule=GuardRule.BUDGET,
+            reason=f"the action budget of {settings.actions_per_hour} per hour is used up",
+        )
     if mode is Mode.APPROVE:
-        return GuardDecision(verdict=GuardVerdict.APPROVE, rule=GuardRule.APPROVAL,
-                             reason=f"namespace {objects.meta(workload).get('namespace')} is in approve mode: AMOS "
-                                    "applies a fix only after a person approves it")
+        return GuardDecision(
+            verdict=GuardVerdict.APPROVE,
+            rule=GuardRule.APPROVAL,
+            reason=f"namespace {objects.meta(workload).get('namespace')} is in approve mode: AMOS "
+            "applies a fix only after a person approves it",
+        )
     return GuardDecision(verdict=GuardVerdict.PROCEED, rule=GuardRule.OK, reason="guard rails passed")
 
 
@@ -300,9 +347,16 @@ class GuardRails:
     the other incidents of it are skipped with an Event, until the window has passed.
     """
 
-    def __init__(self, settings: Settings, store: StateStore, access: ClusterAccess, budget: ClusterBudget,
-                 clock: Clock = utc_now, open_incidents: Callable[[], list[Incident]] = list,
-                 modes: Callable[[str], Mode] | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        store: StateStore,
+        access: ClusterAccess,
+        budget: ClusterBudget,
+        clock: Clock = utc_now,
+        open_incidents: Callable[[], list[Incident]] = list,
+        modes: Callable[[str], Mode] | None = None,
+    ) -> None:
         self.settings = settings
         self._modes = modes or (lambda namespace: Mode(settings.mode_default))
         self.store = store
@@ -344,8 +398,13 @@ class GuardRails:
         breaker = self.budget.sync()
         incidents = [i for i in self._open_incidents() if i.workload != incident.workload] + [incident]
         decision = decide(
-            settings=self.settings, now=now, workload=workload, state=state, breaker=breaker,
-            budget_used=self.budget.used(), health=self.health(incident.workload.namespace, incidents),
+            settings=self.settings,
+            now=now,
+            workload=workload,
+            state=state,
+            breaker=breaker,
+            budget_used=self.budget.used(),
+            health=self.health(incident.workload.namespace, incidents),
             storm=self._storm(incidents, now),
             mode=self._mode(incident.workload.namespace, approved),
         )
@@ -367,9 +426,11 @@ class GuardRails:
         namespace = incident.workload.namespace if decision.rule is GuardRule.OUTAGE else ""
         listed = {i.workload: i for i in incidents if not namespace or i.workload.namespace == namespace}
         failing = [
-            FailingWorkload(workload=ref, kind=item.kind,
-                            diagnosis="; ".join(dict.fromkeys(f"{e.reason}: {e.message}".strip(": ")
-                                                               for e in item.evidence[:3])))
+            FailingWorkload(
+                workload=ref,
+                kind=item.kind,
+                diagnosis="; ".join(dict.fromkeys(f"{e.reason}: {e.message}".strip(": ") for e in item.evidence[:3])),
+            )
             for ref, item in sorted(listed.items(), key=lambda pair: str(pair[0]))
         ]
         health = self.health(namespace, incidents) if namespace else None

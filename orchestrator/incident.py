@@ -132,8 +132,9 @@ class IncidentHandler:
                     )
                 return None
             case GuardVerdict.ESCALATE:
-                scope = ("the cluster" if decision.rule is GuardRule.STORM
-                         else f"namespace {incident.workload.namespace}")
+                scope = (
+                    "the cluster" if decision.rule is GuardRule.STORM else f"namespace {incident.workload.namespace}"
+                )
                 report = self.reporter.build(
                     incident,
                     Outcome.ESCALATED,
@@ -207,15 +208,21 @@ class IncidentHandler:
             )
         return self.finish_attempts(incident, attempts, started, attempt_started=run.journal.started_at)
 
-    def _cannot_snapshot(self, incident: Incident, workload: dict[str, Any], started: datetime, reason: str,
-                         attempts: list[Attempt]) -> IncidentReport:
+    def _cannot_snapshot(
+        self, incident: Incident, workload: dict[str, Any], started: datetime, reason: str, attempts: list[Attempt]
+    ) -> IncidentReport:
         """No snapshot, no change: escalate with the reason, and say so on the workload."""
         self.steps.events.record(workload, "SnapshotFailed", f"incident {incident.id}: {reason}", warning=True)
         report = self.reporter.build(
-            incident, Outcome.ESCALATED, started=started, attempt=attempts[-1].number if attempts else 0,
-            records=[r for a in attempts for r in a.records], reason=reason,
+            incident,
+            Outcome.ESCALATED,
+            started=started,
+            attempt=attempts[-1].number if attempts else 0,
+            records=[r for a in attempts for r in a.records],
+            reason=reason,
             human_steps=[f"Fix {incident.workload} by hand; AMOS could not snapshot it"],
-            spec_generation=generation_of(workload))
+            spec_generation=generation_of(workload),
+        )
         return self.reporter.finish(report, workload)
 
     def finish_attempts(

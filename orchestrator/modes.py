@@ -42,8 +42,12 @@ def mode_of(namespace: dict[str, Any] | None, default: Mode) -> Mode:
     try:
         return Mode(str(value).strip().lower())
     except ValueError:
-        log.warning("namespace %s: %s=%r is not auto, approve or observe; observing only",
-                    objects.meta(namespace).get("name"), MODE_KEY, value)
+        log.warning(
+            "namespace %s: %s=%r is not auto, approve or observe; observing only",
+            objects.meta(namespace).get("name"),
+            MODE_KEY,
+            value,
+        )
         return Mode.OBSERVE
 
 

@@ -85,8 +85,9 @@ class Orchestrator:
             proposer=Proposer(settings, steps, reporter, proposals, proposal_access, clock),
             on_skip=on_skip,
         )
-        self.approvals = Approvals(self.handler, proposals, clock=clock, fault_present=fault_present,
-                                   resubmit=self.submit)
+        self.approvals = Approvals(
+            self.handler, proposals, clock=clock, fault_present=fault_present, resubmit=self.submit
+        )
         self.recovery = Recovery(
             steps, self.handler, store, busy=lambda fp: fp in self.dispatcher.active_fingerprints(), clock=clock
         )
@@ -157,8 +158,12 @@ class Orchestrator:
         """Apply a person's chosen fix through the whole safety loop (guard rails to report); never raises."""
         now = self.steps.clock()
         incident = Incident(
-            id=f"req-{uuid.uuid4().hex[:10]}", fingerprint=fingerprint(workload, FaultKind.REQUESTED),
-            kind=FaultKind.REQUESTED, workload=workload, first_seen=now, last_seen=now,
+            id=f"req-{uuid.uuid4().hex[:10]}",
+            fingerprint=fingerprint(workload, FaultKind.REQUESTED),
+            kind=FaultKind.REQUESTED,
+            workload=workload,
+            first_seen=now,
+            last_seen=now,
             evidence=[Evidence(reason="RequestedFix", message=f"{requested_by}: {reason}")],
         )
         return self.handler.process(incident, GivenActions(actions, requested_by, reason))

@@ -107,16 +107,23 @@ class ProposalStore:
 
     def save(self, proposal: Proposal) -> None:
         text = proposal.model_dump_json()
-        labels = {MANAGED_BY_LABEL: MANAGED_BY, RECORD_LABEL: "proposal", STATE_LABEL: proposal.state.value,
-                  WORKLOAD_NAMESPACE_LABEL: proposal.workload.namespace}
-        metadata = {"name": proposal.id, "labels": labels,
-                    "annotations": {SIGNATURE_ANNOTATION: self.signer.sign(text),
-                                    "amos.io/workload": str(proposal.workload)}}
+        labels = {
+            MANAGED_BY_LABEL: MANAGED_BY,
+            RECORD_LABEL: "proposal",
+            STATE_LABEL: proposal.state.value,
+            WORKLOAD_NAMESPACE_LABEL: proposal.workload.namespace,
+        }
+        metadata = {
+            "name": proposal.id,
+            "labels": labels,
+            "annotations": {SIGNATURE_ANNOTATION: self.signer.sign(text), "amos.io/workload": str(proposal.workload)},
+        }
         data = {PROPOSAL_KEY: base64.b64encode(text.encode()).decode()}
         for _ in range(MAX_WRITE_RETRIES):
             try:
-                found: dict[str, Any] = call_json("read_namespaced_secret", self._core.read_namespaced_secret,
-                                                  proposal.id, self.namespace)
+                found: dict[str, Any] = call_json(
+                    "read_namespaced_secret", self._core.read_namespaced_secret, proposal.id, self.namespace
+                )
             except StoreError as error:
                 if error.status != 404:
                     raise
@@ -131,8 +138,13 @@ class ProposalStore:
             found["metadata"].update(labels=labels, annotations=metadata["annotations"])
             found["data"] = data
             try:
-                call_json("replace_namespaced_secret", self._core.replace_namespaced_secret, proposal.id,
-                          self.namespace, found)
+                call_json(
+                    "replace_namespaced_secret",
+                    self._core.replace_namespaced_secret,
+                    proposal.id,
+                    self.namespace,
+                    found,
+                )
                 return
             except StoreError as error:
                 if error.status not in (404, 409):
@@ -143,8 +155,9 @@ class ProposalStore:
         name = objects.meta(item).get("name")
         try:
             text = base64.b64decode((item.get("data") or {}).get(PROPOSAL_KEY) or "").decode()
-            self.signer.check(text, (objects.meta(item).get("annotations") or {}).get(SIGNATURE_ANNOTATION),
-                              f"proposal {name}")
+            self.signer.check(
+                text, (objects.meta(item).get("annotations") or {}).get(SIGNATURE_ANNOTATION), f"proposal {name}"
+            )
             return Proposal.model_validate_json(text)
         except ForgedState as forged:
             log.error("%s", forged)
@@ -154,8 +167,7 @@ class ProposalStore:
 
     def get(self, proposal_id: str) -> Proposal | None:
         try:
-            found = call_json("read_namespaced_secret", self._core.read_namespaced_secret, proposal_id,
-                              self.namespace)
+            found = call_json("read_namespaced_secret", self._core.read_namespaced_secret, proposal_id, self.namespace)
         except StoreError as error:
             if error.status == 404:
                 return None
@@ -166,7 +178,8 @@ class ProposalStore:
         selector = f"{MANAGED_BY_LABEL}={MANAGED_BY},{RECORD_LABEL}=proposal"
         if state is not None:
             selector += f",{STATE_LABEL}={state.value}"
-        result = call_json("list_namespaced_secret", self._core.list_namespaced_secret, self.namespace,
-                           label_selector=selector)
+        result = call_json(
+            "list_namespaced_secret", self._core.list_namespaced_secret, self.namespace, label_selector=selector
+        )
         found = [p for item in (result or {}).get("items") or [] if (p := self._parse(item)) is not None]
         return sorted(found, key=lambda p: p.created_at)

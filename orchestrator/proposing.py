@@ -90,13 +90,23 @@ class Proposer:
         proposes = bool(result.diagnosis and result.diagnosis.proposed_actions and not result.diagnosis.escalate)
         if result.outcome_hint == "recommend" or proposes:
             where = " in Git" if decision.rule is GuardRule.GITOPS else ""
-            outcome, reason, steps = Outcome.RECOMMENDED, decision.reason, [
-                f"Review the proposed change and apply it yourself{where}"
-            ]
+            outcome, reason, steps = (
+                Outcome.RECOMMENDED,
+                decision.reason,
+                [f"Review the proposed change and apply it yourself{where}"],
+            )
         else:
             outcome, reason, steps = Outcome.ESCALATED, result.escalation_reason or decision.reason, []
-        report = self.reporter.build(incident, outcome, started=started, results=[result], records=records,
-                                     reason=reason, human_steps=steps, spec_generation=generation_of(workload))
+        report = self.reporter.build(
+            incident,
+            outcome,
+            started=started,
+            results=[result],
+            records=records,
+            reason=reason,
+            human_steps=steps,
+            spec_generation=generation_of(workload),
+        )
         return self.reporter.finish(report, workload)
 
     def request_approval(
@@ -104,8 +114,11 @@ class Proposer:
     ) -> IncidentReport | None:
         """Store the validated fix as a proposal and ask a person; without one, recommend or escalate."""
         generation, digest = generation_of(workload), spec_digest(workload)
-        waiting = [p for p in self.proposals.list(ProposalState.PENDING)
-                   if p.incident.fingerprint == incident.fingerprint and p.spec_digest == digest]
+        waiting = [
+            p
+            for p in self.proposals.list(ProposalState.PENDING)
+            if p.incident.fingerprint == incident.fingerprint and p.spec_digest == digest
+        ]
         if waiting:
             log.info("incident %s: proposal %s already waits for approval", incident.id, waiting[0].id)
             return None
@@ -114,18 +127,32 @@ class Proposer:
             return self.propose(incident, workload, decision, started)
         now = self._clock()
         proposal = Proposal(
-            id=new_proposal_id(), incident=incident, workload=incident.workload, generation=generation,
+            id=new_proposal_id(),
+            incident=incident,
+            workload=incident.workload,
+            generation=generation,
             spec_digest=digest,
-            actions=valid, records=[r for r in records if r.status is ActionStatus.DRY_RUN],
-            diagnosis=result.diagnosis, created_at=now,
+            actions=valid,
+            records=[r for r in records if r.status is ActionStatus.DRY_RUN],
+            diagnosis=result.diagnosis,
+            created_at=now,
             expires_at=now + timedelta(seconds=self.settings.proposal_ttl_seconds),
         )
         self.steps.durably("store the proposal", lambda: self.proposals.save(proposal))
-        self.steps.events.record(workload, "ProposalCreated",
-                                 f"incident {incident.id}: proposal {proposal.id} waits for approval "
-                                 f"(until {proposal.expires_at:%Y-%m-%d %H:%M} UTC): "
-                                 + "; ".join(a.summary() for a in valid))
-        report = self.reporter.build(incident, Outcome.APPROVAL_NEEDED, started=started, results=[result],
-                                     records=records, reason=decision.reason, spec_generation=generation)
+        self.steps.events.record(
+            workload,
+            "ProposalCreated",
+            f"incident {incident.id}: proposal {proposal.id} waits for approval "
+            f"(until {proposal.expires_at:%Y-%m-%d %H:%M} UTC): " + "; ".join(a.summary() for a in valid),
+        )
+        report = self.reporter.build(
+            incident,
+            Outcome.APPROVAL_NEEDED,
+            started=started,
+            results=[result],
+            records=records,
+            reason=decision.reason,
+            spec_generation=generation,
+        )
         report.proposal_id = proposal.id
         return self.reporter.finish(report, workload)

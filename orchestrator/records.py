@@ -19,7 +19,6 @@ from core.report import ActionRecord, IncidentReport
 MAX_HISTORY = 20
 
 
-
 class AttemptNote(BaseModel):
     attempt: int
     incident_id: str
@@ -120,5 +119,3 @@ class SnapshotInfo(BaseModel):
     fingerprint: str
     workload: str
     taken_at: datetime
-
-

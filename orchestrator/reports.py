@@ -153,8 +153,12 @@ class Reporter:
             spec_generation=spec_generation,
         )
         report.attempts = [
-            AttemptRecord(number=a.number, actions=list(a.records), verification=_verdict_text(a) if a.verdict else "",
-                          rolled_back=a.restore is not None and a.restore.changed and a.restored)
+            AttemptRecord(
+                number=a.number,
+                actions=list(a.records),
+                verification=_verdict_text(a) if a.verdict else "",
+                rolled_back=a.restore is not None and a.restore.changed and a.restored,
+            )
             for a in attempts
         ]
         report.revision_before = objects.revision(attempts[0].snapshot.workload)

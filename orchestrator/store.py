@@ -53,7 +53,6 @@ MAX_WRITE_RETRIES = 5
 M = TypeVar("M", bound=BaseModel)
 
 
-
 class JournalClaimed(Exception):
     """A newer leader term owns this journal entry: the writer must stop acting on it."""
 
@@ -72,8 +71,9 @@ def _workload_key(ref: ObjectRef) -> str:
 class StateStore:
     """Reads and writes the orchestrator's records; thread-safe (every write is conditional)."""
 
-    def __init__(self, api_client: client.ApiClient, settings: Settings, *, clock: Clock = utc_now,
-                 owner: str = "") -> None:
+    def __init__(
+        self, api_client: client.ApiClient, settings: Settings, *, clock: Clock = utc_now, owner: str = ""
+    ) -> None:
         self.namespace = settings.store_namespace
         self.settings = settings
         self.owner = owner
@@ -101,15 +101,22 @@ class StateStore:
     def _create(self, body: dict[str, Any]) -> dict[str, Any]:
         body["metadata"]["namespace"] = self.namespace
         result: dict[str, Any] = self._call(
-            "create_namespaced_config_map", self._core.create_namespaced_config_map, self.namespace, body,
+            "create_namespaced_config_map",
+            self._core.create_namespaced_config_map,
+            self.namespace,
+            body,
             field_manager=MANAGED_BY,
         )
         return result
 
     def _replace(self, body: dict[str, Any]) -> dict[str, Any]:
         result: dict[str, Any] = self._call(
-            "replace_namespaced_config_map", self._core.replace_namespaced_config_map,
-            body["metadata"]["name"], self.namespace, body, field_manager=MANAGED_BY,
+            "replace_namespaced_config_map",
+            self._core.replace_namespaced_config_map,
+            body["metadata"]["name"],
+            self.namespace,
+            body,
+            field_manager=MANAGED_BY,
         )
         return result
 
@@ -125,7 +132,9 @@ class StateStore:
     def _list(self, record: str) -> list[dict[str, Any]]:
         selector = f"{MANAGED_BY_LABEL}={MANAGED_BY},{RECORD_LABEL}={record}"
         result = self._call(
-            "list_namespaced_config_map", self._core.list_namespaced_config_map, self.namespace,
+            "list_namespaced_config_map",
+            self._core.list_namespaced_config_map,
+            self.namespace,
             label_selector=selector,
         )
         items: list[dict[str, Any]] = (result or {}).get("items") or []
@@ -151,8 +160,17 @@ class StateStore:
             if error.status != 409:
                 raise
 
-    def _update(self, name: str, model: type[M], labels: dict[str, str], annotations: dict[str, str],
-                default: Callable[[], M], mutate: Callable[[M], None], *, signed: bool = False) -> M:
+    def _update(
+        self,
+        name: str,
+        model: type[M],
+        labels: dict[str, str],
+        annotations: dict[str, str],
+        default: Callable[[], M],
+        mutate: Callable[[M], None],
+        *,
+        signed: bool = False,
+    ) -> M:
         """Read-modify-write one JSON record with its resourceVersion; re-read on conflict."""
         for _ in range(MAX_WRITE_RETRIES):
             found = self._read(name)
@@ -161,8 +179,10 @@ class StateStore:
                 mutate(record)
                 text = record.model_dump_json()
                 extra = {SIGNATURE_ANNOTATION: self.signer.sign(text)} if signed else {}
-                body = {"metadata": {"name": name, "labels": labels, "annotations": annotations | extra},
-                        "data": {RECORD_KEY: text}}
+                body = {
+                    "metadata": {"name": name, "labels": labels, "annotations": annotations | extra},
+                    "data": {RECORD_KEY: text},
+                }
                 try:
                     self._create(body)
                     return record
@@ -176,8 +196,7 @@ class StateStore:
             extra = {SIGNATURE_ANNOTATION: self.signer.sign(text)} if signed else {}
             found.setdefault("metadata", {})
             found["metadata"]["labels"] = {**(found["metadata"].get("labels") or {}), **labels}
-            found["metadata"]["annotations"] = {**(found["metadata"].get("annotations") or {}), **annotations,
-                                                **extra}
+            found["metadata"]["annotations"] = {**(found["metadata"].get("annotations") or {}), **annotations, **extra}
             found["data"] = {**(found.get("data") or {}), RECORD_KEY: text}
             try:
                 self._replace(found)
@@ -198,11 +217,18 @@ class StateStore:
         text = (found.get("data") or {}).get(RECORD_KEY) or ""
         if signed:
             try:
-                self.signer.check(text, (metadata.get("annotations") or {}).get(SIGNATURE_ANNOTATION),
-                                  f"state record {self.namespace}/{metadata.get('name')}")
+                self.signer.check(
+                    text,
+                    (metadata.get("annotations") or {}).get(SIGNATURE_ANNOTATION),
+                    f"state record {self.namespace}/{metadata.get('name')}",
+                )
             except ForgedState as forged:
-                log.error("%s; a person should look at it (kubectl -n %s get configmap %s -o yaml)", forged,
-                          self.namespace, metadata.get("name"))
+                log.error(
+                    "%s; a person should look at it (kubectl -n %s get configmap %s -o yaml)",
+                    forged,
+                    self.namespace,
+                    metadata.get("name"),
+                )
                 return None
         try:
             return model.model_validate_json(text)
@@ -226,10 +252,12 @@ class StateStore:
             ledger.updated_at = self._clock()
 
         return self._update(
-            self.ledger_name(fingerprint), Ledger,
+            self.ledger_name(fingerprint),
+            Ledger,
             self._labels("ledger", **{FINGERPRINT_LABEL: fingerprint, WORKLOAD_NAMESPACE_LABEL: workload.namespace}),
             {WORKLOAD_ANNOTATION: _workload_key(workload)},
-            lambda: Ledger(fingerprint=fingerprint), change,
+            lambda: Ledger(fingerprint=fingerprint),
+            change,
         )
 
     # --- per-workload state ---------------------------------------------------------------------------
@@ -247,10 +275,12 @@ class StateStore:
             state.updated_at = self._clock()
 
         return self._update(
-            self.workload_name(ref), WorkloadState,
+            self.workload_name(ref),
+            WorkloadState,
             self._labels("workload", **{WORKLOAD_NAMESPACE_LABEL: ref.namespace, WORKLOAD_KIND_LABEL: ref.kind}),
             {WORKLOAD_ANNOTATION: _workload_key(ref)},
-            lambda: WorkloadState(workload=ref), change,
+            lambda: WorkloadState(workload=ref),
+            change,
         )
 
     def watched_fixes(self) -> list[WorkloadState]:
@@ -283,11 +313,23 @@ class StateStore:
             for field in JournalEntry.model_fields:
                 setattr(current, field, getattr(snapshot, field))
 
-        labels = self._labels("journal", **{FINGERPRINT_LABEL: entry.fingerprint, PHASE_LABEL: entry.phase.value,
-                                            WORKLOAD_NAMESPACE_LABEL: entry.workload.namespace})
-        self._update(self.journal_name(entry.fingerprint), JournalEntry, labels,
-                     {WORKLOAD_ANNOTATION: _workload_key(entry.workload)}, lambda: snapshot.model_copy(), replace,
-                     signed=True)
+        labels = self._labels(
+            "journal",
+            **{
+                FINGERPRINT_LABEL: entry.fingerprint,
+                PHASE_LABEL: entry.phase.value,
+                WORKLOAD_NAMESPACE_LABEL: entry.workload.namespace,
+            },
+        )
+        self._update(
+            self.journal_name(entry.fingerprint),
+            JournalEntry,
+            labels,
+            {WORKLOAD_ANNOTATION: _workload_key(entry.workload)},
+            lambda: snapshot.model_copy(),
+            replace,
+            signed=True,
+        )
         return entry
 
     def read_journal(self, fingerprint: str) -> JournalEntry | None:
@@ -311,8 +353,10 @@ class StateStore:
             entry.owner, entry.term, entry.updated_at = owner, term, self._clock()
             text = entry.model_dump_json()
             found["data"] = {**(found.get("data") or {}), RECORD_KEY: text}
-            found["metadata"]["annotations"] = {**(found["metadata"].get("annotations") or {}),
-                                                SIGNATURE_ANNOTATION: self.signer.sign(text)}
+            found["metadata"]["annotations"] = {
+                **(found["metadata"].get("annotations") or {}),
+                SIGNATURE_ANNOTATION: self.signer.sign(text),
+            }
             try:
                 self._replace(found)
                 return entry
@@ -324,8 +368,11 @@ class StateStore:
 
     def journals(self) -> list[JournalEntry]:
         """Every journal entry in the store (unfinished ones, and finished ones not yet cleaned up)."""
-        entries = [entry for item in self._list("journal")
-                   if (entry := self._parse(item, JournalEntry, signed=True)) is not None]
+        entries = [
+            entry
+            for item in self._list("journal")
+            if (entry := self._parse(item, JournalEntry, signed=True)) is not None
+        ]
         return sorted(entries, key=lambda entry: entry.started_at)
 
     def delete_journal(self, fingerprint: str) -> None:

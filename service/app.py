@@ -58,15 +58,26 @@ class AmosApp:
         self._on_incident = on_incident
         self._serve_http = serve_http
         self.identity = identity or replica_identity()
-        self.elector = LeaderElector(api, settings.store_namespace, settings.lease_name, self.identity,
-                                     on_change=self._leadership_changed) if settings.leader_election else None
+        self.elector = (
+            LeaderElector(
+                api, settings.store_namespace, settings.lease_name, self.identity, on_change=self._leadership_changed
+            )
+            if settings.leader_election
+            else None
+        )
         elector = self.elector
         redactor = redactor or Redactor()
-        self.outbox = Outbox.from_settings(api, settings, is_leader=lambda: self.is_leader, identity=self.identity,
-                                           redactor=redactor)
+        self.outbox = Outbox.from_settings(
+            api, settings, is_leader=lambda: self.is_leader, identity=self.identity, redactor=redactor
+        )
         self.outbox.on_result = self.metrics.record_delivery
         self.orchestrator = build_orchestrator(
-            settings, api, self.outbox, on_report=self._reported, identity=self.identity, redactor=redactor,
+            settings,
+            api,
+            self.outbox,
+            on_report=self._reported,
+            identity=self.identity,
+            redactor=redactor,
             on_skip=self.metrics.record_skip,
             still_leader=elector.still_leads if elector is not None else lambda: True,
             term=(lambda: elector.term) if elector is not None else lambda: 0,
@@ -84,18 +95,22 @@ class AmosApp:
         self.metrics.open_incidents.set_function(lambda: len(self.detector.open_incidents()))
         self.metrics.proposals_pending.set_function(lambda: self.orchestrator.approvals.pending)
         self.metrics.circuit_open.set_function(
-            lambda: 1.0 if self.orchestrator.guardrails.budget.state.state == "open" else 0.0)
+            lambda: 1.0 if self.orchestrator.guardrails.budget.state.state == "open" else 0.0
+        )
         self.metrics.outbox_pending.set_function(
-            lambda: sum(c.queue_length for c in self.outbox.stats().channels.values()))
+            lambda: sum(c.queue_length for c in self.outbox.stats().channels.values())
+        )
         self.metrics.outbox_oldest.set_function(
-            lambda: max((c.oldest_age_seconds for c in self.outbox.stats().channels.values()), default=0.0))
+            lambda: max((c.oldest_age_seconds for c in self.outbox.stats().channels.values()), default=0.0)
+        )
 
     # ---- life cycle ------------------------------------------------------------------------
     def start(self) -> None:
         self.orchestrator.store.ensure_namespace()
         if self._serve_http:
-            self._http = health.serve(self.settings.http_port, self.metrics, self.ready,
-                                      host=self.settings.http_bind_address)
+            self._http = health.serve(
+                self.settings.http_port, self.metrics, self.ready, host=self.settings.http_bind_address
+            )
         self.healthy_marks.start()
         self.outbox.start()
         self.watcher.start()
@@ -105,8 +120,12 @@ class AmosApp:
             thread = threading.Thread(target=self.elector.run, args=(self._stop,), name="amos-leader", daemon=True)
             thread.start()
             self._threads.append(thread)
-        log.info("AMOS %s started (model: %s, dry run: %s)", self.identity, self.settings.resolved_provider().value,
-                 self.settings.dry_run)
+        log.info(
+            "AMOS %s started (model: %s, dry run: %s)",
+            self.identity,
+            self.settings.resolved_provider().value,
+            self.settings.dry_run,
+        )
 
     def stop(self, grace_seconds: float = SHUTDOWN_GRACE_SECONDS) -> None:
         """Stop taking incidents, finish or roll back in-flight work, then give the lease up."""

@@ -51,9 +51,11 @@ def list_proposals(settings: Settings, api: client.ApiClient) -> int:
 
 
 def _who(api: client.ApiClient) -> str:
-    review: dict[str, Any] = call_json("create_self_subject_review",
-                                       client.AuthenticationV1Api(api).create_self_subject_review,
-                                       {"apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview"})
+    review: dict[str, Any] = call_json(
+        "create_self_subject_review",
+        client.AuthenticationV1Api(api).create_self_subject_review,
+        {"apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview"},
+    )
     return str(((review.get("status") or {}).get("userInfo") or {}).get("username") or "unknown")
 
 
@@ -82,11 +84,14 @@ def decide(settings: Settings, api: client.ApiClient, proposal_id: str, *, appro
     key = APPROVE_ANNOTATION if approve else REJECT_ANNOTATION
     patch = getattr(client.AppsV1Api(api), patch_name)
     try:
-        patch(ref.name, ref.namespace, {"metadata": {"annotations": {key: proposal_id}}},
-              field_manager=f"amos-approve/{who}"[:128])
+        patch(
+            ref.name,
+            ref.namespace,
+            {"metadata": {"annotations": {key: proposal_id}}},
+            field_manager=f"amos-approve/{who}"[:128],
+        )
     except ApiException as error:
-        print(f"amos: the API server refused the annotation on {ref}: {error.status} {error.reason}",
-              file=sys.stderr)
+        print(f"amos: the API server refused the annotation on {ref}: {error.status} {error.reason}", file=sys.stderr)
         return ExitCode.USAGE
     verb = "approved" if approve else "rejected"
     print(f"{verb} {proposal_id} on {ref} as {who}; AMOS acts on it at its next check")

@@ -264,7 +264,10 @@ def test_remediation_prompt_lists_exactly_the_approved_calls() -> None:
                 "memory_limit": "128Mi",
             },
         },
-        {"tool": "rollback_deployment", "args": {"kind": "Deployment", "namespace": "shop", "name": "web", "to_revision": 1}},
+        {
+            "tool": "rollback_deployment",
+            "args": {"kind": "Deployment", "namespace": "shop", "name": "web", "to_revision": 1},
+        },
     ]
     escalated = diagnosis.model_copy(update={"escalate": True})
     assert "There is no approved action" in instructions.render_remediation({DIAGNOSIS_KEY: escalated.model_dump()})
