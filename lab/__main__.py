@@ -1,7 +1,7 @@
 """Start or stop the lab control plane from a shell.
 
-    python -m lab start [--workdir .lab] [--nodes 3]   # builds if needed, prints `export KUBECONFIG=...`
-    python -m lab stop  [--workdir .lab]
+python -m lab start [--workdir .lab] [--nodes 3]   # builds if needed, prints `export KUBECONFIG=...`
+python -m lab stop  [--workdir .lab]
 """
 
 from __future__ import annotations

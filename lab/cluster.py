@@ -22,7 +22,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Self, cast
 
 import yaml
 from kubernetes import client, config
@@ -91,8 +91,10 @@ class LabCluster:
             shutil.rmtree(self.workdir / stale, ignore_errors=True)
         (self.workdir / "logs").mkdir(parents=True)
         self._pki = pki.generate(self.workdir / "pki")
-        self.ports = {name: free_port() for name in ("etcd", "etcd-peer", "apiserver", "kcm", "scheduler",
-                                                      "kubelet", "kwok-metrics")}
+        self.ports = {
+            name: free_port()
+            for name in ("etcd", "etcd-peer", "apiserver", "kcm", "scheduler", "kubelet", "kwok-metrics")
+        }
         self._write_kubeconfig()
         deadline = time.monotonic() + timeout
         try:
@@ -105,8 +107,11 @@ class LabCluster:
                 core = client.CoreV1Api(api)
                 self._create_nodes(core)
                 self._wait(lambda: self._nodes_ready(core), "kwok (nodes Ready)", deadline)
-                self._wait(lambda: bool(core.read_namespaced_service_account("default", "default")),
-                           "kube-controller-manager", deadline)
+                self._wait(
+                    lambda: bool(core.read_namespaced_service_account("default", "default")),
+                    "kube-controller-manager",
+                    deadline,
+                )
         except BaseException:
             self.stop()
             raise
@@ -128,11 +133,13 @@ class LabCluster:
 
     def api_client(self) -> client.ApiClient:
         configuration = client.Configuration()
-        config.load_kube_config(config_file=str(self.kubeconfig), client_configuration=configuration)
+        config.load_kube_config(  # type: ignore[no-untyped-call]
+            config_file=str(self.kubeconfig), client_configuration=configuration
+        )
         configuration.connection_pool_maxsize = 16
         return client.ApiClient(configuration)
 
-    def __enter__(self) -> LabCluster:
+    def __enter__(self) -> Self:
         self.start()
         return self
 
@@ -143,83 +150,152 @@ class LabCluster:
     def _spawn(self, name: str, command: list[str], cwd: Path | None = None) -> None:
         log_file = open(self.workdir / "logs" / f"{name}.log", "ab")  # noqa: SIM115 (owned by the child)
         self.processes[name] = subprocess.Popen(
-            command, stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=cwd,
-            start_new_session=True, preexec_fn=_die_with_parent if self.attached else None,
+            command,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            cwd=cwd,
+            start_new_session=True,
+            preexec_fn=_die_with_parent if self.attached else None,  # noqa: PLW1509 (only sets the parent-death signal)
         )
         log_file.close()
 
     def _start_etcd(self) -> None:
         client_url = f"http://127.0.0.1:{self.ports['etcd']}"
         peer_url = f"http://127.0.0.1:{self.ports['etcd-peer']}"
-        self._spawn("etcd", [
-            str(self._bin / "etcd"), "--name=lab", f"--data-dir={self.workdir / 'etcd'}",
-            f"--listen-client-urls={client_url}", f"--advertise-client-urls={client_url}",
-            f"--listen-peer-urls={peer_url}", f"--initial-advertise-peer-urls={peer_url}",
-            f"--initial-cluster=lab={peer_url}", "--unsafe-no-fsync", "--quota-backend-bytes=4294967296",
-            "--log-level=warn",
-        ])
+        self._spawn(
+            "etcd",
+            [
+                str(self._bin / "etcd"),
+                "--name=lab",
+                f"--data-dir={self.workdir / 'etcd'}",
+                f"--listen-client-urls={client_url}",
+                f"--advertise-client-urls={client_url}",
+                f"--listen-peer-urls={peer_url}",
+                f"--initial-advertise-peer-urls={peer_url}",
+                f"--initial-cluster=lab={peer_url}",
+                "--unsafe-no-fsync",
+                "--quota-backend-bytes=4294967296",
+                "--log-level=warn",
+            ],
+        )
 
     def _start_apiserver(self) -> None:
         assert self._pki is not None
         p = self._pki
-        self._spawn("kube-apiserver", [
-            str(self._bin / "kube-apiserver"),
-            f"--etcd-servers=http://127.0.0.1:{self.ports['etcd']}",
-            "--bind-address=127.0.0.1", "--advertise-address=127.0.0.1", f"--secure-port={self.ports['apiserver']}",
-            "--endpoint-reconciler-type=none",
-            f"--tls-cert-file={p.server_cert}", f"--tls-private-key-file={p.server_key}",
-            f"--client-ca-file={p.ca_cert}",
-            f"--service-account-key-file={p.service_account_public_key}",
-            f"--service-account-signing-key-file={p.service_account_key}",
-            "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
-            "--service-cluster-ip-range=10.96.0.0/16", "--authorization-mode=Node,RBAC", "--allow-privileged=true",
-            f"--kubelet-client-certificate={p.kubelet_client_cert}", f"--kubelet-client-key={p.kubelet_client_key}",
-            "--kubelet-preferred-address-types=InternalIP",
-            "--max-requests-inflight=1000", "--max-mutating-requests-inflight=500", "--profiling=false",
-            "--v=0",
-        ])
+        self._spawn(
+            "kube-apiserver",
+            [
+                str(self._bin / "kube-apiserver"),
+                f"--etcd-servers=http://127.0.0.1:{self.ports['etcd']}",
+                "--bind-address=127.0.0.1",
+                "--advertise-address=127.0.0.1",
+                f"--secure-port={self.ports['apiserver']}",
+                "--endpoint-reconciler-type=none",
+                f"--tls-cert-file={p.server_cert}",
+                f"--tls-private-key-file={p.server_key}",
+                f"--client-ca-file={p.ca_cert}",
+                f"--service-account-key-file={p.service_account_public_key}",
+                f"--service-account-signing-key-file={p.service_account_key}",
+                "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
+                "--service-cluster-ip-range=10.96.0.0/16",
+                "--authorization-mode=Node,RBAC",
+                "--allow-privileged=true",
+                f"--kubelet-client-certificate={p.kubelet_client_cert}",
+                f"--kubelet-client-key={p.kubelet_client_key}",
+                "--kubelet-preferred-address-types=InternalIP",
+                "--max-requests-inflight=1000",
+                "--max-mutating-requests-inflight=500",
+                "--profiling=false",
+                "--v=0",
+            ],
+        )
 
     def _start_controllers(self) -> None:
         assert self._pki is not None
         kubeconfig = f"--kubeconfig={self.kubeconfig}"
-        self._spawn("kube-controller-manager", [
-            str(self._bin / "kube-controller-manager"), kubeconfig, "--leader-elect=false",
-            "--bind-address=127.0.0.1", f"--secure-port={self.ports['kcm']}",
-            f"--service-account-private-key-file={self._pki.service_account_key}",
-            f"--root-ca-file={self._pki.ca_cert}", "--use-service-account-credentials=false",
-            "--node-monitor-grace-period=3m20s", "--kube-api-qps=500", "--kube-api-burst=1000",
-            "--concurrent-deployment-syncs=10", "--concurrent-replicaset-syncs=10",
-        ])
-        self._spawn("kube-scheduler", [
-            str(self._bin / "kube-scheduler"), kubeconfig, "--leader-elect=false",
-            "--bind-address=127.0.0.1", f"--secure-port={self.ports['scheduler']}",
-            "--kube-api-qps=500", "--kube-api-burst=1000",  # the default 50 QPS caps binding at 50 pods/s
-        ])
+        self._spawn(
+            "kube-controller-manager",
+            [
+                str(self._bin / "kube-controller-manager"),
+                kubeconfig,
+                "--leader-elect=false",
+                "--bind-address=127.0.0.1",
+                f"--secure-port={self.ports['kcm']}",
+                f"--service-account-private-key-file={self._pki.service_account_key}",
+                f"--root-ca-file={self._pki.ca_cert}",
+                "--use-service-account-credentials=false",
+                "--node-monitor-grace-period=3m20s",
+                "--kube-api-qps=500",
+                "--kube-api-burst=1000",
+                "--concurrent-deployment-syncs=10",
+                "--concurrent-replicaset-syncs=10",
+            ],
+        )
+        self._spawn(
+            "kube-scheduler",
+            [
+                str(self._bin / "kube-scheduler"),
+                kubeconfig,
+                "--leader-elect=false",
+                "--bind-address=127.0.0.1",
+                f"--secure-port={self.ports['scheduler']}",
+                "--kube-api-qps=500",
+                "--kube-api-burst=1000",  # the default 50 QPS caps binding at 50 pods/s
+            ],
+        )
         kwok_config = self.workdir / "kwok.yaml"
         kwok_config.write_text(_KWOK_CONFIG)
-        self._spawn("kwok", [
-            str(self._bin / "kwok"), kubeconfig, f"--config={kwok_config}", "--manage-all-nodes=false",
-            f"--manage-nodes-with-annotation-selector={NODE_ANNOTATION}=fake",
-            "--node-ip=127.0.0.1", f"--node-port={self.ports['kubelet']}", "--node-lease-duration-seconds=200",
-            f"--server-address=127.0.0.1:{self.ports['kwok-metrics']}",
-        ])
-        self._spawn("lab-kubelet", [
-            sys.executable, "-m", "lab.kubelet", f"--kubeconfig={self.kubeconfig}",
-            f"--port={self.ports['kubelet']}", f"--cert={self._pki.server_cert}", f"--key={self._pki.server_key}",
-            *(["--quiet-starts"] if self.quiet_starts else []),
-        ], cwd=REPO_ROOT)
+        self._spawn(
+            "kwok",
+            [
+                str(self._bin / "kwok"),
+                kubeconfig,
+                f"--config={kwok_config}",
+                "--manage-all-nodes=false",
+                f"--manage-nodes-with-annotation-selector={NODE_ANNOTATION}=fake",
+                "--node-ip=127.0.0.1",
+                f"--node-port={self.ports['kubelet']}",
+                "--node-lease-duration-seconds=200",
+                f"--server-address=127.0.0.1:{self.ports['kwok-metrics']}",
+            ],
+        )
+        self._spawn(
+            "lab-kubelet",
+            [
+                sys.executable,
+                "-m",
+                "lab.kubelet",
+                f"--kubeconfig={self.kubeconfig}",
+                f"--port={self.ports['kubelet']}",
+                f"--cert={self._pki.server_cert}",
+                f"--key={self._pki.server_key}",
+                *(["--quiet-starts"] if self.quiet_starts else []),
+            ],
+            cwd=REPO_ROOT,
+        )
 
     def _create_nodes(self, core: client.CoreV1Api) -> None:
         for index in range(self.node_count):
             name = f"kwok-node-{index}"
-            core.create_node({
-                "apiVersion": "v1", "kind": "Node",
-                "metadata": {"name": name, "annotations": {NODE_ANNOTATION: "fake"},
-                             "labels": {"type": "kwok", "kubernetes.io/hostname": name,
-                                        "kubernetes.io/os": "linux"}},
-                "status": {"allocatable": {"cpu": "32", "memory": "256Gi", "pods": "2000"},
-                           "capacity": {"cpu": "32", "memory": "256Gi", "pods": "2000"}},
-            })
+            core.create_node(
+                cast(
+                    Any,
+                    {
+                        "apiVersion": "v1",
+                        "kind": "Node",
+                        "metadata": {
+                            "name": name,
+                            "annotations": {NODE_ANNOTATION: "fake"},
+                            "labels": {"type": "kwok", "kubernetes.io/hostname": name, "kubernetes.io/os": "linux"},
+                        },
+                        "status": {
+                            "allocatable": {"cpu": "32", "memory": "256Gi", "pods": "2000"},
+                            "capacity": {"cpu": "32", "memory": "256Gi", "pods": "2000"},
+                        },
+                    },
+                )  # the client sends a dict body as it is; its signature names V1Node
+            )
 
     # ---- readiness -----------------------------------------------------------------------
     def _wait(self, ready: Callable[[], bool], component: str, deadline: float) -> None:
@@ -230,7 +306,7 @@ class LabCluster:
             try:
                 if ready():
                     return
-            except Exception:  # not up yet: connection refused, 403 before RBAC bootstrap, ...
+            except Exception:  # noqa: BLE001, S110 (not up yet: connection refused, 403 before RBAC bootstrap, ...)
                 pass
             time.sleep(0.2)
         raise LabError(f"{component} not ready in time: see the logs in {self.workdir / 'logs'}")
@@ -250,27 +326,44 @@ class LabCluster:
         return self._http_ok(f"https://127.0.0.1:{self.ports['apiserver']}/readyz", context)
 
     def _nodes_ready(self, core: client.CoreV1Api) -> bool:
-        nodes = core.list_node().items
-        ready = [n for n in nodes if any(c.type == "Ready" and c.status == "True" for c in n.status.conditions or [])]
-        return len(ready) >= self.node_count
+        ready = 0
+        for node in core.list_node().items:
+            assert node.status is not None
+            ready += any(c.type == "Ready" and c.status == "True" for c in node.status.conditions or [])
+        return ready >= self.node_count
 
     # ---- files ---------------------------------------------------------------------------
     def _write_kubeconfig(self) -> None:
         assert self._pki is not None
         document: dict[str, Any] = {
-            "apiVersion": "v1", "kind": "Config", "current-context": "amos-lab",
-            "clusters": [{"name": "amos-lab", "cluster": {
-                "server": f"https://127.0.0.1:{self.ports['apiserver']}",
-                "certificate-authority": str(self._pki.ca_cert)}}],
-            "users": [{"name": "lab-admin", "user": {
-                "client-certificate": str(self._pki.admin_cert), "client-key": str(self._pki.admin_key)}}],
+            "apiVersion": "v1",
+            "kind": "Config",
+            "current-context": "amos-lab",
+            "clusters": [
+                {
+                    "name": "amos-lab",
+                    "cluster": {
+                        "server": f"https://127.0.0.1:{self.ports['apiserver']}",
+                        "certificate-authority": str(self._pki.ca_cert),
+                    },
+                }
+            ],
+            "users": [
+                {
+                    "name": "lab-admin",
+                    "user": {"client-certificate": str(self._pki.admin_cert), "client-key": str(self._pki.admin_key)},
+                }
+            ],
             "contexts": [{"name": "amos-lab", "context": {"cluster": "amos-lab", "user": "lab-admin"}}],
         }
         self.kubeconfig.write_text(yaml.safe_dump(document))
 
     def _write_state(self) -> None:
-        state = {"kubeconfig": str(self.kubeconfig), "ports": self.ports,
-                 "pids": {name: process.pid for name, process in self.processes.items()}}
+        state = {
+            "kubeconfig": str(self.kubeconfig),
+            "ports": self.ports,
+            "pids": {name: process.pid for name, process in self.processes.items()},
+        }
         (self.workdir / "state.json").write_text(json.dumps(state, indent=2))
 
 

@@ -35,7 +35,7 @@ from urllib.parse import quote
 
 import urllib3
 from kubernetes import client, config
-from kubernetes.client.rest import ApiException
+from kubernetes.client.exceptions import ApiException
 
 from lab.logserver import LogStore, serve_logs
 from lab.programs import Behaviour, Fate, ProbeAnswer, ProbeKind, Role, answer_probe, decide
@@ -632,13 +632,14 @@ class LabKubelet:
         """List and watch pods bound to a node, forever; re-list on expiry or a dropped stream."""
         while not self._stop.is_set():
             try:
-                listing = json.loads(
-                    self.core.list_pod_for_all_namespaces(field_selector="spec.nodeName!=", _preload_content=False).data
+                raw: Any = self.core.list_pod_for_all_namespaces(
+                    field_selector="spec.nodeName!=", _preload_content=False
                 )
+                listing = json.loads(raw.data)
                 for pod in listing["items"]:
                     self.on_pod("ADDED", pod)
                 version = listing["metadata"]["resourceVersion"]
-                response = self.core.list_pod_for_all_namespaces(
+                response: Any = self.core.list_pod_for_all_namespaces(
                     field_selector="spec.nodeName!=",
                     watch=True,
                     resource_version=version,
@@ -679,7 +680,7 @@ def main() -> None:
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     configuration = client.Configuration()
-    config.load_kube_config(config_file=args.kubeconfig, client_configuration=configuration)
+    config.load_kube_config(config_file=args.kubeconfig, client_configuration=configuration)  # type: ignore[no-untyped-call]
     configuration.connection_pool_maxsize = 4  # reads and the watch; writes have their own pool
     store = LogStore()
     serve_logs(store, "127.0.0.1", args.port, args.cert, args.key)

@@ -79,9 +79,11 @@ def _certificate(
         usage = x509.KeyUsage(False, False, False, False, False, True, True, False, False)
         builder = builder.add_extension(usage, critical=True)
     else:
-        purposes = [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH] if server else [
-            ExtendedKeyUsageOID.CLIENT_AUTH
-        ]
+        purposes = (
+            [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]
+            if server
+            else [ExtendedKeyUsageOID.CLIENT_AUTH]
+        )
         builder = builder.add_extension(x509.ExtendedKeyUsage(purposes), critical=False)
     if server:
         names: list[x509.GeneralName] = [x509.DNSName(name) for name in _SERVER_NAMES]
@@ -111,8 +113,12 @@ def generate(directory: Path) -> LabPki:
     issued = (
         (pki.server_cert, pki.server_key, _name("kube-apiserver"), True),
         (pki.admin_cert, pki.admin_key, _name("lab-admin", "system:masters"), False),
-        (pki.kubelet_client_cert, pki.kubelet_client_key, _name("kube-apiserver-kubelet-client", "system:masters"),
-         False),
+        (
+            pki.kubelet_client_cert,
+            pki.kubelet_client_key,
+            _name("kube-apiserver-kubelet-client", "system:masters"),
+            False,
+        ),
     )
     for cert_path, key_path, subject, server in issued:
         key = _key()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from kubernetes import client, utils
 
@@ -202,13 +202,18 @@ def limit_range(name: str, *, default_memory: str | None = None, max_memory: str
 
 def create(api: client.ApiClient, namespace: str, manifest: dict[str, Any]) -> None:
     """Create any of the manifests above in `namespace`."""
-    utils.create_from_dict(api, manifest, namespace=namespace)
+    utils.create_from_dict(api, manifest, namespace=namespace)  # type: ignore[no-untyped-call]
+
+
+def as_body(body: dict[str, Any]) -> Any:
+    """`body` unchanged: the client sends a dict as it is, but its typed signatures name the model classes."""
+    return cast(Any, body)
 
 
 def create_namespace(api: client.ApiClient, name: str, labels: dict[str, str] | None = None) -> str:
     """Create `name` and wait for its default ServiceAccount, without which no pod can be created."""
     core = client.CoreV1Api(api)
-    core.create_namespace({"metadata": {"name": name, "labels": labels or {}}})
+    core.create_namespace(as_body({"metadata": {"name": name, "labels": labels or {}}}))
     wait_for(lambda: _has_default_service_account(core, name), what=f"the default ServiceAccount in {name}")
     return name
 
@@ -234,14 +239,20 @@ def pods_of(api: client.ApiClient, namespace: str, selector: str) -> list[client
 
 
 def waiting_reasons(pod: client.V1Pod) -> set[str]:
-    return {s.state.waiting.reason for s in pod.status.container_statuses or [] if s.state and s.state.waiting}
+    assert pod.status is not None
+    return {
+        s.state.waiting.reason
+        for s in pod.status.container_statuses or []
+        if s.state and s.state.waiting and s.state.waiting.reason is not None
+    }
 
 
 def rollout_complete(api: client.ApiClient, namespace: str, name: str) -> bool:
     """Like `kubectl rollout status`: every replica updated, available, and no old pods left."""
     d = client.AppsV1Api(api).read_namespaced_deployment(name, namespace)
-    s = d.status
-    wanted = d.spec.replicas
+    s, spec = d.status, d.spec
+    assert s is not None and spec is not None and d.metadata is not None and d.metadata.generation is not None
+    wanted = spec.replicas
     return bool(
         (s.observed_generation or 0) >= d.metadata.generation
         and (s.updated_replicas or 0) == wanted
@@ -259,6 +270,9 @@ def workload_ready(api: client.ApiClient, namespace: str, kind: str, name: str) 
     if kind == "StatefulSet":
         sts = apps.read_namespaced_stateful_set(name, namespace)
         s = sts.status
+        assert (
+            s is not None and sts.spec is not None and sts.metadata is not None and sts.metadata.generation is not None
+        )
         return bool(
             (s.observed_generation or 0) >= sts.metadata.generation
             and s.update_revision
@@ -267,16 +281,21 @@ def workload_ready(api: client.ApiClient, namespace: str, kind: str, name: str) 
         )
     if kind == "DaemonSet":
         ds = apps.read_namespaced_daemon_set(name, namespace)
-        s = ds.status
+        ds_status = ds.status
+        assert ds_status is not None and ds.metadata is not None and ds.metadata.generation is not None
         return bool(
-            (s.observed_generation or 0) >= ds.metadata.generation
-            and s.desired_number_scheduled
-            and s.number_ready == s.desired_number_scheduled
-            and s.updated_number_scheduled == s.desired_number_scheduled
+            (ds_status.observed_generation or 0) >= ds.metadata.generation
+            and ds_status.desired_number_scheduled
+            and ds_status.number_ready == ds_status.desired_number_scheduled
+            and ds_status.updated_number_scheduled == ds_status.desired_number_scheduled
         )
     if kind == "CronJob":
-        return batch.read_namespaced_cron_job(name, namespace).status.last_successful_time is not None
+        cron_status = batch.read_namespaced_cron_job(name, namespace).status
+        assert cron_status is not None
+        return cron_status.last_successful_time is not None
     if kind == "Pod":
-        conditions = client.CoreV1Api(api).read_namespaced_pod(name, namespace).status.conditions or []
+        pod_status = client.CoreV1Api(api).read_namespaced_pod(name, namespace).status
+        assert pod_status is not None
+        conditions = pod_status.conditions or []
         return any(c.type == "Ready" and c.status == "True" for c in conditions)
     return True  # ConfigMaps, quotas, LimitRanges: there when created

@@ -12,7 +12,7 @@ import json
 import os
 import re
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -20,7 +20,7 @@ from typing import Any, NamedTuple
 import pytest
 import yaml
 from kubernetes import client
-from kubernetes.client.rest import ApiException
+from kubernetes.client.exceptions import ApiException
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -33,6 +33,7 @@ from scenarios.run import Collector, amos_on, run_scenario, suite_settings
 from service.check import check_permissions, check_state_namespace
 from service.kube import connect
 from service.metrics import Metrics
+from tests.manifests import as_body
 
 pytestmark = pytest.mark.lab
 
@@ -123,11 +124,11 @@ class ServiceAccount(NamedTuple):
 
 @contextmanager
 def _service_account(api_client: client.ApiClient, namespace: str, workdir: Path) -> Iterator[ServiceAccount]:
-    token = (
-        client.CoreV1Api(api_client)
-        .create_namespaced_service_account_token(namespace, namespace, {"spec": {"expirationSeconds": 3600}})
-        .status.token
+    token_request = client.CoreV1Api(api_client).create_namespaced_service_account_token(
+        namespace, namespace, as_body({"spec": {"expirationSeconds": 3600}})
     )
+    assert token_request.status is not None
+    token = token_request.status.token
     admin = api_client.configuration
     kubeconfig = workdir / f"{namespace}.kubeconfig"
     kubeconfig.write_text(
@@ -259,6 +260,7 @@ def test_the_rendered_chart_passes_server_side_validation(tools: Tools, crds: No
 def test_the_plain_manifests_apply_on_a_fresh_cluster(tools: Tools, api_client: client.ApiClient) -> None:
     tools.kubectl("apply", "-f", str(PLAIN_MANIFESTS))
     deployment = client.AppsV1Api(api_client).read_namespaced_deployment("amos", "amos-system")
+    assert deployment.spec is not None and deployment.spec.template.spec is not None
     assert deployment.spec.template.spec.service_account_name == "amos"
 
 
@@ -266,11 +268,12 @@ def test_helm_install_creates_the_monitoring_objects_the_crds_accept(
     tools: Tools, cluster_wide: ServiceAccount, api_client: client.ApiClient
 ) -> None:
     custom = client.CustomObjectsApi(api_client)
-    monitors = custom.list_namespaced_custom_object("monitoring.coreos.com", "v1", WIDE, "servicemonitors")
-    rules = custom.list_namespaced_custom_object("monitoring.coreos.com", "v1", WIDE, "prometheusrules")
+    monitors: Any = custom.list_namespaced_custom_object("monitoring.coreos.com", "v1", WIDE, "servicemonitors")
+    rules: Any = custom.list_namespaced_custom_object("monitoring.coreos.com", "v1", WIDE, "prometheusrules")
     assert [m["metadata"]["name"] for m in monitors["items"]] == [WIDE]
     assert [r["metadata"]["name"] for r in rules["items"]] == [WIDE]
     service = client.CoreV1Api(api_client).read_namespaced_service(WIDE, WIDE)
+    assert service.metadata is not None and service.metadata.labels is not None
     assert monitors["items"][0]["spec"]["selector"]["matchLabels"].items() <= service.metadata.labels.items()
 
 
@@ -311,17 +314,18 @@ def test_a_namespace_scoped_install_grants_its_namespace_and_nothing_else(
     )
     assert check_permissions(api, settings) == []
     for target in (inside, outside):
-        client.AppsV1Api(api_client).create_namespaced_deployment(target, _deployment("web"))
+        client.AppsV1Api(api_client).create_namespaced_deployment(target, as_body(_deployment("web")))
         client.CoreV1Api(api_client).create_namespaced_secret(
-            target, {"metadata": {"name": "db"}, "stringData": {"password": "s3cret"}}
+            target, as_body({"metadata": {"name": "db"}, "stringData": {"password": "s3cret"}})
         )
     apps, core = client.AppsV1Api(api), client.CoreV1Api(api)
     restart = {"spec": {"template": {"metadata": {"annotations": {"amos.io/restarted": "now"}}}}}
     # what a fix needs, inside
     apps.patch_namespaced_deployment("web", inside, restart, dry_run="All")
-    assert core.read_namespaced_secret("db", inside).metadata.name == "db"
+    secret_metadata = core.read_namespaced_secret("db", inside).metadata
+    assert secret_metadata is not None and secret_metadata.name == "db"
     # denied by the API server: every write outside, any read outside, deletes and user ConfigMaps everywhere
-    denied = {
+    denied: dict[str, Callable[[], object]] = {
         "patch a Deployment outside": lambda: apps.patch_namespaced_deployment("web", outside, restart, dry_run="All"),
         "read a Deployment outside": lambda: apps.read_namespaced_deployment("web", outside),
         "read a Secret outside": lambda: core.read_namespaced_secret("db", outside),
@@ -329,11 +333,13 @@ def test_a_namespace_scoped_install_grants_its_namespace_and_nothing_else(
         "evict outside": lambda: core.create_namespaced_pod_eviction(
             "x",
             outside,
-            {"apiVersion": "policy/v1", "kind": "Eviction", "metadata": {"name": "x", "namespace": outside}},
+            as_body({"apiVersion": "policy/v1", "kind": "Eviction", "metadata": {"name": "x", "namespace": outside}}),
         ),
         "delete a Deployment inside": lambda: apps.delete_namespaced_deployment("web", inside, dry_run="All"),
         "write a Secret inside": lambda: core.patch_namespaced_secret("db", inside, {"stringData": {"x": "y"}}),
-        "create a ConfigMap inside": lambda: core.create_namespaced_config_map(inside, {"metadata": {"name": "x"}}),
+        "create a ConfigMap inside": lambda: core.create_namespaced_config_map(
+            inside, as_body({"metadata": {"name": "x"}})
+        ),
         "delete a namespace": lambda: core.delete_namespace(outside, dry_run="All"),
     }
     allowed = []

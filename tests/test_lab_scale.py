@@ -9,17 +9,19 @@ from kubernetes import client
 
 from lab.cluster import LabCluster
 from lab.workloads import create_namespace, deployment, pods_of, rollout_complete, wait_for, waiting_reasons
+from tests.manifests import as_body
 
 pytestmark = pytest.mark.lab
 
 
-def _event_reasons(api: client.ApiClient, namespace: str, pod: client.V1Pod) -> set[str]:
+def _event_reasons(api: client.ApiClient, namespace: str, pod: client.V1Pod) -> set[str | None]:
+    assert pod.metadata is not None
     events = (
         client.CoreV1Api(api)
         .list_namespaced_event(namespace, field_selector=f"involvedObject.name={pod.metadata.name}")
         .items
     )
-    return {e.reason for e in events if e.source.component == "kubelet"}
+    return {e.reason for e in events if e.source is not None and e.source.component == "kubelet"}
 
 
 def test_quiet_starts_skip_healthy_start_events_but_not_a_crash_loop(tmp_path: Path) -> None:
@@ -29,8 +31,8 @@ def test_quiet_starts_skip_healthy_start_events_but_not_a_crash_loop(tmp_path: P
         with cluster.api_client() as api:
             namespace = create_namespace(api, "quiet")
             apps = client.AppsV1Api(api)
-            apps.create_namespaced_deployment(namespace, deployment("web", "nginx:1.27"))
-            apps.create_namespaced_deployment(namespace, deployment("api", "shop/api:2.0-crash"))
+            apps.create_namespaced_deployment(namespace, as_body(deployment("web", "nginx:1.27")))
+            apps.create_namespaced_deployment(namespace, as_body(deployment("api", "shop/api:2.0-crash")))
             wait_for(lambda: rollout_complete(api, namespace, "web"), what="web Ready")
             crashing = wait_for(
                 lambda: next(
