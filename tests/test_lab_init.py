@@ -10,6 +10,7 @@ from kubernetes import client
 
 from lab.cluster import LabCluster
 from lab.workloads import container, deployment, job, pods_of, rollout_complete, wait_for
+from tests.manifests import as_body
 from tests.test_lab import _kubectl
 
 pytestmark = pytest.mark.lab
@@ -25,12 +26,46 @@ def _kubectl_status(lab: LabCluster, namespace: str, pod: str) -> str:
     return _kubectl(lab, "-n", namespace, "get", "pod", pod, "--no-headers").split()[2]
 
 
+def _status(pod: client.V1Pod) -> client.V1PodStatus:
+    assert pod.status is not None
+    return pod.status
+
+
+def _name(pod: client.V1Pod) -> str:
+    assert pod.metadata is not None and pod.metadata.name is not None
+    return pod.metadata.name
+
+
+def _app(pod: client.V1Pod) -> client.V1ContainerStatus:
+    """The status of the pod's app container (its first); the pod must have one."""
+    statuses = _status(pod).container_statuses
+    assert statuses
+    return statuses[0]
+
+
+def _state(status: client.V1ContainerStatus) -> client.V1ContainerState:
+    assert status.state is not None
+    return status.state
+
+
+def _waiting_reason(status: client.V1ContainerStatus) -> str | None:
+    waiting = _state(status).waiting
+    assert waiting is not None
+    return waiting.reason
+
+
+def _terminated(status: client.V1ContainerStatus) -> client.V1ContainerStateTerminated:
+    terminated = _state(status).terminated
+    assert terminated is not None
+    return terminated
+
+
 def _init_status(pod: client.V1Pod, name: str) -> client.V1ContainerStatus:
-    return next(s for s in pod.status.init_container_statuses or [] if s.name == name)
+    return next(s for s in _status(pod).init_container_statuses or [] if s.name == name)
 
 
 def _condition(pod: client.V1Pod, kind: str) -> client.V1PodCondition:
-    return next(c for c in pod.status.conditions or [] if c.type == kind)
+    return next(c for c in _status(pod).conditions or [] if c.type == kind)
 
 
 def test_init_containers_run_in_order_while_the_app_waits_then_the_pod_is_ready(
@@ -41,35 +76,37 @@ def test_init_containers_run_in_order_while_the_app_waits_then_the_pod_is_ready(
         container("shop/migrate:1.0", name="migrate", env={"LAB_RUN_SECONDS": "3"}),
         container("shop/warm:1.0", name="warm"),
     )
-    client.AppsV1Api(api_client).create_namespaced_deployment(namespace, manifest)
+    client.AppsV1Api(api_client).create_namespaced_deployment(namespace, as_body(manifest))
 
     def initializing() -> client.V1Pod | None:
-        pods = [p for p in pods_of(api_client, namespace, "app=api") if p.status.init_container_statuses]
-        return next((p for p in pods if _init_status(p, "migrate").state.running), None)
+        pods = [p for p in pods_of(api_client, namespace, "app=api") if _status(p).init_container_statuses]
+        return next((p for p in pods if _state(_init_status(p, "migrate")).running), None)
 
     pod = wait_for(initializing, what="the first init container running")
-    app = pod.status.container_statuses[0]
-    assert app.state.waiting.reason == "PodInitializing" and not app.ready
-    assert _init_status(pod, "warm").state.waiting.reason == "PodInitializing"
+    app = _app(pod)
+    assert _waiting_reason(app) == "PodInitializing" and not app.ready
+    assert _waiting_reason(_init_status(pod, "warm")) == "PodInitializing"
     initialized = _condition(pod, "Initialized")
     assert initialized.status == "False" and initialized.reason == "ContainersNotInitialized"
     assert initialized.message == "containers with incomplete status: [migrate warm]"
-    assert pod.status.phase == "Pending"
+    assert _status(pod).phase == "Pending"
 
     wait_for(lambda: rollout_complete(api_client, namespace, "api"), what="Ready after both init containers")
     pod = pods_of(api_client, namespace, "app=api")[0]
     migrate, warm = _init_status(pod, "migrate"), _init_status(pod, "warm")
     for status in (migrate, warm):
-        assert (status.state.terminated.reason, status.state.terminated.exit_code, status.ready) == (
+        assert (_terminated(status).reason, _terminated(status).exit_code, status.ready) == (
             "Completed",
             0,
             True,
         )
-    assert migrate.state.terminated.finished_at <= warm.state.terminated.started_at
+    finished, started = _terminated(migrate).finished_at, _terminated(warm).started_at
+    assert finished is not None and started is not None
+    assert finished <= started
     assert _condition(pod, "Initialized").status == "True"
     events = (
         client.CoreV1Api(api_client)
-        .list_namespaced_event(namespace, field_selector=f"involvedObject.name={pod.metadata.name},reason=Started")
+        .list_namespaced_event(namespace, field_selector=f"involvedObject.name={_name(pod)},reason=Started")
         .items
     )
     assert {e.involved_object.field_path for e in events} == {
@@ -103,32 +140,31 @@ def test_a_failing_init_container_blocks_the_app_and_a_fixed_spec_heals(
 ) -> None:
     image = options.pop("image")
     manifest = _with_init(deployment("api", "shop/api:2.0"), container(image, name="migrate", **options))
-    client.AppsV1Api(api_client).create_namespaced_deployment(namespace, manifest)
+    client.AppsV1Api(api_client).create_namespaced_deployment(namespace, as_body(manifest))
 
     def shown_as_wanted() -> client.V1Pod | None:
         pods = pods_of(api_client, namespace, "app=api")
-        return next((p for p in pods if _kubectl_status(lab, namespace, p.metadata.name) == kubectl_status), None)
+        return next((p for p in pods if _kubectl_status(lab, namespace, _name(p)) == kubectl_status), None)
 
     shown = wait_for(shown_as_wanted, what=f"kubectl showing {kubectl_status}")
-    pod = client.CoreV1Api(api_client).read_namespaced_pod(shown.metadata.name, namespace)  # as kubectl saw it
-    assert pod.status.phase == "Pending"
-    assert pod.status.container_statuses[0].state.waiting.reason == "PodInitializing"
+    pod = client.CoreV1Api(api_client).read_namespaced_pod(_name(shown), namespace)  # as kubectl saw it
+    assert _status(pod).phase == "Pending"
+    assert _waiting_reason(_app(pod)) == "PodInitializing"
     assert _condition(pod, "Initialized").status == "False"
     migrate = _init_status(pod, "migrate")
     core = client.CoreV1Api(api_client)
     if log_text is None:
-        events = core.list_namespaced_event(namespace, field_selector=f"involvedObject.name={pod.metadata.name}").items
+        events = core.list_namespaced_event(namespace, field_selector=f"involvedObject.name={_name(pod)}").items
         assert any(
             e.reason == "Failed"
             and e.involved_object.field_path == "spec.initContainers{migrate}"
-            and "not found" in e.message
+            and "not found" in (e.message or "")
             for e in events
         )
     else:
+        assert migrate.last_state is not None and migrate.last_state.terminated is not None
         assert migrate.restart_count >= 1 and migrate.last_state.terminated.exit_code != 0
-        assert log_text in core.read_namespaced_pod_log(
-            pod.metadata.name, namespace, container="migrate", previous=True
-        )
+        assert log_text in core.read_namespaced_pod_log(_name(pod), namespace, container="migrate", previous=True)
 
     _kubectl(
         lab,
@@ -152,16 +188,18 @@ def test_a_job_whose_init_container_exits_non_zero_fails_with_init_error(
     manifest["spec"]["template"]["spec"]["initContainers"] = [
         container("shop/fetch:1.0", name="fetch", env={"LAB_EXIT_CODE": "2"})
     ]
-    client.BatchV1Api(api_client).create_namespaced_job(namespace, manifest)
+    client.BatchV1Api(api_client).create_namespaced_job(namespace, as_body(manifest))
 
     def failed_pod() -> client.V1Pod | None:
-        return next((p for p in pods_of(api_client, namespace, "job-name=report") if p.status.phase == "Failed"), None)
+        return next(
+            (p for p in pods_of(api_client, namespace, "job-name=report") if _status(p).phase == "Failed"), None
+        )
 
     pod = wait_for(failed_pod, what="the Job's pod Failed")
     fetch = _init_status(pod, "fetch")
-    assert (fetch.state.terminated.reason, fetch.state.terminated.exit_code, fetch.restart_count) == ("Error", 2, 0)
-    assert pod.status.container_statuses[0].state.waiting.reason == "PodInitializing"
-    assert _kubectl_status(lab, namespace, pod.metadata.name) == "Init:Error"
+    assert (_terminated(fetch).reason, _terminated(fetch).exit_code, fetch.restart_count) == ("Error", 2, 0)
+    assert _waiting_reason(_app(pod)) == "PodInitializing"
+    assert _kubectl_status(lab, namespace, _name(pod)) == "Init:Error"
 
 
 def test_a_sidecar_keeps_running_beside_the_app_and_counts_for_readiness(
@@ -170,9 +208,9 @@ def test_a_sidecar_keeps_running_beside_the_app_and_counts_for_readiness(
     sidecar = container("shop/proxy:1.0", name="proxy")
     sidecar["restartPolicy"] = "Always"
     manifest = _with_init(deployment("api", "shop/api:2.0"), sidecar)
-    client.AppsV1Api(api_client).create_namespaced_deployment(namespace, manifest)
+    client.AppsV1Api(api_client).create_namespaced_deployment(namespace, as_body(manifest))
     wait_for(lambda: rollout_complete(api_client, namespace, "api"), what="Ready with its sidecar")
     pod = pods_of(api_client, namespace, "app=api")[0]
     proxy = _init_status(pod, "proxy")
-    assert proxy.state.running and proxy.ready and proxy.started
-    assert _kubectl(lab, "-n", namespace, "get", "pod", pod.metadata.name, "--no-headers").split()[1] == "2/2"
+    assert _state(proxy).running and proxy.ready and proxy.started
+    assert _kubectl(lab, "-n", namespace, "get", "pod", _name(pod), "--no-headers").split()[1] == "2/2"
