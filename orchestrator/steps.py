@@ -42,7 +42,7 @@ from orchestrator.store import JournalClaimed, StateStore
 from orchestrator.verify import Baseline, Judge, VerdictKind, same_spec
 from tools import objects
 from tools.cluster import ApiCallError, ClusterAccess
-from tools.policy import IncidentBaseline, IncidentScope
+from tools.policy import IncidentBaseline, IncidentScope, effective_resources_of
 from tools.read import ReadTools
 from tools.snapshot import take_snapshot
 from tools.write import WriteTools
@@ -224,7 +224,7 @@ class AttemptSteps:
             fence=Fence(snapshot.generation),
             history=history,
             failed_actions=failed_actions,
-            baseline=baseline or IncidentBaseline(workload=snapshot.workload),
+            baseline=baseline or self._baseline(snapshot.workload),
             runner=runner,
         )
         self.journal(run, Phase.SNAPSHOTTED)
@@ -240,6 +240,15 @@ class AttemptSteps:
 
         self.durably("count the attempt", lambda: self.store.update_ledger(fingerprint, ref, count))
         return run
+
+    def _baseline(self, workload: dict[str, Any]) -> IncidentBaseline:
+        """The workload as the incident began, with a pod's admitted resources (a LimitRange default counts)."""
+        try:
+            pods = self.access.pods_of(workload)
+        except ApiCallError:
+            pods = []
+        effective = effective_resources_of(pods[0]) if pods else {}
+        return IncidentBaseline(workload=workload, effective_resources=effective)
 
     def drive(self, run: AttemptRun, phase: Phase) -> None:
         """Run the steps from `phase` to a terminal phase, journaling each phase before its step."""

@@ -24,6 +24,7 @@ from core.models import Incident, IncidentState, ObjectRef
 from core.redaction import Redactor
 from monitors.detector import FaultDetector
 from monitors.watch import Watcher
+from orchestrator.knowngood_store import KnownGoodStore
 from service.exitcodes import ExitCode
 from service.kube import ClusterUnavailable, connect
 from tools import objects
@@ -151,7 +152,7 @@ def diagnose_target(settings: Settings, words: list[str], namespace: str | None)
     workload, subjects = resolve(access, kind, namespace, name)
     requested = ObjectRef(kind=kind, namespace=namespace, name=name)
     incidents = detect(settings, api, subjects)
-    read_tools = ReadTools(access)
+    read_tools = ReadTools(access, known_good=KnownGoodStore(access))  # the history the safety loop reads
     diagnosed = []
     for incident in incidents:
         context = build_context(incident, read_tools, history=[])
