@@ -93,8 +93,8 @@ def _patch(
         pod_spec = {field: [{"name": container_name, **change}]}
         apps, batch = client.AppsV1Api(api), client.BatchV1Api(api)
         if kind == "CronJob":
-            body = {"spec": {"jobTemplate": {"spec": {"template": {"spec": pod_spec}}}}}
-            batch.patch_namespaced_cron_job(name, namespace, body)
+            cron_body = {"spec": {"jobTemplate": {"spec": {"template": {"spec": pod_spec}}}}}
+            batch.patch_namespaced_cron_job(name, namespace, cron_body)
             return
         body = {"spec": {"template": {"spec": pod_spec}}}
         {
@@ -121,6 +121,12 @@ def _both(*steps: Inject) -> Inject:
     return inject
 
 
+def _container_statuses(pod: client.V1Pod) -> list[client.V1ContainerStatus]:
+    """A listed pod's container statuses: the API server always sets its status."""
+    assert pod.status is not None
+    return pod.status.container_statuses or []
+
+
 def _after_a_crash(app: str) -> Inject:
     """Wait until a pod of `app` has crashed once: the next rollout lands on a revision seen failing."""
 
@@ -129,7 +135,7 @@ def _after_a_crash(app: str) -> Inject:
             return any(
                 (s.last_state and s.last_state.terminated) or (s.state and s.state.terminated)
                 for p in pods_of(api, namespace, f"app={app}")
-                for s in p.status.container_statuses or []
+                for s in _container_statuses(p)
             )
 
         wait_for(crashed, timeout=60, what=f"a crash of {app}")
@@ -145,7 +151,8 @@ WEB_PORT = 8080
 
 def _with_probe(name: str, **probes: dict[str, Any]) -> dict[str, Any]:
     # Kubernetes' default progress deadline (10 min): a pod that never gets Ready is a readiness fault first.
-    return deployment(name, "shop/web:1.4", replicas=2, ports=[WEB_PORT], progress_deadline_seconds=600, **probes)
+    options: dict[str, Any] = dict(probes)
+    return deployment(name, "shop/web:1.4", replicas=2, ports=[WEB_PORT], progress_deadline_seconds=600, **options)
 
 
 def _with_init(name: str, init_image: str = "shop/migrate:1.0") -> dict[str, Any]:

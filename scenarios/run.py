@@ -15,6 +15,7 @@ pass^K whether all K did (the figure for autonomous use).
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import statistics
 import sys
@@ -22,13 +23,14 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from kubernetes import client
+from kubernetes.client.exceptions import ApiException
 from kubernetes.utils import parse_quantity
 from pydantic import BaseModel
 
@@ -95,33 +97,53 @@ class Collector:
             )
 
 
+def _metadata(obj: Any) -> client.V1ObjectMeta:
+    """A listed object's metadata: the API server always sets it, with name, uid and resourceVersion."""
+    metadata = obj.metadata
+    assert isinstance(metadata, client.V1ObjectMeta)
+    return metadata
+
+
+def _required(value: str | None) -> str:
+    """A field the API server always sets on stored objects."""
+    assert value is not None
+    return value
+
+
 def _fingerprint_outside(api: client.ApiClient, namespace: str, faulty: tuple[str, ...]) -> dict[str, str]:
     """Spec fingerprints of everything in the namespace that is not a faulty workload (or owned by one)."""
     apps, core, batch = client.AppsV1Api(api), client.CoreV1Api(api), client.BatchV1Api(api)
     prints: dict[str, str] = {}
     for d in apps.list_namespaced_deployment(namespace).items:
-        if d.metadata.name not in faulty:
-            prints[f"Deployment/{d.metadata.name}"] = f"gen={d.metadata.generation} replicas={d.spec.replicas}"
+        meta = _metadata(d)
+        if meta.name not in faulty:
+            prints[f"Deployment/{meta.name}"] = f"gen={meta.generation} replicas={d.spec.replicas}"
     for j in batch.list_namespaced_job(namespace).items:
-        owners = {ref.name for ref in j.metadata.owner_references or []}
-        if j.metadata.name not in faulty and not owners & set(faulty):  # a faulty CronJob's runs come and go
-            prints[f"Job/{j.metadata.name}"] = f"gen={j.metadata.generation}"
-    for kind, listed in (
+        meta = _metadata(j)
+        owners = {ref.name for ref in meta.owner_references or []}
+        if meta.name not in faulty and not owners & set(faulty):  # a faulty CronJob's runs come and go
+            prints[f"Job/{meta.name}"] = f"gen={meta.generation}"
+    workloads: tuple[tuple[str, list[Any]], ...] = (
         ("StatefulSet", apps.list_namespaced_stateful_set(namespace).items),
         ("DaemonSet", apps.list_namespaced_daemon_set(namespace).items),
         ("CronJob", batch.list_namespaced_cron_job(namespace).items),
-    ):
+    )
+    for kind, listed in workloads:
         for item in listed:
-            if item.metadata.name not in faulty:
-                prints[f"{kind}/{item.metadata.name}"] = f"gen={item.metadata.generation}"
-    for kind, items in (
+            meta = _metadata(item)
+            if meta.name not in faulty:
+                prints[f"{kind}/{meta.name}"] = f"gen={meta.generation}"
+    stored: tuple[tuple[str, list[Any]], ...] = (
         ("ConfigMap", core.list_namespaced_config_map(namespace).items),
         ("Secret", core.list_namespaced_secret(namespace).items),
-    ):
+    )
+    for kind, items in stored:
         for item in items:
-            prints[f"{kind}/{item.metadata.name}"] = item.metadata.resource_version
+            meta = _metadata(item)
+            prints[f"{kind}/{meta.name}"] = _required(meta.resource_version)
     for pod in core.list_namespaced_pod(namespace, label_selector="app=bystander").items:
-        prints[f"Pod/{pod.metadata.name}"] = pod.metadata.uid
+        meta = _metadata(pod)
+        prints[f"Pod/{meta.name}"] = _required(meta.uid)
     return prints
 
 
@@ -132,14 +154,14 @@ def _deploy(api: client.ApiClient, namespace: str, scenario: Scenario) -> None:
         kind, name = manifest["kind"], manifest["metadata"]["name"]
         if kind in WORKLOAD_KINDS:
             wait_for(
-                lambda k=kind, n=name: workload_ready(api, namespace, k, n),
+                functools.partial(workload_ready, api, namespace, kind, name),
                 timeout=HEALTHY_TIMEOUT_SECONDS,
                 interval=1.0,
                 what=f"{kind}/{name} Ready",
             )
 
 
-_READERS = {
+_READERS: dict[str, Callable[[client.ApiClient], Callable[[str, str], object]]] = {
     "Deployment": lambda api: client.AppsV1Api(api).read_namespaced_deployment,
     "StatefulSet": lambda api: client.AppsV1Api(api).read_namespaced_stateful_set,
     "DaemonSet": lambda api: client.AppsV1Api(api).read_namespaced_daemon_set,
@@ -152,8 +174,8 @@ _READERS = {
 def workload_shape(api: client.ApiClient, namespace: str, kind: str, name: str) -> dict[str, Any] | None:
     """What AMOS must not lose: the pod template (a CronJob's job template) and the replica count."""
     try:
-        obj = api.sanitize_for_serialization(_READERS[kind](api)(name, namespace))
-    except client.ApiException as error:
+        obj = api.sanitize_for_serialization(_READERS[kind](api)(name, namespace))  # type: ignore[no-untyped-call]
+    except ApiException as error:
         if error.status == 404:
             return None
         raise
@@ -266,7 +288,7 @@ def _delete_namespace(api: client.ApiClient, namespace: str) -> None:
     def gone() -> bool:
         try:
             core.read_namespace(namespace)
-        except client.ApiException as error:
+        except ApiException as error:
             if error.status == 404:
                 return True
             raise
