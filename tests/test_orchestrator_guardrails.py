@@ -13,8 +13,10 @@ from core.config import Settings
 from core.models import FaultKind, Incident, ObjectRef
 from orchestrator.fencing import Fence, FencedGuard
 from orchestrator.guardrails import (
+    GuardRule,
     GuardVerdict,
     RevertStatus,
+    Storm,
     check_revert,
     decide,
     gitops_manager,
@@ -22,6 +24,7 @@ from orchestrator.guardrails import (
     namespace_health,
     template_hash,
 )
+from orchestrator.modes import Mode
 from orchestrator.records import BreakerState, FixWatch, Ledger, WorkloadState
 from orchestrator.verify import Baseline, Health, assess, broken_guarantees, pod_signals
 from tools.policy import ActionBudget, IncidentScope, WorkloadHistory
@@ -374,3 +377,61 @@ def test_a_replica_that_lost_the_lease_writes_nothing_and_a_failed_change_is_not
     lost = guard.check(other, target, history)
     assert not lost.allowed and "Lease" in lost.reason
     assert not guard.check_restore(target).allowed
+
+
+# --- outage from open incidents, the storm rule -------------------------------------------------------
+
+
+def test_workloads_with_an_open_incident_count_as_failing_even_while_old_pods_still_serve() -> None:
+    healthy = [deployment() for _ in range(4)]
+    for index, obj in enumerate(healthy):
+        obj["metadata"]["name"] = f"web-{index}"
+    health = namespace_health("shop", healthy, faulty=["Deployment/web-0", "Deployment/web-1"])
+    assert health.total == 4 and health.failing == ["Deployment/web-0", "Deployment/web-1"]
+    assert is_outage(health, Settings(outage_min_workloads=4, outage_failing_ratio=0.5))
+    assert not is_outage(namespace_health("shop", healthy), Settings(outage_min_workloads=4))
+
+
+def test_many_workloads_breaking_cluster_wide_at_once_is_a_storm_that_stops_acting() -> None:
+    broken = [f"Deployment/app-{i} -n team-{i}" for i in range(12)]
+    values: dict[str, Any] = {"storm_min_workloads": 10}
+    decision = decide(
+        settings=Settings(**values),
+        now=NOW,
+        workload=deployment(),
+        state=WorkloadState(workload=WEB),
+        breaker=BreakerState(),
+        budget_used=0,
+        health=None,
+        storm=Storm(workloads=broken, window_seconds=600),
+    )
+    assert decision.verdict is GuardVerdict.ESCALATE and decision.rule is GuardRule.STORM
+    assert "12 workloads" in decision.reason and "and 4 more" in decision.reason
+    calm = decide(
+        settings=Settings(**values),
+        now=NOW,
+        workload=deployment(),
+        state=WorkloadState(workload=WEB),
+        breaker=BreakerState(),
+        budget_used=0,
+        health=None,
+        storm=Storm(workloads=broken[:9], window_seconds=600),
+    )
+    assert calm.verdict is GuardVerdict.PROCEED
+
+
+def test_observe_and_approve_modes_never_change_anything_by_themselves() -> None:
+    common: dict[str, Any] = {
+        "settings": Settings(),
+        "now": NOW,
+        "workload": deployment(),
+        "state": WorkloadState(workload=WEB),
+        "breaker": BreakerState(),
+        "budget_used": 0,
+        "health": None,
+    }
+    assert decide(**common, mode=Mode.OBSERVE).verdict is GuardVerdict.PROPOSE
+    assert decide(**common, mode=Mode.APPROVE).verdict is GuardVerdict.APPROVE
+    assert decide(**common, mode=Mode.AUTO).verdict is GuardVerdict.PROCEED
+    open_breaker = BreakerState(state="open")
+    assert decide(**(common | {"breaker": open_breaker}), mode=Mode.APPROVE).verdict is GuardVerdict.PROPOSE
