@@ -84,6 +84,26 @@ _OUTCOMES = " (outcome names such as escalated, rolled_back); empty means every 
 _HOST_NAME = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9-]{1,63})*$")
 
 
+# Kubernetes' own namespaces and those of common cluster infrastructure: AMOS's RBAC could patch them, but a
+# "fix" there (an ingress controller, cert-manager, a service mesh, GitOps, monitoring) is a platform team's call.
+INFRASTRUCTURE_NAMESPACES = (
+    "kube-system",
+    "kube-public",
+    "kube-node-lease",
+    "cert-manager",
+    "ingress-nginx",
+    "istio-system",
+    "linkerd",
+    "argocd",
+    "flux-system",
+    "monitoring",
+    "gatekeeper-system",
+    "kyverno",
+    "calico-system",
+    "tigera-operator",
+)
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="forbid", populate_by_name=True)
 
@@ -96,8 +116,8 @@ class Settings(BaseSettings):
     cluster_name: str = Field("", description="a name for this cluster in reports and notifications")
     namespaces: Namespaces = Field(default_factory=list, description="namespaces to watch and act in; empty means all")
     excluded_namespaces: Namespaces = Field(
-        default_factory=lambda: ["kube-system", "kube-public", "kube-node-lease"],
-        description="namespaces never watched or touched",
+        default_factory=lambda: list(INFRASTRUCTURE_NAMESPACES),
+        description="namespaces never watched or touched (default: Kubernetes' own and common infrastructure)",
     )
     own_namespace: str = Field("amos-system", description="the namespace AMOS runs in (its lease lives there)")
     ignore_annotation: str = Field("amos.io/ignore", description="workloads with this annotation set are left alone")
