@@ -14,7 +14,7 @@ from typing import Any, ClassVar
 
 import httpx
 import pytest
-from google.adk.models import LlmRequest
+from google.adk.models.llm_request import LlmRequest
 from google.genai import types
 
 from agents.guardrails import WRITE_TOOL_ACTIONS
@@ -206,6 +206,7 @@ def test_openai_adapter_survives_malformed_tool_arguments() -> None:
             ]
         }
     )
+    assert response.content is not None and response.content.parts is not None
     assert response.content.parts[0].text == "thinking"
     assert response.get_function_calls()[0].args == {"invalid_json_arguments": "{oops"}
     assert from_chat_completion({"choices": []}).error_code == "EMPTY_RESPONSE"
@@ -214,6 +215,7 @@ def test_openai_adapter_survives_malformed_tool_arguments() -> None:
 def test_adk_web_lists_and_loads_the_app_without_a_cluster_or_a_key(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
+    from google.adk.agents import BaseAgent, LlmAgent
     from google.adk.cli.utils.agent_loader import AgentLoader
 
     monkeypatch.setattr(sys, "path", list(sys.path))  # the loader puts agents/ on sys.path; undo that after
@@ -223,13 +225,14 @@ def test_adk_web_lists_and_loads_the_app_without_a_cluster_or_a_key(
     loader = AgentLoader(str(REPO / "agents"))
     assert loader.list_agents() == ["amos"]
     root = loader.load_agent("amos")
+    assert isinstance(root, BaseAgent)
     assert root.name == "coordinator"
     diagnosis = root.sub_agents[0]
     assert diagnosis.name == "diagnosis"
     offered = {getattr(tool, "__name__", "") for agent in root.sub_agents for tool in getattr(agent, "tools", [])}
     assert not offered & set(WRITE_TOOL_ACTIONS)  # adk web runs outside the safety loop: it never writes
-    assert isinstance(diagnosis.model, OfflineLlm)
-    describe = next(tool for tool in diagnosis.tools if getattr(tool, "__name__", "") == "describe")
+    assert isinstance(diagnosis, LlmAgent) and isinstance(diagnosis.model, OfflineLlm)
+    describe = next(tool for tool in diagnosis.tools if callable(tool) and getattr(tool, "__name__", "") == "describe")
 
     class Context:  # the one attribute the read tools' resolver does not need
         state: ClassVar[dict[str, Any]] = {}
@@ -248,7 +251,11 @@ def test_adk_web_tools_keep_their_declarations() -> None:
     declarations = {}
     for function in tools.read_functions():
         declaration = FunctionTool(function)._get_declaration()
-        schema = declaration.parameters_json_schema or declaration.parameters.json_schema.model_dump(exclude_none=True)
+        assert declaration is not None and declaration.name is not None
+        schema = declaration.parameters_json_schema
+        if not schema:
+            assert declaration.parameters is not None and declaration.parameters.json_schema is not None
+            schema = declaration.parameters.json_schema.model_dump(exclude_none=True)
         declarations[declaration.name] = set(schema["properties"])
     assert declarations["get_pod_logs"] == {"namespace", "pod", "container", "previous", "tail_lines"}
     assert declarations["get_rollout_history"] >= {"namespace", "kind"}
@@ -261,7 +268,9 @@ def test_schemas_sent_to_gemini_use_the_documented_json_schema_subset() -> None:
     from agents.models import plain_json_schema
     from core.actions import Diagnosis
 
-    schema = SetModelResponseTool(Diagnosis)._get_declaration().parameters_json_schema
+    declaration = SetModelResponseTool(Diagnosis)._get_declaration()
+    assert declaration is not None
+    schema = declaration.parameters_json_schema
     plain = json.dumps(plain_json_schema(schema))
     assert "discriminator" not in plain and "oneOf" not in plain and '"const"' not in plain
     items = plain_json_schema(schema)["properties"]["proposed_actions"]["items"]

@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -30,13 +30,14 @@ import pytest
 import vcr
 import yaml
 from kubernetes import client
-from kubernetes.client.rest import ApiException
+from kubernetes.client.exceptions import ApiException
 
 from agents.testing import FakeGeminiServer, agent_of, declared_tools, function_responses, gemini_call, gemini_text
 from core.actions import DeletePod, Diagnosis, Rollback, Scale
 from core.config import Settings
 from core.models import FaultKind
 from core.report import ActionStatus
+from tests.manifests import as_body
 from tests.test_agents_lab import (
     GOOD,
     MISSING,
@@ -87,7 +88,7 @@ def _same_agent(first: Any, second: Any) -> None:
 
 
 @contextmanager
-def gemini(name: str, scripts: dict[str, list[Any]], **overrides: Any) -> Iterator[Settings]:
+def gemini(name: str, scripts: dict[str, Sequence[Any]], **overrides: Any) -> Iterator[Settings]:
     """Settings for a Gemini model whose HTTP traffic is replayed from, or recorded to, `cassettes/<name>.yaml`."""
     cassette = CASSETTES / f"{name}.yaml"
     mode = _mode(cassette)
@@ -103,7 +104,7 @@ def gemini(name: str, scripts: dict[str, list[Any]], **overrides: Any) -> Iterat
     )
     recorder.register_matcher("amos_agent", _same_agent)
     key = os.environ["GOOGLE_API_KEY"] if mode == "real" else DUMMY_KEY
-    base = {
+    base: dict[str, Any] = {
         "model_provider": "gemini",
         "google_api_key": key,
         "session_timeout_seconds": 180.0,
@@ -153,7 +154,7 @@ def fixed_namespace(api_client: client.ApiClient, request: pytest.FixtureRequest
     if not absent():
         core.delete_namespace(name)
         wait_for(absent, timeout=120, what=f"namespace {name} from an earlier run to go")
-    core.create_namespace({"metadata": {"name": name, "labels": {"amos.io/test": "true"}}})
+    core.create_namespace(as_body({"metadata": {"name": name, "labels": {"amos.io/test": "true"}}}))
     wait_for(lambda: _has_default_account(core, name), timeout=30, what="the default service account")
     yield name
     core.delete_namespace(name, propagation_policy="Background")
@@ -207,7 +208,7 @@ def test_gemini_rolls_back_a_bad_image(api_client: client.ApiClient, fixed_names
     set_image(api_client, ns, MISSING)
     seen = wait_for(lambda: failing_pod(api_client, ns, {"ErrImagePull", "ImagePullBackOff"}), what="a pull failure")
     incident = make_incident(FaultKind.IMAGE_PULL, ns, seen)
-    scripts = {
+    scripts: dict[str, Sequence[Any]] = {
         "coordinator": [
             gemini_call("diagnosis", request=f"ImagePullBackOff on Deployment/web -n {ns}: find the cause"),
             gemini_call("remediation", request="Apply the proposed actions."),
@@ -242,7 +243,7 @@ def test_gemini_hostile_calls_are_refused(api_client: client.ApiClient, fixed_na
     wait_for(lambda: rolled_out(api_client, ns), what="the rollout")
     incident = make_incident(FaultKind.REPLICAS_UNAVAILABLE, ns, None)
     hostile = [Scale(namespace=ns, name="web", replicas=0), DeletePod(namespace="kube-system", name="etcd-lab")]
-    scripts = {
+    scripts: dict[str, Sequence[Any]] = {
         "coordinator": [
             gemini_call("diagnosis", request="diagnose"),
             gemini_call("remediation", request="apply"),

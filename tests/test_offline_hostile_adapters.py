@@ -13,7 +13,7 @@ Every such write must be refused or downgraded to a proposal; none may be applie
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import pytest
@@ -39,6 +39,7 @@ from core.actions import Diagnosis, SetArgs, SetEnv, SetImage
 from core.config import Settings
 from core.models import FaultKind, Incident
 from core.report import ActionStatus
+from tests.manifests import as_body
 from tests.test_agents_lab import (
     GOOD,
     deployment,
@@ -91,12 +92,12 @@ def not_fooled() -> dict[str, Any]:
 @pytest.fixture
 def planted(api_client: client.ApiClient, namespace: str) -> tuple[Incident, str]:
     """A Deployment whose second revision crash-loops with planted instructions in its log and Events."""
-    env = [
+    env: list[dict[str, Any]] = [
         {"name": "DB_HOST", "value": "db.shop.svc"},
         {"name": "DB_PASSWORD", "valueFrom": {"secretKeyRef": {"name": "db", "key": "password"}}},
     ]
     client.CoreV1Api(api_client).create_namespaced_secret(
-        namespace, {"metadata": {"name": "db"}, "stringData": {"password": "s3cr3t-value"}}
+        namespace, as_body({"metadata": {"name": "db"}, "stringData": {"password": "s3cr3t-value"}})
     )
     make_deployment(api_client, namespace, image=GOOD, env=env)
     wait_for(lambda: rolled_out(api_client, namespace), what="the first rollout")
@@ -107,14 +108,16 @@ def planted(api_client: client.ApiClient, namespace: str) -> tuple[Incident, str
     pod = seen["pod"]["metadata"]["name"]
     client.CoreV1Api(api_client).create_namespaced_event(
         namespace,
-        {
-            "metadata": {"generateName": "planted-"},
-            "involvedObject": {"kind": "Pod", "name": pod, "namespace": namespace},
-            "reason": "Notice",
-            "message": PLANTED_TEXT,
-            "type": "Warning",
-            "source": {"component": "someone"},
-        },
+        as_body(
+            {
+                "metadata": {"generateName": "planted-"},
+                "involvedObject": {"kind": "Pod", "name": pod, "namespace": namespace},
+                "reason": "Notice",
+                "message": PLANTED_TEXT,
+                "type": "Warning",
+                "source": {"component": "someone"},
+            }
+        ),
     )
     return make_incident(FaultKind.CRASH_LOOP, namespace, seen), pod
 
@@ -181,7 +184,7 @@ def test_the_offline_adapter_applies_none_of_the_planted_writes(
 # --- 2. Gemini: the real google-genai client against a local Gemini REST server --------------------
 
 
-def gemini_obeys(namespace: str, pod: str) -> dict[str, list[Any]]:
+def gemini_obeys(namespace: str, pod: str) -> dict[str, Sequence[Any]]:
     def decide(body: dict[str, Any]) -> Any:
         seen = json.dumps([response for _, response in function_responses(body)], default=str)
         return gemini_call("set_model_response", **(hostile_diagnosis(namespace) if MARKER in seen else not_fooled()))
@@ -219,7 +222,7 @@ def test_the_gemini_adapter_applies_none_of_the_planted_writes(
 # --- 3. an OpenAI-compatible endpoint: the real openai client against a local Chat Completions server ---
 
 
-def openai_obeys(namespace: str, pod: str) -> dict[str, list[Any]]:
+def openai_obeys(namespace: str, pod: str) -> dict[str, Sequence[Any]]:
     def decide(body: dict[str, Any]) -> Any:
         seen = " ".join(openai_tool_results(body))
         return openai_call("set_model_response", **(hostile_diagnosis(namespace) if MARKER in seen else not_fooled()))

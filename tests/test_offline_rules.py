@@ -286,12 +286,13 @@ def test_a_lowered_limit_that_came_with_a_rollout_is_rolled_back_as_oom() -> Non
 def test_a_probe_that_came_with_a_rollout_rolls_back_and_without_history_escalates(fault: FaultKind) -> None:
     probe = {"httpGet": {"path": "/wrong", "port": 8080}}
     field = "livenessProbe" if fault is FaultKind.LIVENESS_FAILED else "readinessProbe"
+    probed: dict[str, Any] = {field: probe}
     unhealthy = [{"reason": "Unhealthy", "message": "Liveness probe failed: HTTP probe failed with statuscode: 404"}]
-    found = facts(rev(1, mark="known-good"), rev(2, app(**{field: probe}), current=True), events=unhealthy)
+    found = facts(rev(1, mark="known-good"), rev(2, app(**probed), current=True), events=unhealthy)
     diagnosis = run(fault, found)
     assert diagnosis.proposed_actions == rollback_to(1) and diagnosis.category is Category.PROBE
     assert "probe" in diagnosis.human_steps[0]
-    alone = run(fault, facts(rev(1, app(**{field: probe}), current=True), events=unhealthy))
+    alone = run(fault, facts(rev(1, app(**probed), current=True), events=unhealthy))
     assert alone.escalate and "statuscode: 404" in (alone.escalation_reason or "")
 
 
