@@ -282,11 +282,12 @@ def test_out_of_policy_calls_are_refused_and_recorded(api_client: client.ApiClie
     before = deployment(api_client, namespace)
     result = run(api_client, incident, settings(), model=model)
 
-    assert statuses(result) == ["refused"] * 4, result.actions
+    # An image this workload never ran is not applied: it becomes a proposal for a person, with its diff.
+    assert statuses(result) == ["refused", "refused", "proposed", "refused"], result.actions
     reasons = " | ".join(record.reason for record in result.actions)
     assert "minimum 1" in reasons  # scale to 0
     assert "kube-system is excluded" in reasons  # another namespace
-    assert "never ran in a revision" in reasons  # an image not in the rollout history
+    assert "evil.example/miner:latest" in result.actions[2].summary
     assert "not among the actions the diagnosis proposed" in reasons
     assert result.outcome_hint == "escalate" and "no proposed action was applied" in (result.escalation_reason or "")
     after = deployment(api_client, namespace)
@@ -440,7 +441,7 @@ def test_a_token_budget_ends_the_session(api_client: client.ApiClient, healthy_w
     assert 1000 <= result.tokens < 1500
 
 
-def test_the_adk_web_app_diagnoses_and_fixes_what_the_user_types(
+def test_the_adk_web_app_diagnoses_what_the_user_types_and_changes_nothing(
     api_client: client.ApiClient, namespace: str, lab: Any
 ) -> None:
     from google.adk.runners import InMemoryRunner
@@ -469,5 +470,5 @@ def test_the_adk_web_app_diagnoses_and_fixes_what_the_user_types(
     events = asyncio.run(chat())
     final = [e for e in events if e.author == "coordinator" and e.is_final_response()][-1]
     summary = "".join(part.text or "" for part in final.content.parts or [])
-    assert "bad_image" in summary and "applied" in summary, summary
-    assert web_container(api_client, namespace)["image"] == GOOD
+    assert "bad_image" in summary and "Recommended: roll back Deployment/web to revision 1" in summary, summary
+    assert web_container(api_client, namespace)["image"] == MISSING  # adk web is diagnose-only
