@@ -1,7 +1,7 @@
 """Guard rails decided before any session: may AMOS act on this workload now, only propose, wait, or stay out?
 
 The decision (`decide`) is a pure function of what was read and of `now`, so every rule
-is unit-tested with an injected clock. `GuardRails` reads that input from the cluster and
+is unit-tested with an injected clock. `IncidentGate` reads that input from the cluster and
 keeps the durable parts in the state store:
 
 - cooldown per workload after any change AMOS made (`workload_cooldown_seconds`): later incidents wait;
@@ -340,7 +340,7 @@ def decide(
 # --- state kept in the cluster ------------------------------------------------------------------------
 
 
-class GuardRails:
+class IncidentGate:
     """Reads what `decide` needs from the cluster and the detector; keeps cooldowns, blocks and fix watches durable.
 
     An outage (per namespace) and a storm (cluster-wide) are escalated once, in one grouped report;

@@ -19,7 +19,7 @@ from core.models import Incident, IncidentState
 from core.report import ActionStatus, IncidentReport, Outcome
 from orchestrator.attempt import Attempt
 from orchestrator.fencing import LostLeadership, generation_of
-from orchestrator.guardrails import GuardRails, GuardRule, GuardVerdict, RevertStatus, check_revert
+from orchestrator.guardrails import GuardRule, GuardVerdict, IncidentGate, RevertStatus, check_revert
 from orchestrator.outcome import conclude, should_retry
 from orchestrator.proposing import Proposer
 from orchestrator.records import FixWatch, Ledger, Phase
@@ -48,7 +48,7 @@ class IncidentHandler:
     def __init__(
         self,
         steps: AttemptSteps,
-        guardrails: GuardRails,
+        guardrails: IncidentGate,
         reporter: Reporter,
         store: StateStore,
         *,

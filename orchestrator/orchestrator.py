@@ -20,7 +20,7 @@ from core.report import IncidentReport
 from orchestrator.approvals import Approvals
 from orchestrator.dispatch import Dispatcher, Periodic
 from orchestrator.given import GivenActions
-from orchestrator.guardrails import GuardRails
+from orchestrator.guardrails import IncidentGate
 from orchestrator.incident import IncidentHandler
 from orchestrator.proposals import ProposalStore
 from orchestrator.proposing import Proposer
@@ -44,7 +44,7 @@ class Orchestrator:
         settings: Settings,
         *,
         steps: AttemptSteps,
-        guardrails: GuardRails,
+        guardrails: IncidentGate,
         reporter: Reporter,
         store: StateStore,
         proposals: ProposalStore,

@@ -32,7 +32,7 @@ from orchestrator.attempt import Attempt
 from orchestrator.breaker import ClusterBudget
 from orchestrator.events import EventRecorder
 from orchestrator.fencing import AttemptRecorder, Fence, FencedGuard, LostLeadership, StillLeader, generation_of
-from orchestrator.guardrails import GuardRails, template_hash
+from orchestrator.guardrails import IncidentGate, template_hash
 from orchestrator.knowngood_store import KnownGoodStore
 from orchestrator.records import TERMINAL_PHASES, AttemptNote, FixWatch, JournalEntry, Ledger, Phase
 from orchestrator.restore import foreign_spec_writers, restore_snapshot
@@ -100,7 +100,7 @@ class AttemptSteps:
         known_good: KnownGoodStore,
         judge: Judge,
         events: EventRecorder,
-        guardrails: GuardRails,
+        guardrails: IncidentGate,
         budget: ClusterBudget,
         session_runner: SessionRunner,
         context_builder: ContextBuilder,

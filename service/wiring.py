@@ -22,7 +22,7 @@ from core.redaction import Redactor
 from core.report import IncidentReport
 from orchestrator.breaker import ClusterBudget
 from orchestrator.events import EventRecorder, replica_identity
-from orchestrator.guardrails import GuardRails
+from orchestrator.guardrails import IncidentGate
 from orchestrator.knowngood_store import KnownGoodStore
 from orchestrator.modes import Mode, NamespaceModes
 from orchestrator.orchestrator import Orchestrator
@@ -81,7 +81,7 @@ def build_orchestrator(
     events = EventRecorder(api_client, redactor=redactor, clock=clock)
     budget = ClusterBudget(api_client, settings, clock)
     modes = NamespaceModes(api_client, Mode(settings.mode_default))
-    guardrails = GuardRails(settings, store, access, budget, clock, open_incidents, modes.mode)
+    guardrails = IncidentGate(settings, store, access, budget, clock, open_incidents, modes.mode)
     abort = threading.Event()
     steps = AttemptSteps(
         settings,

@@ -200,3 +200,27 @@ def test_an_expired_or_rejected_proposal_changes_nothing(
     assert [r.outcome for r in reports] == [Outcome.ESCALATED]
     assert "rejected by kubectl-annotate" in (reports[0].escalation_reason or "")
     assert image_of(api_client, namespace, "web") == MISSING
+
+
+def test_python_main_approve_annotates_as_the_caller_and_amos_applies_it(
+    api_client: client.ApiClient,
+    namespace: str,
+    approving: Callable[..., Orchestrator],
+    make_settings: Callable[..., Settings],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from service import approval_cli
+
+    orchestrator = approving()
+    proposal_id = propose(orchestrator, namespace)
+    settings = make_settings()
+    assert approval_cli.list_proposals(settings, api_client) == 0
+    assert proposal_id in capsys.readouterr().out
+
+    assert approval_cli.decide(settings, api_client, proposal_id, approve=True) == 0
+    reports = orchestrator.check_approvals()
+
+    assert [r.outcome for r in reports] == [Outcome.FIXED], [r.escalation_reason for r in reports]
+    assert (reports[0].approved_by or "").startswith("amos-approve/")  # the caller, as the API server knows it
+    assert image_of(api_client, namespace, "web") == "nginx:1.27"
+    assert approval_cli.decide(settings, api_client, proposal_id, approve=True) == 2  # already decided
