@@ -222,6 +222,8 @@ def test_adk_web_lists_and_loads_the_app_without_a_cluster_or_a_key(
     monkeypatch.setenv("KUBECONFIG", str(tmp_path / "no-such-kubeconfig"))
     monkeypatch.setenv("ADK_DISABLE_LOAD_DOTENV", "1")
     monkeypatch.chdir(tmp_path)  # no config.yaml here
+    for name in [module for module in sys.modules if module == "amos" or module.startswith("amos.")]:
+        monkeypatch.delitem(sys.modules, name)  # an earlier test's load (another kubeconfig) must not be reused
     loader = AgentLoader(str(REPO / "agents"))
     assert loader.list_agents() == ["amos"]
     root = loader.load_agent("amos")
