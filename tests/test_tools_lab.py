@@ -460,11 +460,21 @@ def test_dry_run_rejection_is_reported_and_nothing_changes(
     before = deployment(api_client, namespace)["metadata"]["generation"]
 
     # within the guard's bound (2x the 64Mi limit), but the cluster's admission policy says no at the dry-run
-    def refused() -> dict[str, Any] | None:
-        result = write.set_resources(namespace, "Deployment", "web", "web", memory_limit="96Mi")
-        return result if result and not result["ok"] else None
+    def policy_in_force() -> bool:  # a new policy reaches the API server's admission a moment after it is created
+        patch = {
+            "spec": {
+                "template": {"spec": {"containers": [{"name": "web", "resources": {"limits": {"memory": "96Mi"}}}]}}
+            }
+        }
+        try:
+            client.AppsV1Api(api_client).patch_namespaced_deployment("web", namespace, as_body(patch), dry_run="All")
+        except client.ApiException as error:
+            return bool(error.status == 422)
+        return False
 
-    rejected = wait_for(refused, what="the admission policy to be in force")
+    wait_for(policy_in_force, what="the admission policy to be in force")
+    rejected = write.set_resources(namespace, "Deployment", "web", "web", memory_limit="96Mi")
+    assert not rejected["ok"], rejected
     assert rejected["error"].startswith("dry-run of patch_namespaced_deployment failed: 422"), rejected["error"]
     assert "memory limit 96Mi is not allowed here" in rejected["error"]
     assert deployment(api_client, namespace)["metadata"]["generation"] == before
