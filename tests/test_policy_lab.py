@@ -11,6 +11,7 @@ from kubernetes import client
 from core.actions import Rollback, SetImage
 from core.config import Settings
 from lab.workloads import create, daemonset, deployment, statefulset, wait_for
+from tools import objects
 from tools.policy import IncidentScope, PolicyGuard, WorkloadHistory
 
 pytestmark = pytest.mark.lab
@@ -68,7 +69,12 @@ def guard(kind: str, namespace: str) -> PolicyGuard:
 def test_real_replicasets_are_trusted_and_a_planted_one_is_not(api_client: client.ApiClient, namespace: str) -> None:
     create(api_client, namespace, deployment("web", IMAGES[0]))
     roll_through_images(api_client, namespace, "Deployment")
-    target = read(api_client, namespace, "Deployment")
+
+    def annotated() -> dict[str, Any] | None:  # the controller writes the revision annotation a moment after
+        found = read(api_client, namespace, "Deployment")
+        return found if objects.revision(found) == len(IMAGES) else None
+
+    target = wait_for(annotated, what="the Deployment's revision annotation to name the last rollout")
     planted: dict[str, Any] = {
         "apiVersion": "apps/v1",
         "kind": "ReplicaSet",
