@@ -397,6 +397,7 @@ class IncidentGate:
         state = self.store.workload_state(incident.workload)
         breaker = self.budget.sync()
         incidents = [i for i in self._open_incidents() if i.workload != incident.workload] + [incident]
+        health = self.health(incident.workload.namespace, incidents)
         decision = decide(
             settings=self.settings,
             now=now,
@@ -404,7 +405,7 @@ class IncidentGate:
             state=state,
             breaker=breaker,
             budget_used=self.budget.used(),
-            health=self.health(incident.workload.namespace, incidents),
+            health=health,
             storm=self._storm(incidents, now),
             mode=self._mode(incident.workload.namespace, approved),
         )
@@ -418,10 +419,13 @@ class IncidentGate:
                 if escalated is not None and now - escalated < window:
                     return decision.model_copy(update={"verdict": GuardVerdict.SKIP})
                 self._escalated[key] = now
-            return decision.model_copy(update={"outage": self._grouped(decision, incident, incidents)})
+            outage = self._grouped(decision, incident, incidents, health)
+            return decision.model_copy(update={"outage": outage})
         return decision
 
-    def _grouped(self, decision: GuardDecision, incident: Incident, incidents: list[Incident]) -> NamespaceOutage:
+    def _grouped(
+        self, decision: GuardDecision, incident: Incident, incidents: list[Incident], health: NamespaceHealth | None
+    ) -> NamespaceOutage:
         """Every failing workload of the outage (or storm), each with what the cluster says is wrong."""
         namespace = incident.workload.namespace if decision.rule is GuardRule.OUTAGE else ""
         listed = {i.workload: i for i in incidents if not namespace or i.workload.namespace == namespace}
@@ -433,8 +437,7 @@ class IncidentGate:
             )
             for ref, item in sorted(listed.items(), key=lambda pair: str(pair[0]))
         ]
-        health = self.health(namespace, incidents) if namespace else None
-        total = health.total if health is not None else len(failing)
+        total = health.total if namespace and health is not None else len(failing)
         return NamespaceOutage(namespace=namespace or CLUSTER_WIDE, total_workloads=total, failing=failing)
 
     def note_change(self, ref: ObjectRef) -> None:

@@ -184,9 +184,11 @@ class AttemptSteps:
     ) -> AttemptRun:
         """Snapshot, journal and count a new attempt; nothing has changed yet."""
         ref, fingerprint, now = incident.workload, incident.fingerprint, self.clock()
+        snapshot = self.durably(
+            "save snapshot", lambda: self.snapshots.save(take_snapshot(self.access, ref, now), fingerprint)
+        )
         try:  # the revision current while the fault shows is known-bad: never a rollback target
-            current = self.read(ref)
-            revision = current_revision(current) if current is not None else None
+            revision = current_revision(snapshot.workload)  # the snapshot just read it: no second read
             self.durably(
                 "mark the revision bad", lambda: self.known_good.mark_bad(ref, revision, note=f"incident {incident.id}")
             )
@@ -194,9 +196,6 @@ class AttemptSteps:
             raise
         except Exception:
             log.exception("incident %s: could not mark the current revision known-bad", incident.id)
-        snapshot = self.durably(
-            "save snapshot", lambda: self.snapshots.save(take_snapshot(self.access, ref, now), fingerprint)
-        )
         try:
             needed = {e.snapshot_id for e in self.store.journals() if e.phase not in TERMINAL_PHASES}
             self.snapshots.prune(self.settings.snapshot_retention, needed | {snapshot.id})

@@ -44,10 +44,9 @@ class MailSink:
 
     def __init__(self, mailer: ReportMailer) -> None:
         self.mailer = mailer
-        self.deliveries: list[Any] = []
 
     def deliver(self, report: IncidentReport, key: str) -> None:
-        self.deliveries.append(self.mailer.send_report(report))
+        self.mailer.send_report(report)
 
 
 def build_orchestrator(
