@@ -16,7 +16,9 @@ from typing import Any, Protocol
 import yaml
 from pydantic import BaseModel, Field
 
+from core import k8s
 from core.models import Evidence, FaultKind, Incident
+from core.redaction import clip_text
 
 MAX_LOG_CHARS = 3000  # per excerpt
 MAX_LOG_EXCERPTS = 2
@@ -32,7 +34,6 @@ MAX_CONTEXT_CHARS = 24_000  # the whole context as JSON; logs are cut further pa
 LOG_TAIL_LINES = 80
 
 MAX_JOBS = 3  # a CronJob's last failed runs
-REVISIONED_KINDS = {"Deployment", "StatefulSet", "DaemonSet", "CronJob"}
 
 _POD_FAULTS = {
     FaultKind.CRASH_LOOP,
@@ -113,24 +114,11 @@ def describe_evidence(evidence: Evidence) -> str:
     return f"{text} ({', '.join(details)})" if details else text
 
 
-def _clip(text: str, limit: int) -> tuple[str, bool]:
-    if len(text) <= limit:
-        return text, False
-    return text[: limit - 1] + "…", True
-
-
-def _tail(text: str, limit: int) -> tuple[str, bool]:
-    if len(text) <= limit:
-        return text, False
-    cut = text[-limit:]
-    return "…" + (cut[cut.find("\n") + 1 :] if "\n" in cut else cut), True
-
-
 def _yaml(value: Any, limit: int) -> tuple[str, bool]:
     if value in (None, {}, []):
         return "", False
-    text = yaml.safe_dump(value, sort_keys=False, default_flow_style=False, allow_unicode=True, width=120)
-    return _clip(text.rstrip("\n"), limit)
+    text = yaml.safe_dump(value, sort_keys=False, default_flow_style=False, allow_unicode=True, width=120).rstrip("\n")
+    return clip_text(text, limit, keep="start"), len(text) > limit
 
 
 def format_event(event: dict[str, Any]) -> str:
@@ -162,25 +150,6 @@ def revision_summary(revision: dict[str, Any]) -> dict[str, Any]:
 # What get_rollout_history says about a revision (known-good / known-bad, how it knows, what it changed).
 _REVISION_MARKS = ("known", "health", "verdict", "mark", "source", "changed", "changes", "known_good", "known_bad")
 _REVISION_FIELDS = ("name", "image", "command", "args", "env_names", "envFrom", "resources")
-
-
-def pick_focus_pod(pods: list[dict[str, Any]], incident: Incident) -> str | None:
-    """The pod to read logs and status from: one the incident names, else the newest unhealthy one."""
-    named = [ref.name for ref in incident.affected if ref.kind == "Pod"]
-    names = {str(pod.get("name")) for pod in pods}
-    for name in named:
-        if name in names or not pods:
-            return name
-    unhealthy = [
-        pod
-        for pod in pods
-        if not pod.get("deleting")
-        and (pod.get("reason") or pod.get("phase") not in {"Running", "Succeeded"} or pod.get("restarts"))
-    ]
-    candidates = unhealthy or [pod for pod in pods if not pod.get("deleting")] or pods
-    if candidates:
-        return str(candidates[-1]["name"])
-    return named[0] if named else None
 
 
 def _container_statuses(pod: dict[str, Any]) -> list[dict[str, Any]]:
@@ -263,7 +232,7 @@ def build_context(incident: Incident, read_tools: ReadToolsLike, history: list[s
         incident=incident,
         fault=incident.title,
         evidence=[describe_evidence(e) for e in incident.evidence[:10]],
-        history=[_clip(item, MAX_HISTORY_CHARS)[0] for item in history[-MAX_HISTORY_ITEMS:]],
+        history=[clip_text(item, MAX_HISTORY_CHARS, keep="start") for item in history[-MAX_HISTORY_ITEMS:]],
     )
 
     described = read(read_tools.describe, namespace=ns, kind=workload.kind, name=workload.name)
@@ -290,7 +259,7 @@ def build_context(incident: Incident, read_tools: ReadToolsLike, history: list[s
         context.pods = pod_rows
 
     events: list[dict[str, Any]] = []
-    if workload.kind in REVISIONED_KINDS:
+    if workload.kind in k8s.REVISIONED_KINDS:
         rollout = read(
             read_tools.get_rollout_history, **_history_arguments(read_tools, ns, workload.kind, workload.name)
         )
@@ -316,7 +285,7 @@ def build_context(incident: Incident, read_tools: ReadToolsLike, history: list[s
                     {key: data[key] for key in ("name", "created", "status", "conditions") if key in data}
                 )
 
-    focus = pick_focus_pod(pod_rows, incident) if incident.kind in _POD_FAULTS or pod_rows else None
+    focus = k8s.focus_pod(pod_rows, incident) if incident.kind in _POD_FAULTS or pod_rows else None
     context.focus_pod = focus
     if focus is not None:
         pod = described if workload.kind == "Pod" else read(read_tools.describe, namespace=ns, kind="Pod", name=focus)
@@ -344,11 +313,15 @@ def build_context(incident: Incident, read_tools: ReadToolsLike, history: list[s
                         previous=prev,
                         tail_lines=LOG_TAIL_LINES,
                     )
-                    if isinstance(log, dict) and str(log.get("log") or "").strip():
-                        text, cut = _tail(str(log["log"]), MAX_LOG_CHARS)
+                    text = str(log.get("log") or "") if isinstance(log, dict) else ""
+                    if text.strip():
                         context.logs.append(
                             LogExcerpt(
-                                pod=focus, container=log.get("container"), previous=prev, text=text, truncated=cut
+                                pod=focus,
+                                container=log.get("container"),
+                                previous=prev,
+                                text=clip_text(text, MAX_LOG_CHARS),
+                                truncated=len(text) > MAX_LOG_CHARS,
                             )
                         )
         pod_events = read(read_tools.get_events, namespace=ns, kind="Pod", name=focus)
@@ -359,7 +332,7 @@ def build_context(incident: Incident, read_tools: ReadToolsLike, history: list[s
     events.sort(key=lambda event: str(event.get("last_seen") or ""))
     if len(events) > MAX_EVENTS:
         events, truncated = events[-MAX_EVENTS:], True
-    context.events = [_clip(format_event(event), MAX_EVENT_CHARS)[0] for event in events]
+    context.events = [clip_text(format_event(event), MAX_EVENT_CHARS, keep="start") for event in events]
 
     refs = read(read_tools.get_config_refs, namespace=ns, kind=workload.kind, name=workload.name)
     if isinstance(refs, dict):
@@ -380,14 +353,16 @@ def shrink(context: IncidentContext, limit: int = MAX_CONTEXT_CHARS) -> Incident
     while len(context.model_dump_json()) > limit:
         longest = max(context.logs, key=lambda log: len(log.text), default=None)
         if longest is not None and len(longest.text) > 400:
-            longest.text, _ = _tail(longest.text, len(longest.text) // 2)
+            longest.text = clip_text(longest.text, len(longest.text) // 2)
             longest.truncated = True
         elif context.events:
             context.events = context.events[len(context.events) // 2 + 1 :] if len(context.events) > 1 else []
         elif context.rollout_history:
             context.rollout_history = context.rollout_history[1:]
         else:
-            context.spec_excerpt, _ = _clip(context.spec_excerpt, max(200, len(context.spec_excerpt) // 2))
+            context.spec_excerpt = clip_text(
+                context.spec_excerpt, max(200, len(context.spec_excerpt) // 2), keep="start"
+            )
             if len(context.spec_excerpt) <= 200:
                 break
         context.truncated = True

@@ -26,8 +26,9 @@ from google.adk.tools.tool_context import ToolContext
 from google.genai import types
 from pydantic import ValidationError
 
-from core.actions import Category, Diagnosis, canonical_kind, parse_action
+from core.actions import Category, Diagnosis, parse_action
 from core.config import Settings
+from core.k8s import canonical_kind
 from core.models import ObjectRef
 from core.report import ActionRecord, ActionStatus
 

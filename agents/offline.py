@@ -33,7 +33,6 @@ from google.adk.models import BaseLlm, LlmCapabilities
 from google.adk.models.llm_request import LlmRequest
 from google.adk.models.llm_response import LlmResponse
 from google.genai import types
-from kubernetes.utils import parse_quantity
 from pydantic import ValidationError
 
 from agents.guardrails import (
@@ -45,12 +44,12 @@ from agents.guardrails import (
     parse_diagnosis,
 )
 from agents.instructions import ACTIONS_BEGIN, ACTIONS_END, INCIDENT_BEGIN, INCIDENT_END, instruction_text
+from core import k8s
 from core.actions import Category, Diagnosis, Rollback, SetResources
 from core.models import FaultKind, Incident, ObjectRef
 
 MEBI = Decimal(1024**2)
 LOG_TAIL_LINES = 10
-PULL_REASONS = {"ErrImagePull", "ImagePullBackOff", "InvalidImageName", "ErrImageNeverPull"}
 CRASH_REASONS = {"CrashLoopBackOff", "Error", "RunContainerError"}
 _OBJECT_IN_TEXT = re.compile(r"\b(Deployment|Job|Pod)/([a-z0-9][a-z0-9.-]*)\s+-n\s+([a-z0-9][a-z0-9-]*)")
 _NAMESPACED_TEXT = re.compile(
@@ -503,7 +502,7 @@ def classify(incident: Incident | None, facts: Facts) -> FaultKind | None:
     """The fault to reason about: the incident's own kind, refined by what the pods show."""
     reasons = _reasons(incident, facts)
     kind = incident.kind if incident is not None else None
-    if "OOMKilled" in reasons and kind in {
+    if k8s.OOM_KILLED_REASON in reasons and kind in {
         None,
         FaultKind.CRASH_LOOP,
         FaultKind.OOM_KILLED,
@@ -514,7 +513,7 @@ def classify(incident: Incident | None, facts: Facts) -> FaultKind | None:
         return FaultKind.OOM_KILLED
     if kind is FaultKind.INIT_CONTAINER:
         init_reasons = {r for s in _init_statuses(facts) for r in _status_reasons(s)} or reasons
-        if init_reasons & PULL_REASONS:
+        if init_reasons & k8s.IMAGE_PULL_REASONS:
             return FaultKind.IMAGE_PULL
         if "CreateContainerConfigError" in init_reasons:
             return FaultKind.CONTAINER_CONFIG
@@ -531,7 +530,7 @@ def classify(incident: Incident | None, facts: Facts) -> FaultKind | None:
         FaultKind.FAILED_CREATE,
     }:
         return kind
-    if reasons & PULL_REASONS:
+    if reasons & k8s.IMAGE_PULL_REASONS:
         return FaultKind.IMAGE_PULL
     if "CreateContainerConfigError" in reasons or (facts.config or {}).get("missing"):
         return FaultKind.CONTAINER_CONFIG
@@ -685,17 +684,15 @@ def _escalate(
 
 def raised_memory_limit(limit: str, factor: float) -> str:
     """`limit` times min(2, factor), rounded down to whole Mi (so never past the policy's bound)."""
-    new = Decimal(parse_quantity(limit)) * Decimal(str(min(2.0, factor)))  # type: ignore[no-untyped-call]
+    new = k8s.parse_quantity(limit) * Decimal(str(min(2.0, factor)))
     mebibytes = (new / MEBI).to_integral_value(rounding=ROUND_FLOOR)
     return f"{int(mebibytes)}Mi"
 
 
-REVISIONED_KINDS = {"Deployment", "StatefulSet", "DaemonSet", "CronJob"}
-RESOURCE_KINDS = {"Deployment", "StatefulSet", "DaemonSet", "Job", "CronJob"}
-
-
 def _failing_images(facts: Facts) -> set[str]:
-    return {str(s.get("image")) for s in _statuses(facts) if _status_reasons(s) & PULL_REASONS and s.get("image")}
+    return {
+        str(s.get("image")) for s in _statuses(facts) if _status_reasons(s) & k8s.IMAGE_PULL_REASONS and s.get("image")
+    }
 
 
 def analyze(incident: Incident | None, workload: ObjectRef, facts: Facts, *, max_memory_factor: float) -> Diagnosis:
@@ -708,7 +705,9 @@ def analyze(incident: Incident | None, workload: ObjectRef, facts: Facts, *, max
     kind = workload.kind
     evidence = [f"{e.reason}: {e.message}".rstrip(": ") for e in (incident.evidence if incident else [])][:3]
     fault = classify(incident, facts)
-    history = read_history(facts, _failing_images(facts)) if kind in REVISIONED_KINDS else History(None, None, False)
+    history = (
+        read_history(facts, _failing_images(facts)) if kind in k8s.REVISIONED_KINDS else History(None, None, False)
+    )
     if fault is not None and history.target is not None and _started_with_current(facts, history):
         return _restore_known_good(incident, workload, facts, fault, history, evidence)
     if fault is FaultKind.CONTAINER_CONFIG or (fault is None and (facts.config or {}).get("missing")):
@@ -826,7 +825,7 @@ def _missing_config(
         root_cause=f"The pods of {kind}/{name} cannot start: {what}.",
         category=Category.MISSING_CONFIG,
         reason=f"missing configuration: {what}. AMOS never creates or edits ConfigMaps or Secrets"
-        + (f", and {_no_known_good(history)}." if kind in REVISIONED_KINDS else "."),
+        + (f", and {_no_known_good(history)}." if kind in k8s.REVISIONED_KINDS else "."),
         evidence=evidence + [f"missing: {item}" for item in missing],
         steps=steps or [f"Find the missing reference of {kind}/{name} in namespace {ns}"],
         confidence=0.9,
@@ -855,7 +854,7 @@ def _unschedulable(
         category=Category.UNSCHEDULABLE,
         reason=f"unschedulable: {why}"
         + (f" Requested: {'; '.join(asked)}." if asked else "")
-        + (f" {_sentence(_no_known_good(history))}." if kind in REVISIONED_KINDS else ""),
+        + (f" {_sentence(_no_known_good(history))}." if kind in k8s.REVISIONED_KINDS else ""),
         evidence=evidence + [f"scheduler: {why}"] + [f"request: {item}" for item in asked],
         steps=["Add capacity or fix the pod's node selector, affinity, tolerations or resource requests"],
         confidence=0.85,
@@ -875,7 +874,7 @@ def _failed_create(
         category=Category.QUOTA,
         reason=f"pod creation refused by admission: {why}"
         + (f" Requested: {'; '.join(asked)}." if asked else "")
-        + (f" {_sentence(_no_known_good(history))}." if kind in REVISIONED_KINDS else ""),
+        + (f" {_sentence(_no_known_good(history))}." if kind in k8s.REVISIONED_KINDS else ""),
         evidence=evidence + [f"admission: {why}"] + [f"request: {item}" for item in asked],
         steps=[
             f"Raise the ResourceQuota of namespace {ns} or lower the requests of {kind}/{name}"
@@ -896,7 +895,7 @@ def _oom(
 ) -> Diagnosis:
     kind, name, ns = workload.kind, workload.name, workload.namespace
     named = next((e.container for e in (incident.evidence if incident else []) if e.container), None)
-    oom = [s.get("name") for s in _statuses(facts) if "OOMKilled" in _status_reasons(s)]
+    oom = [s.get("name") for s in _statuses(facts) if k8s.OOM_KILLED_REASON in _status_reasons(s)]
     container_name = named or (oom[0] if oom else None)
     containers = _template_containers(facts)
     container = next((c for c in containers if c.get("name") == container_name), None)
@@ -908,7 +907,7 @@ def _oom(
     template_limit, pod_limit = _memory_limit(container), _memory_limit(in_pod)
     limit = template_limit or pod_limit  # the pod's own limit is the effective one when the template has none
     source = "the pod template" if template_limit else "the namespace's LimitRange default, as set on the pod"
-    if kind not in RESOURCE_KINDS or container is None or not limit:
+    if kind not in k8s.WORKLOAD_KINDS or container is None or not limit:
         why = (
             "the container has no memory limit (neither in its template nor from a LimitRange), so the kill came "
             "from node memory pressure"
@@ -991,7 +990,7 @@ def _probe(workload: ObjectRef, facts: Facts, history: History, fault: FaultKind
         root_cause=f"The {which} probe of {kind}/{name} fails: {said[0]}",
         category=Category.PROBE,
         reason=f"{which} probe failing: {said[0]}; "
-        + (_no_known_good(history) if kind in REVISIONED_KINDS else "a bare Pod cannot be rolled back"),
+        + (_no_known_good(history) if kind in k8s.REVISIONED_KINDS else "a bare Pod cannot be rolled back"),
         evidence=evidence + [f"probe: {said[0]}"],
         steps=[f"Fix the {which} probe of {kind}/{name} or the endpoint it checks"],
         confidence=0.75,
@@ -1005,8 +1004,8 @@ def _no_revision_to_return_to(
     log_tail = _log_tail(facts)
     if fault is FaultKind.IMAGE_PULL:
         failing = sorted(_failing_images(facts) or (_images(history.current) if history.current else set()))
-        messages = [m for m in _state_messages(facts) if any(r in m for r in PULL_REASONS)]
-        why = _no_known_good(history) if kind in REVISIONED_KINDS else f"{kind}/{name} keeps no revisions"
+        messages = [m for m in _state_messages(facts) if any(r in m for r in k8s.IMAGE_PULL_REASONS)]
+        why = _no_known_good(history) if kind in k8s.REVISIONED_KINDS else f"{kind}/{name} keeps no revisions"
         return _escalate(
             root_cause=f"Image {', '.join(failing) or '?'} of {kind}/{name} cannot be pulled, and {why}.",
             category=Category.BAD_IMAGE,
@@ -1016,7 +1015,7 @@ def _no_revision_to_return_to(
         )
     tail = log_tail or "(no log lines could be read)"
     what = "init container fails" if fault is FaultKind.INIT_CONTAINER else "is crash looping"
-    why = _no_known_good(history) if kind in REVISIONED_KINDS else f"a bare {kind} keeps no revisions"
+    why = _no_known_good(history) if kind in k8s.REVISIONED_KINDS else f"a bare {kind} keeps no revisions"
     return _escalate(
         root_cause=f"{kind}/{name} {what}, and {why}. Last log lines:\n{tail}",
         category=_crash_category(set(), log_tail),
@@ -1052,7 +1051,7 @@ def _parameters(tool: Any) -> set[str]:
 def history_call(tools: dict[str, Any], namespace: str, kind: str, name: str) -> types.Part | None:
     """The get_rollout_history call for this workload, in whichever signature the tool declares."""
     tool = tools.get("get_rollout_history")
-    if tool is None or kind not in REVISIONED_KINDS:
+    if tool is None or kind not in k8s.REVISIONED_KINDS:
         return None
     parameters = _parameters(tool)
     if {"kind", "name"} <= parameters:
@@ -1120,7 +1119,7 @@ def diagnosis_turn(llm_request: LlmRequest, *, max_memory_factor: float) -> list
     facts.rollback_target = history.get("rollback_target") if isinstance(history.get("rollback_target"), dict) else None
     facts.config = _data(_last(found, "get_config_refs"))
 
-    focus = name if kind == "Pod" else _focus_pod(facts.pods, incident)
+    focus = name if kind == "Pod" else k8s.focus_pod(facts.pods, incident)
     second = {"Pod", "ReplicaSet", "Job"} - {kind}
     read_second = any(
         (e.name in {"describe", "get_events"} and e.args.get("kind") in second)
@@ -1179,26 +1178,6 @@ MAX_JOBS_READ = 3
 
 def _jobs_of(incident: Incident | None) -> list[str]:
     return [ref.name for ref in (incident.affected if incident else []) if ref.kind == "Job"]
-
-
-def _newest_pod_of(incident: Incident | None) -> str | None:
-    pods = [ref.name for ref in (incident.affected if incident else []) if ref.kind == "Pod"]
-    return pods[-1] if pods else None
-
-
-def _focus_pod(pods: list[dict[str, Any]], incident: Incident | None) -> str | None:
-    named = {ref.name for ref in (incident.affected if incident else []) if ref.kind == "Pod"}
-    live = [p for p in pods if not p.get("deleting")]
-    for pod in reversed(live):
-        if pod.get("name") in named:
-            return str(pod["name"])
-    unhealthy = [
-        p for p in live if p.get("reason") or p.get("restarts") or p.get("phase") not in {"Running", "Succeeded"}
-    ]
-    chosen = (unhealthy or live)[-1:]
-    if chosen:
-        return str(chosen[0]["name"])
-    return _newest_pod_of(incident) if not pods else None
 
 
 def approved_calls(llm_request: LlmRequest) -> list[tuple[str, dict[str, Any]]]:

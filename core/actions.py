@@ -12,25 +12,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictInt, TypeAdapter
 
 from core.config import Verb
-
-_KINDS = {
-    "deployment": "Deployment",
-    "deploy": "Deployment",
-    "statefulset": "StatefulSet",
-    "sts": "StatefulSet",
-    "daemonset": "DaemonSet",
-    "ds": "DaemonSet",
-    "cronjob": "CronJob",
-    "cj": "CronJob",
-    "job": "Job",
-    "pod": "Pod",
-}
-
-
-def canonical_kind(value: str) -> str:
-    """Models and people write `deployment`, `deployments` or `sts`; the API spells `Deployment`, `StatefulSet`."""
-    text = value.strip().lower()
-    return _KINDS.get(text) or _KINDS.get(text.removesuffix("s")) or _KINDS.get(text.removesuffix("es")) or value
+from core.k8s import canonical_kind
 
 
 def _kind(value: Any) -> Any:

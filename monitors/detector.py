@@ -20,24 +20,20 @@ import uuid
 from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import NamedTuple
 
+from core.clock import Clock, utc_now
 from core.config import Settings
 from core.models import Evidence, Fault, FaultKind, Incident, IncidentState, ObjectRef
 
 log = logging.getLogger(__name__)
 
 Sink = Callable[[Incident], None]
-Clock = Callable[[], datetime]
 
 MAX_AFFECTED = 500  # objects listed on one incident; more still count for resolution
 MAX_EVIDENCE = 20  # distinct (reason, container, exit code) kept per incident
 HISTORY_SIZE = 4096  # resolved fingerprints remembered for occurrence counts and reopening
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 class DetectorSizes(NamedTuple):

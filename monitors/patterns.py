@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
+from core import k8s
 from core.config import Settings
 from core.models import Evidence, Fault, FaultKind, ObjectRef
 from monitors.probe_events import ProbeMessages
@@ -37,11 +38,7 @@ from monitors.trim import (
     StatefulSetView,
 )
 
-IMAGE_PULL_REASONS = frozenset({"ErrImagePull", "ImagePullBackOff", "InvalidImageName", "ErrImageNeverPull"})
-CREATE_REASONS = frozenset({"CreateContainerConfigError", "CreateContainerError"})
-OOM_REASON = "OOMKilled"
-CRASH_LOOP_REASON = "CrashLoopBackOff"
-INIT_WAITING_REASONS = IMAGE_PULL_REASONS | CREATE_REASONS | {CRASH_LOOP_REASON}
+INIT_WAITING_REASONS = k8s.IMAGE_PULL_REASONS | k8s.CREATE_CONTAINER_REASONS | {k8s.CRASH_LOOP_REASON}
 PROBE_KILL_EXIT_CODES = frozenset({0, 137, 143})  # exited on the kubelet's SIGTERM, or SIGKILLed after the grace
 # The kubelet forgets a crash (resets its back-off) after a container has run 10 minutes.
 CRASH_MEMORY = timedelta(minutes=10)
@@ -222,19 +219,23 @@ def _container_fault(
     """First match wins; an OOM kill outranks the crash loop it causes."""
     if c.init and not c.restartable and _initializing(pod):
         return _init_container_fault(pod, c, now)
-    if c.waiting_reason in IMAGE_PULL_REASONS:
+    if c.waiting_reason in k8s.IMAGE_PULL_REASONS:
         return FaultKind.IMAGE_PULL, _evidence(c, c.waiting_reason, c.waiting_message, None, _unready_since(pod))
-    if c.waiting_reason in CREATE_REASONS:
+    if c.waiting_reason in k8s.CREATE_CONTAINER_REASONS:
         return FaultKind.CONTAINER_CONFIG, _evidence(c, c.waiting_reason, c.waiting_message, None, _unready_since(pod))
-    if c.terminated is not None and c.terminated.reason == OOM_REASON:
-        return FaultKind.OOM_KILLED, _evidence(c, OOM_REASON, "", c.terminated.exit_code, c.terminated.finished_at)
+    if c.terminated is not None and c.terminated.reason == k8s.OOM_KILLED_REASON:
+        return FaultKind.OOM_KILLED, _evidence(
+            c, k8s.OOM_KILLED_REASON, "", c.terminated.exit_code, c.terminated.finished_at
+        )
     last = c.last_terminated
-    if c.waiting_reason != "CrashLoopBackOff" and not _restarting(c, now):
+    if c.waiting_reason != k8s.CRASH_LOOP_REASON and not _restarting(c, now):
         return None
     if last is None:
-        return FaultKind.CRASH_LOOP, _evidence(c, "CrashLoopBackOff", c.waiting_message, None, _unready_since(pod))
-    if last.reason == OOM_REASON:
-        return FaultKind.OOM_KILLED, _evidence(c, OOM_REASON, c.waiting_message, last.exit_code, last.finished_at)
+        return FaultKind.CRASH_LOOP, _evidence(c, k8s.CRASH_LOOP_REASON, c.waiting_message, None, _unready_since(pod))
+    if last.reason == k8s.OOM_KILLED_REASON:
+        return FaultKind.OOM_KILLED, _evidence(
+            c, k8s.OOM_KILLED_REASON, c.waiting_message, last.exit_code, last.finished_at
+        )
     probe_failure = probes.get((c.name, "Liveness"))
     if c.liveness_probe and (last.exit_code in PROBE_KILL_EXIT_CODES or probe_failure is not None):
         restarts = f"restarted {c.restart_count} time(s) by its liveness probe (last exit {last.exit_code})"
@@ -248,11 +249,11 @@ def _init_container_fault(pod: PodView, c: ContainerView, now: datetime) -> tupl
     """An init container that cannot pull, cannot be created, crashes or exits non-zero blocks the whole pod."""
     last = c.last_terminated
     if c.waiting_reason in INIT_WAITING_REASONS:
-        code = last.exit_code if last is not None and c.waiting_reason == CRASH_LOOP_REASON else None
+        code = last.exit_code if last is not None and c.waiting_reason == k8s.CRASH_LOOP_REASON else None
         since = last.finished_at if code is not None and last is not None else pod.created
         return FaultKind.INIT_CONTAINER, _evidence(c, c.waiting_reason or "", c.waiting_message, code, since)
     current = c.terminated
-    if current is not None and (current.exit_code != 0 or current.reason == OOM_REASON):
+    if current is not None and (current.exit_code != 0 or current.reason == k8s.OOM_KILLED_REASON):
         return FaultKind.INIT_CONTAINER, _evidence(
             c, current.reason or "Error", "", current.exit_code, current.finished_at
         )
@@ -271,7 +272,7 @@ def _restarting(c: ContainerView, now: datetime) -> bool:
     last = c.last_terminated
     if last is None or not c.running or c.ready:
         return False
-    crashed = last.reason == OOM_REASON or last.exit_code != 0 or c.liveness_probe  # a probe kill may exit 0
+    crashed = last.reason == k8s.OOM_KILLED_REASON or last.exit_code != 0 or c.liveness_probe  # a probe kill may exit 0
     return crashed and (last.finished_at is None or now - last.finished_at < CRASH_MEMORY)
 
 

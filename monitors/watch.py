@@ -37,10 +37,11 @@ from kubernetes.client.exceptions import ApiException
 from pydantic import ValidationError
 from tenacity import Retrying, retry_if_exception, wait_exponential
 
+from core.clock import Clock, utc_now
 from core.config import Settings
 from core.models import ObjectRef
 from monitors.cronjobs import CronJobRuns, RunOutcome, cron_job_faults, latest_finished
-from monitors.detector import Clock, FaultDetector, utc_now
+from monitors.detector import FaultDetector
 from monitors.failed_creates import EVENT_REASON as FAILED_CREATE
 from monitors.failed_creates import FailedCreates
 from monitors.health import (

@@ -19,11 +19,12 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from kubernetes import client
 from pydantic import BaseModel, ConfigDict, Field
 
+from core.clock import Clock, utc_now
 from core.config import Settings
 from core.redaction import Redactor
 from core.report import IncidentReport
@@ -41,14 +42,9 @@ from notifications.outbox_records import (
 
 log = logging.getLogger(__name__)
 
-Clock = Callable[[], datetime]
 MAX_CONFLICTS = 8
 MAX_ENTRY_BYTES = 900_000  # a ConfigMap holds at most 1 MiB
 MAX_DIFF_CHARS = 4_000
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 def delivery_id(key: str) -> str:

@@ -17,13 +17,11 @@ from typing import Any
 from kubernetes import client
 from pydantic import BaseModel, Field, ValidationError
 
+from core.k8s import AMOS_MANAGER, MANAGED_BY_LABEL, RECORD_LABEL
 from core.report import IncidentReport
 from notifications.delivery import ChannelName
 from tools.results import api_status
 
-MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
-MANAGED_BY = "amos"
-RECORD_LABEL = "amos.io/record"
 RECORD = "outbox"
 CHANNEL_LABEL_PREFIX = "outbox.amos.io/"
 DONE_LABEL = "outbox.amos.io/done"
@@ -112,15 +110,15 @@ class OutboxRecords:
         except OutboxStoreError as error:
             if error.status != 404:
                 raise
-        body = {"metadata": {"name": self.namespace, "labels": {MANAGED_BY_LABEL: MANAGED_BY}}}
+        body = {"metadata": {"name": self.namespace, "labels": {MANAGED_BY_LABEL: AMOS_MANAGER}}}
         try:
-            self._call("create_namespace", self._core.create_namespace, body, field_manager=MANAGED_BY)
+            self._call("create_namespace", self._core.create_namespace, body, field_manager=AMOS_MANAGER)
         except OutboxStoreError as error:
             if error.status != 409:
                 raise
 
     def _body(self, entry: OutboxEntry, resource_version: str | None = None) -> dict[str, Any]:
-        labels = {MANAGED_BY_LABEL: MANAGED_BY, RECORD_LABEL: RECORD, DONE_LABEL: str(entry.done).lower()}
+        labels = {MANAGED_BY_LABEL: AMOS_MANAGER, RECORD_LABEL: RECORD, DONE_LABEL: str(entry.done).lower()}
         labels |= {CHANNEL_LABEL_PREFIX + name.value: state.state.value for name, state in entry.channels.items()}
         metadata: dict[str, Any] = {"name": self.name(entry.delivery_id), "namespace": self.namespace, "labels": labels}
         if resource_version is not None:
@@ -135,7 +133,7 @@ class OutboxRecords:
                 self._core.create_namespaced_config_map,
                 self.namespace,
                 self._body(entry),
-                field_manager=MANAGED_BY,
+                field_manager=AMOS_MANAGER,
             )
         except OutboxStoreError as error:
             if error.status == 409:
@@ -169,7 +167,7 @@ class OutboxRecords:
         return self._find()
 
     def _find(self, extra: str = "") -> list[Stored]:
-        selector = f"{MANAGED_BY_LABEL}={MANAGED_BY},{RECORD_LABEL}={RECORD}" + (f",{extra}" if extra else "")
+        selector = f"{MANAGED_BY_LABEL}={AMOS_MANAGER},{RECORD_LABEL}={RECORD}" + (f",{extra}" if extra else "")
         found = self._call(
             "list_namespaced_config_map", self._core.list_namespaced_config_map, self.namespace, label_selector=selector
         )
@@ -185,7 +183,7 @@ class OutboxRecords:
                 self.name(entry.delivery_id),
                 self.namespace,
                 self._body(entry, resource_version),
-                field_manager=MANAGED_BY,
+                field_manager=AMOS_MANAGER,
             )
         except OutboxStoreError as error:
             if error.status in (404, 409):

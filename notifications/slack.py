@@ -8,7 +8,7 @@ from urllib.parse import urlsplit
 
 from pydantic import SecretStr
 
-from core.redaction import Redactor
+from core.redaction import Redactor, clip_text
 from core.report import IncidentReport
 from notifications.delivery import ChannelName, Delivery
 from notifications.http_post import post
@@ -25,12 +25,8 @@ def escape(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
-def _clip(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
 def _section(text: str) -> dict[str, Any]:
-    return {"type": "section", "text": {"type": "mrkdwn", "text": _clip(text, MAX_SECTION_CHARS)}}
+    return {"type": "section", "text": {"type": "mrkdwn", "text": clip_text(text, MAX_SECTION_CHARS, keep="start")}}
 
 
 def _list_sections(title: str, lines: list[str]) -> list[dict[str, Any]]:
@@ -56,12 +52,15 @@ def blocks(report: IncidentReport, summary: ReportSummary) -> list[dict[str, Any
     if summary.attempted:
         fields.append(("Attempt", f"{report.attempt} of {report.max_attempts}"))
     result: list[dict[str, Any]] = [
-        {"type": "header", "text": {"type": "plain_text", "text": _clip(summary.subject, MAX_HEADER_CHARS)}},
+        {
+            "type": "header",
+            "text": {"type": "plain_text", "text": clip_text(summary.subject, MAX_HEADER_CHARS, keep="start")},
+        },
         _section(f"*{summary.label}*: {escape(summary.headline)}"),
         {
             "type": "section",
             "fields": [
-                {"type": "mrkdwn", "text": _clip(f"*{name}*\n{escape(value)}", MAX_FIELD_CHARS)}
+                {"type": "mrkdwn", "text": clip_text(f"*{name}*\n{escape(value)}", MAX_FIELD_CHARS, keep="start")}
                 for name, value in fields
             ],
         },

@@ -9,8 +9,8 @@ keeps the durable parts in the state store:
   person or a reverted fix (`workload_block_seconds`): incidents are skipped, a person was told;
 - outage: in a namespace where at least `outage_failing_ratio` of at least `outage_min_workloads`
   workloads fail, AMOS does nothing and escalates once;
-- GitOps/Helm-managed workloads (Argo CD, Flux, Helm), dry-run mode, protected workloads and an open
-  circuit breaker: diagnosis and a proposal only, no change;
+- GitOps/Helm-managed workloads (Argo CD, Flux, Helm: `core.k8s.gitops_managers`), dry-run mode,
+  protected workloads and an open circuit breaker: diagnosis and a proposal only, no change;
 - the cluster-wide action budget (`actions_per_hour`): when it is used up the circuit breaker opens and
   stays open until a person resets it (ConfigMap `amos-circuit-breaker` in the state namespace: delete
   it, or set `data.state` to `closed`);
@@ -31,6 +31,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
+from core import k8s
 from core.clock import Clock, utc_now
 from core.config import Settings
 from core.models import Incident, ObjectRef
@@ -45,18 +46,6 @@ from tools.cluster import ClusterAccess
 log = logging.getLogger(__name__)
 
 REVERT_WATCH_SECONDS = 4 * 3600.0
-GITOPS_PREFIXES = {
-    "argocd.argoproj.io/": "Argo CD",
-    "kustomize.toolkit.fluxcd.io/": "Flux (Kustomization)",
-    "helm.toolkit.fluxcd.io/": "Flux (HelmRelease)",
-}
-# Labels a Job controller stamps on its pod template; they change when a Job is re-created.
-_VOLATILE_TEMPLATE_LABELS = (
-    "controller-uid",
-    "batch.kubernetes.io/controller-uid",
-    "job-name",
-    "batch.kubernetes.io/job-name",
-)
 
 
 class GuardVerdict(StrEnum):
@@ -117,22 +106,6 @@ class Storm(BaseModel):
 # --- pure readings ----------------------------------------------------------------------------------
 
 
-def gitops_manager(obj: dict[str, Any]) -> str | None:
-    """Who reconciles this object from Git (or a chart), when its labels/annotations say so."""
-    labels = objects.labels_of(obj)
-    annotations: dict[str, str] = dict(objects.meta(obj).get("annotations") or {})
-    keys = set(labels) | set(annotations)
-    for prefix, manager in GITOPS_PREFIXES.items():
-        if any(key.startswith(prefix) for key in keys):
-            return manager
-    managed_by = labels.get("app.kubernetes.io/managed-by", "").strip().lower()
-    if managed_by == "helm" and "app.kubernetes.io/instance" in labels:
-        return "Helm"
-    if "meta.helm.sh/release-name" in annotations:
-        return "Helm"
-    return None
-
-
 def _desired(obj: dict[str, Any]) -> int:
     replicas = (obj.get("spec") or {}).get("replicas")
     return 1 if replicas is None else int(replicas)
@@ -148,7 +121,7 @@ def _condition(obj: dict[str, Any], kind: str) -> dict[str, Any] | None:
 def workload_failing(obj: dict[str, Any]) -> bool | None:
     """True/False for a workload that counts towards outage detection, None for one that does not."""
     kind, status = obj.get("kind"), obj.get("status") or {}
-    if kind in ("Deployment", "StatefulSet"):
+    if kind in k8s.SCALABLE_KINDS:
         desired = _desired(obj)
         if desired == 0:
             return None
@@ -192,7 +165,7 @@ def template_hash(obj: dict[str, Any] | None) -> str:
     else:
         template = json.loads(json.dumps((obj.get("spec") or {}).get("template") or {}))
         labels = (template.get("metadata") or {}).get("labels") or {}
-        for key in _VOLATILE_TEMPLATE_LABELS:
+        for key in k8s.JOB_GENERATED_LABELS:
             labels.pop(key, None)
         shown = {"template": template, "replicas": (obj.get("spec") or {}).get("replicas")}
     return hashlib.sha256(json.dumps(shown, sort_keys=True).encode()).hexdigest()[:24]
@@ -298,12 +271,12 @@ def decide(
             reason=f"namespace {objects.meta(workload).get('namespace')} is in observe mode: AMOS "
             "diagnoses and reports, it changes nothing",
         )
-    manager = gitops_manager(workload)
-    if manager is not None:
+    managers = k8s.gitops_managers(workload)
+    if managers:
         return GuardDecision(
             verdict=GuardVerdict.PROPOSE,
             rule=GuardRule.GITOPS,
-            reason=f"{name} is managed by {manager}; a change made in the cluster would be "
+            reason=f"{name} is managed by {' and '.join(managers)}; a change made in the cluster would be "
             "reverted at the next sync, so AMOS only proposes the fix (make it in Git)",
         )
     if objects.is_marked(workload, settings.protected_label):
@@ -370,7 +343,7 @@ class IncidentGate:
     def health(self, namespace: str, incidents: list[Incident]) -> NamespaceHealth | None:
         workloads: list[dict[str, Any]] = []
         try:
-            for kind in ("Deployment", "StatefulSet", "DaemonSet", "Job", "CronJob"):
+            for kind in k8s.WORKLOAD_KINDS:
                 for obj in self.access.list_objects(kind, namespace):
                     obj.setdefault("kind", kind)
                     if kind == "Job" and objects.controller_ref(obj) is not None:

@@ -27,6 +27,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from core import k8s
 from core.models import ObjectRef
 from core.report import ActionRecord, ActionStatus
 from orchestrator.verify import same_spec
@@ -38,7 +39,6 @@ from tools.snapshot import Snapshot
 from tools.write import replace_failing_pods
 
 MAX_TRIES = 3
-RESTORABLE_KINDS = ("Deployment", "StatefulSet", "DaemonSet", "CronJob", "Job")
 FREE_SPEC_FIELDS = frozenset({"replicas"})  # what a restore may set outside the template (AMOS's scale)
 
 
@@ -152,7 +152,7 @@ def restore_snapshot(
     its template need not be found in the workload's live history; the other checks always apply.
     """
     ref = snapshot.target
-    if ref.kind not in RESTORABLE_KINDS:
+    if ref.kind not in k8s.WORKLOAD_KINDS:
         return RestoreResult(
             ok=True, reason=f"nothing to restore for a {ref.kind} (an evicted pod is re-created by its controller)"
         )

@@ -31,6 +31,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from core import k8s
 from core.clock import Clock, utc_now
 from core.config import Settings
 from core.models import ObjectRef
@@ -38,23 +39,10 @@ from tools import objects
 from tools.cluster import ApiCallError, ClusterAccess
 from tools.snapshot import Snapshot
 
-FAULT_WAITING = frozenset(
-    {
-        "ErrImagePull",
-        "ImagePullBackOff",
-        "InvalidImageName",
-        "ErrImageNeverPull",
-        "CrashLoopBackOff",
-        "CreateContainerConfigError",
-        "CreateContainerError",
-        "RunContainerError",
-        "PreCreateHookError",
-        "PostStartHookError",
-    }
+FAULT_WAITING = (
+    k8s.IMAGE_PULL_REASONS | k8s.CREATE_CONTAINER_REASONS | k8s.START_FAILURE_REASONS | {k8s.CRASH_LOOP_REASON}
 )
 PROBES = ("livenessProbe", "readinessProbe", "startupProbe")
-SCALED_KINDS = ("Deployment", "StatefulSet")
-OBSERVED_KINDS = ("Deployment", "StatefulSet", "DaemonSet")  # controllers that report status.observedGeneration
 WAITING_FOR_RUN = "waiting for the next run"
 MAX_DETAILS = 8
 
@@ -92,7 +80,7 @@ class Baseline(BaseModel):
 
     @classmethod
     def of(cls, ref: ObjectRef, obj: dict[str, Any]) -> Baseline:
-        replicas = (obj.get("spec") or {}).get("replicas") if ref.kind in SCALED_KINDS else None
+        replicas = (obj.get("spec") or {}).get("replicas") if ref.kind in k8s.SCALABLE_KINDS else None
         probes: dict[str, list[str]] = {}
         limits: dict[str, list[str]] = {}
         for _, container in objects.containers(obj):
@@ -132,7 +120,7 @@ def broken_guarantees(baseline: Baseline, obj: dict[str, Any] | None) -> list[st
         return [f"{baseline.workload.kind}/{baseline.workload.name} no longer exists"]
     problems = []
     kind = baseline.workload.kind
-    if kind in SCALED_KINDS:
+    if kind in k8s.SCALABLE_KINDS:
         replicas = int((obj.get("spec") or {}).get("replicas", 1))
         if replicas == 0:
             problems.append(f"the {kind} was scaled to 0")
@@ -546,7 +534,7 @@ class Judge:
                     )
                 status = obj.get("status") or {}
                 generation = int(objects.meta(obj).get("generation") or 0)
-                if ref.kind not in OBSERVED_KINDS or int(status.get("observedGeneration") or 0) >= generation:
+                if ref.kind not in k8s.ROLLOUT_KINDS or int(status.get("observedGeneration") or 0) >= generation:
                     return Verdict(
                         kind=VerdictKind.SUCCESS,
                         seconds=elapsed,

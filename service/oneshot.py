@@ -18,8 +18,9 @@ from pydantic import BaseModel, Field
 
 from agents.context import build_context
 from agents.session import run_session
-from core.actions import Diagnosis, canonical_kind
+from core.actions import Diagnosis
 from core.config import Settings
+from core.k8s import canonical_kind
 from core.models import Incident, IncidentState, ObjectRef
 from core.redaction import Redactor
 from monitors.detector import FaultDetector

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from core import k8s
 from core.actions import Rollback, SetImage
 from core.config import Settings
 from core.models import FaultKind, Incident, ObjectRef
@@ -19,7 +20,6 @@ from orchestrator.guardrails import (
     Storm,
     check_revert,
     decide,
-    gitops_manager,
     is_outage,
     namespace_health,
     template_hash,
@@ -27,6 +27,7 @@ from orchestrator.guardrails import (
 from orchestrator.modes import Mode
 from orchestrator.records import BreakerState, FixWatch, Ledger, WorkloadState
 from orchestrator.verify import Baseline, Health, assess, broken_guarantees, pod_signals
+from tools import objects
 from tools.policy import ActionBudget, IncidentScope, WorkloadHistory
 
 NOW = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
@@ -194,6 +195,7 @@ def test_namespace_health_ignores_scaled_to_zero_and_counts_failed_jobs() -> Non
         ({"kustomize.toolkit.fluxcd.io/name": "apps"}, {}, "Flux (Kustomization)"),
         ({"helm.toolkit.fluxcd.io/name": "web"}, {}, "Flux (HelmRelease)"),
         ({"app.kubernetes.io/instance": "web", "app.kubernetes.io/managed-by": "Helm"}, {}, "Helm"),
+        ({"app.kubernetes.io/managed-by": "Helm"}, {}, "Helm"),
         ({}, {"meta.helm.sh/release-name": "web"}, "Helm"),
         ({"app.kubernetes.io/instance": "web"}, {}, None),
         ({"app.kubernetes.io/managed-by": "kubectl"}, {}, None),
@@ -203,7 +205,9 @@ def test_gitops_ownership_means_proposals_only(
     labels: dict[str, str], annotations: dict[str, str], manager: str | None
 ) -> None:
     obj = deployment(labels=labels, annotations=annotations)
-    assert gitops_manager(obj) == manager
+    assert k8s.gitops_managers(obj) == ([manager] if manager else [])
+    if manager is not None:
+        assert manager in objects.managed_by(obj)  # what the read tools tell the model
     decision = rules(obj)
     if manager is None:
         assert decision.verdict is GuardVerdict.PROCEED

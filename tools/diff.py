@@ -6,7 +6,7 @@ import copy
 import json
 from typing import Any
 
-from core.redaction import Redactor, redact_env
+from core.redaction import Redactor, clip_text, redact_env
 from tools import objects
 
 MAX_LINES = 30
@@ -56,8 +56,8 @@ def _fields(obj: dict[str, Any] | None, redactor: Redactor) -> dict[str, str]:
 
 
 def _clip(text: str) -> str:
-    text = text.replace("\n", "\\n")
-    return text if len(text) <= MAX_VALUE_CHARS else text[: MAX_VALUE_CHARS - 1] + "…"
+    """One line (newlines shown as `\\n`) of at most MAX_VALUE_CHARS."""
+    return clip_text(text.replace("\n", "\\n"), MAX_VALUE_CHARS, keep="start")
 
 
 def spec_diff(

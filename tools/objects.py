@@ -10,6 +10,8 @@ import hashlib
 import json
 from typing import Any
 
+from core import k8s
+
 REVISION_ANNOTATION = "deployment.kubernetes.io/revision"
 CHANGE_CAUSE_ANNOTATION = "kubernetes.io/change-cause"
 POD_TEMPLATE_HASH = "pod-template-hash"
@@ -200,21 +202,12 @@ def is_marked(obj: Obj, key: str) -> bool:
 
 
 def managed_by(obj: Obj) -> list[str]:
-    """Who else writes this object (GitOps or Helm); a change AMOS makes there may be reverted."""
-    found: list[str] = []
-    object_labels, object_annotations = labels_of(obj), annotations_of(obj)
-    if "argocd.argoproj.io/tracking-id" in object_annotations or "argocd.argoproj.io/instance" in object_labels:
-        found.append("argocd")
-    if any(key.startswith("kustomize.toolkit.fluxcd.io/") for key in object_labels):
-        found.append("flux-kustomization")
-    if any(key.startswith("helm.toolkit.fluxcd.io/") for key in object_labels):
-        found.append("flux-helmrelease")
-    if "meta.helm.sh/release-name" in object_annotations:
-        found.append("helm")
-    manager = object_labels.get("app.kubernetes.io/managed-by")
-    if manager and manager.lower() not in {"helm"} | set(found):
-        found.append(manager)
-    return found
+    """Who else writes this object: GitOps or Helm (`core.k8s.gitops_managers`), or what its managed-by label names.
+
+    A change AMOS makes to a GitOps- or Helm-managed object may be reverted at the next sync.
+    """
+    declared = k8s.declared_manager(obj)
+    return k8s.gitops_managers(obj) + ([declared] if declared else [])
 
 
 def config_refs(obj: dict[str, Any]) -> dict[tuple[str, str], dict[str, Any]]:
@@ -306,20 +299,10 @@ def pods_to_replace(workload: Obj, history: list[Obj], pods: list[Obj]) -> list[
     ]
 
 
-JOB_GENERATED_LABELS = frozenset(
-    {
-        "controller-uid",
-        "job-name",
-        "batch.kubernetes.io/controller-uid",
-        "batch.kubernetes.io/job-name",
-    }
-)
-
-
 def job_pod_template(job: Obj) -> Obj:
     """A Job's pod template as its CronJob's job template held it: without the labels the Job's creation added."""
     template: Obj = copy.deepcopy((job.get("spec") or {}).get("template") or {})
     labels = (template.get("metadata") or {}).get("labels")
     if isinstance(labels, dict):
-        template["metadata"]["labels"] = {k: v for k, v in labels.items() if k not in JOB_GENERATED_LABELS}
+        template["metadata"]["labels"] = {k: v for k, v in labels.items() if k not in k8s.JOB_GENERATED_LABELS}
     return template

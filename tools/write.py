@@ -43,8 +43,8 @@ from core.actions import (
     SetEnv,
     SetImage,
     SetResources,
-    canonical_kind,
 )
+from core.k8s import canonical_kind
 from core.models import ObjectRef
 from core.report import ActionRecord, ActionStatus
 from tools import objects
