@@ -1,21 +1,9 @@
-"""Guard rails decided before any session: may AMOS act on this workload now, only propose, wait, or stay out?
+"""The guard rails' cluster side: `IncidentGate` reads what `guard_rules.decide` needs and keeps it durable.
 
-The decision (`decide`) is a pure function of what was read and of `now`, so every rule
-is unit-tested with an injected clock. `IncidentGate` reads that input from the cluster and
-keeps the durable parts in the state store:
-
-- cooldown per workload after any change AMOS made (`workload_cooldown_seconds`): later incidents wait;
-- block per workload after a failed pair of attempts, an inconclusive verification, a conflict with a
-  person or a reverted fix (`workload_block_seconds`): incidents are skipped, a person was told;
-- outage: in a namespace where at least `outage_failing_ratio` of at least `outage_min_workloads`
-  workloads fail, AMOS does nothing and escalates once;
-- GitOps/Helm-managed workloads (Argo CD, Flux, Helm: `core.k8s.gitops_managers`), dry-run mode,
-  protected workloads and an open circuit breaker: diagnosis and a proposal only, no change;
-- the cluster-wide action budget (`actions_per_hour`): when it is used up the circuit breaker opens and
-  stays open until a person resets it (ConfigMap `amos-circuit-breaker` in the state namespace: delete
-  it, or set `data.state` to `closed`);
-- a verified fix is watched for `REVERT_WATCH_SECONDS`; when the pod template goes back to what it was
-  before the fix, AMOS escalates instead of fighting whoever reverted it.
+Cooldowns, blocks and fix watches live in the state store, so a restart forgets none of them. An
+outage (per namespace) or a storm (cluster-wide) is escalated once, in one grouped report. A
+verified fix is watched for `REVERT_WATCH_SECONDS`: when the pod template goes back to what it was
+before the fix, AMOS escalates instead of fighting whoever reverted it (`check_revert`).
 """
 
 from __future__ import annotations
@@ -24,21 +12,21 @@ import hashlib
 import json
 import logging
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
-
-from pydantic import BaseModel, ConfigDict
 
 from core import k8s
 from core.clock import Clock, utc_now
 from core.config import Settings
 from core.models import Incident, ObjectRef
 from core.report import CLUSTER_WIDE, FailingWorkload, NamespaceOutage
-from orchestrator.breaker import BREAKER_NAME, ClusterBudget
+from orchestrator.breaker import ClusterBudget
+from orchestrator.guard_rules import GuardDecision, GuardRule, GuardVerdict, decide
 from orchestrator.modes import Mode
-from orchestrator.records import BreakerState, FixWatch, WorkloadState
+from orchestrator.outage import NamespaceHealth, Storm, namespace_health
+from orchestrator.records import FixWatch, WorkloadState
 from orchestrator.store import StateStore
 from tools import objects
 from tools.cluster import ClusterAccess
@@ -46,114 +34,6 @@ from tools.cluster import ClusterAccess
 log = logging.getLogger(__name__)
 
 REVERT_WATCH_SECONDS = 4 * 3600.0
-
-
-class GuardVerdict(StrEnum):
-    PROCEED = "proceed"  # snapshot, session, verify
-    PROPOSE = "propose"  # diagnose and recommend; change nothing
-    APPROVE = "approve"  # diagnose, validate and store the fix; apply it only once a person approves
-    DEFER = "defer"  # look again at `retry_at`
-    SKIP = "skip"  # do nothing now (a person already knows, or nothing is left to do)
-    ESCALATE = "escalate"  # do nothing, tell a person
-
-
-class GuardRule(StrEnum):
-    """Which guard rail decided."""
-
-    OK = "ok"
-    GONE = "gone"
-    IGNORED = "ignored"
-    STORM = "storm"
-    OUTAGE = "outage"
-    BLOCKED = "blocked"
-    COOLDOWN = "cooldown"
-    DRY_RUN = "dry_run"
-    OBSERVE = "observe"
-    APPROVAL = "approval"
-    GITOPS = "gitops"
-    PROTECTED = "protected"
-    BREAKER = "breaker"
-    BUDGET = "budget"
-
-
-class GuardDecision(BaseModel):
-    model_config = ConfigDict(frozen=True)
-
-    verdict: GuardVerdict
-    rule: GuardRule
-    reason: str
-    retry_at: datetime | None = None
-    outage: NamespaceOutage | None = None  # every failing workload, for the one grouped report
-
-
-class NamespaceHealth(BaseModel):
-    namespace: str
-    total: int
-    failing: list[str]
-
-    @property
-    def ratio(self) -> float:
-        return len(self.failing) / self.total if self.total else 0.0
-
-
-class Storm(BaseModel):
-    """Workloads that started failing cluster-wide within the storm window (a bad base image, a bad node)."""
-
-    workloads: list[str]
-    window_seconds: float
-
-
-# --- pure readings ----------------------------------------------------------------------------------
-
-
-def _desired(obj: dict[str, Any]) -> int:
-    replicas = (obj.get("spec") or {}).get("replicas")
-    return 1 if replicas is None else int(replicas)
-
-
-def _condition(obj: dict[str, Any], kind: str) -> dict[str, Any] | None:
-    for condition in (obj.get("status") or {}).get("conditions") or []:
-        if condition.get("type") == kind:
-            return dict(condition)
-    return None
-
-
-def workload_failing(obj: dict[str, Any]) -> bool | None:
-    """True/False for a workload that counts towards outage detection, None for one that does not."""
-    kind, status = obj.get("kind"), obj.get("status") or {}
-    if kind in k8s.SCALABLE_KINDS:
-        desired = _desired(obj)
-        if desired == 0:
-            return None
-        progressing = _condition(obj, "Progressing")
-        stuck = progressing is not None and progressing.get("status") == "False"
-        return stuck or int(status.get("readyReplicas") or 0) < desired
-    if kind == "DaemonSet":
-        desired = int(status.get("desiredNumberScheduled") or 0)
-        return None if desired == 0 else int(status.get("numberReady") or 0) < desired
-    if kind == "Job":
-        failed = _condition(obj, "Failed")
-        return failed is not None and failed.get("status") == "True"
-    return None
-
-
-def namespace_health(namespace: str, workloads: list[dict[str, Any]], faulty: Iterable[str] = ()) -> NamespaceHealth:
-    """`faulty`: workloads (`Kind/name`) with an open incident, e.g. a bad rollout whose old pods still serve."""
-    counted = [
-        (f"{obj.get('kind')}/{objects.meta(obj).get('name')}", bad)
-        for obj in workloads
-        if (bad := workload_failing(obj)) is not None
-    ]
-    names = {name for name, _ in counted}
-    failing = [name for name, bad in counted if bad]
-    extra = sorted(set(faulty) - set(failing))
-    return NamespaceHealth(
-        namespace=namespace, total=len(counted) + len(set(extra) - names), failing=sorted(failing + extra)
-    )
-
-
-def is_outage(health: NamespaceHealth, settings: Settings) -> bool:
-    return health.total >= settings.outage_min_workloads and health.ratio >= settings.outage_failing_ratio
 
 
 def template_hash(obj: dict[str, Any] | None) -> str:
@@ -192,125 +72,6 @@ def check_revert(
     if current != watch.after_hash:
         return RevertStatus.SUPERSEDED
     return RevertStatus.HOLDING
-
-
-def decide(
-    *,
-    settings: Settings,
-    now: datetime,
-    workload: dict[str, Any] | None,
-    state: WorkloadState,
-    breaker: BreakerState,
-    budget_used: int,
-    health: NamespaceHealth | None,
-    storm: Storm | None = None,
-    mode: Mode = Mode.AUTO,
-) -> GuardDecision:
-    """The guard rails, in order; the first rule that applies decides."""
-    if workload is None:
-        return GuardDecision(verdict=GuardVerdict.SKIP, rule=GuardRule.GONE, reason="the workload no longer exists")
-    name = f"{workload.get('kind')}/{objects.meta(workload).get('name')}"
-    if objects.is_marked(workload, settings.ignore_annotation):
-        return GuardDecision(
-            verdict=GuardVerdict.SKIP,
-            rule=GuardRule.IGNORED,
-            reason=f"{name} is opted out ({settings.ignore_annotation})",
-        )
-    if storm is not None and len(storm.workloads) >= settings.storm_min_workloads:
-        shown = ", ".join(storm.workloads[:8]) + (
-            f" and {len(storm.workloads) - 8} more" if len(storm.workloads) > 8 else ""
-        )
-        return GuardDecision(
-            verdict=GuardVerdict.ESCALATE,
-            rule=GuardRule.STORM,
-            reason=(
-                f"{len(storm.workloads)} workloads across the cluster started failing within "
-                f"{storm.window_seconds / 60:g} minutes ({shown}): a cluster-wide cause is likely, so AMOS "
-                "changes nothing until a person looks"
-            ),
-        )
-    if health is not None and is_outage(health, settings):
-        shown = ", ".join(health.failing[:8]) + (
-            f" and {len(health.failing) - 8} more" if len(health.failing) > 8 else ""
-        )
-        return GuardDecision(
-            verdict=GuardVerdict.ESCALATE,
-            rule=GuardRule.OUTAGE,
-            reason=(
-                f"namespace {health.namespace} looks like an outage: {len(health.failing)} of {health.total} "
-                f"workloads are failing ({shown}); AMOS does not act during an outage"
-            ),
-        )
-    if state.blocked_until is not None and now < state.blocked_until:
-        return GuardDecision(
-            verdict=GuardVerdict.SKIP,
-            rule=GuardRule.BLOCKED,
-            reason=f"{name} is blocked until {state.blocked_until:%Y-%m-%d %H:%M:%S} UTC: "
-            f"{state.block_reason or 'earlier attempts failed'}",
-            retry_at=state.blocked_until,
-        )
-    if state.last_action_at is not None:
-        until = state.last_action_at + timedelta(seconds=settings.workload_cooldown_seconds)
-        if now < until:
-            return GuardDecision(
-                verdict=GuardVerdict.DEFER,
-                rule=GuardRule.COOLDOWN,
-                reason=f"AMOS changed {name} at {state.last_action_at:%H:%M:%S}; cooldown until {until:%H:%M:%S}",
-                retry_at=until,
-            )
-    if settings.dry_run:
-        return GuardDecision(
-            verdict=GuardVerdict.PROPOSE,
-            rule=GuardRule.DRY_RUN,
-            reason="dry-run mode: AMOS diagnoses and recommends, it changes nothing",
-        )
-    if mode is Mode.OBSERVE:
-        return GuardDecision(
-            verdict=GuardVerdict.PROPOSE,
-            rule=GuardRule.OBSERVE,
-            reason=f"namespace {objects.meta(workload).get('namespace')} is in observe mode: AMOS "
-            "diagnoses and reports, it changes nothing",
-        )
-    managers = k8s.gitops_managers(workload)
-    if managers:
-        return GuardDecision(
-            verdict=GuardVerdict.PROPOSE,
-            rule=GuardRule.GITOPS,
-            reason=f"{name} is managed by {' and '.join(managers)}; a change made in the cluster would be "
-            "reverted at the next sync, so AMOS only proposes the fix (make it in Git)",
-        )
-    if objects.is_marked(workload, settings.protected_label):
-        return GuardDecision(
-            verdict=GuardVerdict.PROPOSE,
-            rule=GuardRule.PROTECTED,
-            reason=f"{name} is protected ({settings.protected_label}); AMOS only proposes",
-        )
-    if breaker.state == "open":
-        since = f" since {breaker.opened_at:%Y-%m-%d %H:%M:%S} UTC" if breaker.opened_at else ""
-        return GuardDecision(
-            verdict=GuardVerdict.PROPOSE,
-            rule=GuardRule.BREAKER,
-            reason=f"the circuit breaker is open{since} ({breaker.reason or 'no reason recorded'}); "
-            f"AMOS only proposes until a person resets it (ConfigMap {BREAKER_NAME} in "
-            f"namespace {settings.store_namespace})",
-        )
-    if budget_used >= settings.actions_per_hour:
-        return GuardDecision(
-            verdict=GuardVerdict.PROPOSE,
-            rule=GuardRule.BUDGET,
-            reason=f"the action budget of {settings.actions_per_hour} per hour is used up",
-        )
-    if mode is Mode.APPROVE:
-        return GuardDecision(
-            verdict=GuardVerdict.APPROVE,
-            rule=GuardRule.APPROVAL,
-            reason=f"namespace {objects.meta(workload).get('namespace')} is in approve mode: AMOS "
-            "applies a fix only after a person approves it",
-        )
-    return GuardDecision(verdict=GuardVerdict.PROCEED, rule=GuardRule.OK, reason="guard rails passed")
-
-
-# --- state kept in the cluster ------------------------------------------------------------------------
 
 
 class IncidentGate:

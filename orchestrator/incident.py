@@ -19,7 +19,8 @@ from core.models import Incident, IncidentState
 from core.report import ActionStatus, IncidentReport, Outcome
 from orchestrator.attempt import Attempt
 from orchestrator.fencing import LostLeadership, generation_of
-from orchestrator.guardrails import GuardRule, GuardVerdict, IncidentGate, RevertStatus, check_revert
+from orchestrator.guard_rules import GuardRule, GuardVerdict
+from orchestrator.guardrails import IncidentGate, RevertStatus, check_revert
 from orchestrator.outcome import conclude, should_retry
 from orchestrator.proposing import Proposer
 from orchestrator.records import FixWatch, Ledger, Phase

@@ -19,7 +19,7 @@ from core.config import Settings
 from core.models import Incident
 from core.report import ActionRecord, ActionStatus, IncidentReport, Outcome
 from orchestrator.fencing import generation_of
-from orchestrator.guardrails import GuardDecision, GuardRule
+from orchestrator.guard_rules import GuardDecision, GuardRule
 from orchestrator.proposals import Proposal, ProposalState, ProposalStore, new_proposal_id, spec_digest
 from orchestrator.reports import Reporter
 from orchestrator.steps import AttemptSteps, SessionRunner

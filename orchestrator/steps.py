@@ -28,6 +28,7 @@ from agents.session import SessionResult
 from core.config import Settings
 from core.models import Incident, ObjectRef
 from core.report import ActionRecord, ActionStatus
+from orchestrator.assessment import Baseline
 from orchestrator.attempt import Attempt
 from orchestrator.breaker import ClusterBudget
 from orchestrator.events import EventRecorder
@@ -39,7 +40,7 @@ from orchestrator.restore import foreign_spec_writers, restore_snapshot
 from orchestrator.snapshots import SnapshotStore
 from orchestrator.state_api import passing
 from orchestrator.store import JournalClaimed, StateStore
-from orchestrator.verify import Baseline, Judge, VerdictKind, same_spec
+from orchestrator.verify import Judge, VerdictKind, same_spec
 from tools import objects
 from tools.cluster import ApiCallError, ClusterAccess
 from tools.policy import IncidentBaseline, IncidentScope, effective_resources_of

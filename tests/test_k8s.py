@@ -10,7 +10,7 @@ import pytest
 from core import k8s
 from core.config import Settings
 from core.models import FaultKind, Incident, ObjectRef
-from orchestrator.guardrails import GuardRule, GuardVerdict, decide
+from orchestrator.guard_rules import GuardRule, GuardVerdict, decide
 from orchestrator.records import BreakerState, WorkloadState
 from tools import objects
 

@@ -12,21 +12,13 @@ from core import k8s
 from core.actions import Rollback, SetImage
 from core.config import Settings
 from core.models import FaultKind, Incident, ObjectRef
+from orchestrator.assessment import Baseline, Health, assess, broken_guarantees, pod_signals
 from orchestrator.fencing import Fence, FencedGuard
-from orchestrator.guardrails import (
-    GuardRule,
-    GuardVerdict,
-    RevertStatus,
-    Storm,
-    check_revert,
-    decide,
-    is_outage,
-    namespace_health,
-    template_hash,
-)
+from orchestrator.guard_rules import GuardRule, GuardVerdict, decide
+from orchestrator.guardrails import RevertStatus, check_revert, template_hash
 from orchestrator.modes import Mode
+from orchestrator.outage import Storm, is_outage, namespace_health
 from orchestrator.records import BreakerState, FixWatch, Ledger, WorkloadState
-from orchestrator.verify import Baseline, Health, assess, broken_guarantees, pod_signals
 from tools import objects
 from tools.policy import ActionBudget, IncidentScope, WorkloadHistory
 

@@ -34,7 +34,7 @@ from monitors.detector import FaultDetector
 from monitors.watch import Watcher
 from notifications import Mailer, RetryPolicy
 from orchestrator.breaker import BREAKER_NAME, ClusterBudget
-from orchestrator.guardrails import GuardVerdict, decide
+from orchestrator.guard_rules import GuardVerdict, decide
 from orchestrator.orchestrator import Orchestrator
 from orchestrator.records import Phase, WorkloadState
 from orchestrator.snapshots import SnapshotStore

@@ -18,8 +18,9 @@ from core.models import ObjectRef
 from core.redaction import Redactor
 from core.report import ActionStatus
 from lab import workloads
+from orchestrator.assessment import Baseline
 from orchestrator.restore import restore_snapshot
-from orchestrator.verify import Baseline, Judge
+from orchestrator.verify import Judge
 from tests.manifests import as_body
 from tools import objects
 from tools.cluster import ClusterAccess

@@ -19,8 +19,9 @@ from core.redaction import Redactor
 from core.report import ActionStatus
 from lab import workloads
 from monitors.health import HealthyRevision
+from orchestrator.assessment import Baseline
 from orchestrator.knowngood_store import KnownGoodStore
-from orchestrator.verify import Baseline, Judge
+from orchestrator.verify import Judge
 from tests.manifests import as_body
 from tools import objects
 from tools.cluster import ClusterAccess

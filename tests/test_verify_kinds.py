@@ -6,7 +6,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from core.models import ObjectRef
-from orchestrator.verify import Baseline, Health, assess, broken_guarantees, runs_to_judge
+from orchestrator.assessment import Baseline, Health, assess, broken_guarantees
+from orchestrator.rollout import runs_to_judge
 from tools import objects
 
 NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)

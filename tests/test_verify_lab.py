@@ -13,7 +13,8 @@ from core.config import Settings
 from core.models import ObjectRef
 from core.redaction import Redactor
 from lab import workloads
-from orchestrator.verify import Baseline, Judge, VerdictKind
+from orchestrator.assessment import Baseline
+from orchestrator.verify import Judge, VerdictKind
 from tests.manifests import as_body
 from tools.cluster import ClusterAccess
 
