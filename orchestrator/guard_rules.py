@@ -37,6 +37,8 @@ from orchestrator.outage import NamespaceHealth, Storm, is_outage
 from orchestrator.records import BreakerState, WorkloadState
 from tools import objects
 
+MAX_NAMED = 8  # workloads named in a storm or outage reason
+
 
 class GuardVerdict(StrEnum):
     PROCEED = "proceed"  # snapshot, session, verify
@@ -76,6 +78,11 @@ class GuardDecision(BaseModel):
     outage: NamespaceOutage | None = None  # every failing workload, for the one grouped report
 
 
+def _some(names: list[str], most: int = MAX_NAMED) -> str:
+    """The first `most` names and how many more: a reason stays one readable line in a storm of 500."""
+    return ", ".join(names[:most]) + (f" and {len(names) - most} more" if len(names) > most else "")
+
+
 def decide(
     *,
     settings: Settings,
@@ -99,9 +106,7 @@ def decide(
             reason=f"{name} is opted out ({settings.ignore_annotation})",
         )
     if storm is not None and len(storm.workloads) >= settings.storm_min_workloads:
-        shown = ", ".join(storm.workloads[:8]) + (
-            f" and {len(storm.workloads) - 8} more" if len(storm.workloads) > 8 else ""
-        )
+        shown = _some(storm.workloads)
         return GuardDecision(
             verdict=GuardVerdict.ESCALATE,
             rule=GuardRule.STORM,
@@ -112,9 +117,7 @@ def decide(
             ),
         )
     if health is not None and is_outage(health, settings):
-        shown = ", ".join(health.failing[:8]) + (
-            f" and {len(health.failing) - 8} more" if len(health.failing) > 8 else ""
-        )
+        shown = _some(health.failing)
         return GuardDecision(
             verdict=GuardVerdict.ESCALATE,
             rule=GuardRule.OUTAGE,

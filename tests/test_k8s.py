@@ -1,4 +1,7 @@
-"""The shared Kubernetes vocabulary (`core.k8s`): every layer reads kinds, managers and focus pods the same way."""
+"""The shared Kubernetes vocabulary (`core.k8s`): kind aliases and the focus pod every layer reads the same way.
+
+Who manages an object is tested with the guard rails (tests/test_orchestrator_guardrails.py).
+"""
 
 from __future__ import annotations
 
@@ -8,61 +11,10 @@ from typing import Any
 import pytest
 
 from core import k8s
-from core.config import Settings
 from core.models import FaultKind, Incident, ObjectRef
-from orchestrator.guard_rules import GuardRule, GuardVerdict, decide
-from orchestrator.records import BreakerState, WorkloadState
-from tools import objects
 
 NOW = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 WEB = ObjectRef(kind="Deployment", namespace="shop", name="web")
-HELM_LABELS = {"app.kubernetes.io/managed-by": "Helm", "app.kubernetes.io/instance": "web"}
-
-
-def workload(labels: dict[str, str] | None = None, annotations: dict[str, str] | None = None) -> dict[str, Any]:
-    return {
-        "kind": "Deployment",
-        "metadata": {"name": "web", "namespace": "shop", "labels": labels or {}, "annotations": annotations or {}},
-        "spec": {"replicas": 1, "template": {"spec": {"containers": [{"name": "app", "image": "web:1"}]}}},
-    }
-
-
-def guard(obj: dict[str, Any]) -> Any:
-    return decide(
-        settings=Settings(),
-        now=NOW,
-        workload=obj,
-        state=WorkloadState(workload=WEB),
-        breaker=BreakerState(),
-        budget_used=0,
-        health=None,
-    )
-
-
-@pytest.mark.parametrize(
-    ("labels", "annotations"),
-    [(HELM_LABELS, {}), ({"app.kubernetes.io/managed-by": "helm"}, {}), ({}, {"meta.helm.sh/release-name": "web"})],
-)
-def test_a_helm_managed_object_is_managed_for_the_read_tools_and_the_guard_rails(
-    labels: dict[str, str], annotations: dict[str, str]
-) -> None:
-    obj = workload(labels, annotations)
-    assert objects.managed_by(obj) == ["Helm"]  # what get_owner_chain and describe tell the model
-    decision = guard(obj)
-    assert decision.verdict is GuardVerdict.PROPOSE and decision.rule is GuardRule.GITOPS
-    assert "Helm" in decision.reason
-
-
-def test_a_manager_that_syncs_nothing_is_reported_but_does_not_stop_a_fix() -> None:
-    obj = workload({"app.kubernetes.io/managed-by": "Terraform"})
-    assert k8s.gitops_managers(obj) == [] and objects.managed_by(obj) == ["Terraform"]
-    assert guard(obj).verdict is GuardVerdict.PROCEED
-
-
-def test_every_manager_is_named_once() -> None:
-    obj = workload({"argocd.argoproj.io/instance": "shop", **HELM_LABELS}, {"argocd.argoproj.io/tracking-id": "shop:x"})
-    assert objects.managed_by(obj) == ["Argo CD", "Helm"]
-    assert "Argo CD and Helm" in guard(obj).reason
 
 
 @pytest.mark.parametrize(

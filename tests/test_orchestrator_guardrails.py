@@ -207,6 +207,38 @@ def test_gitops_ownership_means_proposals_only(
         assert decision.verdict is GuardVerdict.PROPOSE and decision.rule == "gitops" and manager in decision.reason
 
 
+HELM_LABELS = {"app.kubernetes.io/managed-by": "Helm", "app.kubernetes.io/instance": "web"}
+
+
+@pytest.mark.parametrize(
+    ("labels", "annotations"),
+    [(HELM_LABELS, {}), ({"app.kubernetes.io/managed-by": "helm"}, {}), ({}, {"meta.helm.sh/release-name": "web"})],
+)
+def test_a_helm_managed_workload_is_managed_for_the_read_tools_and_the_guard_rails(
+    labels: dict[str, str], annotations: dict[str, str]
+) -> None:
+    obj = deployment(labels=labels, annotations=annotations)
+    assert objects.managed_by(obj) == ["Helm"]  # what get_owner_chain and describe tell the model
+    decision = rules(obj)
+    assert decision.verdict is GuardVerdict.PROPOSE and decision.rule is GuardRule.GITOPS
+    assert "Helm" in decision.reason
+
+
+def test_a_manager_that_syncs_nothing_is_reported_but_does_not_stop_a_fix() -> None:
+    obj = deployment(labels={"app.kubernetes.io/managed-by": "Terraform"})
+    assert k8s.gitops_managers(obj) == [] and objects.managed_by(obj) == ["Terraform"]
+    assert rules(obj).verdict is GuardVerdict.PROCEED
+
+
+def test_every_manager_is_named_once() -> None:
+    obj = deployment(
+        labels={"argocd.argoproj.io/instance": "shop", **HELM_LABELS},
+        annotations={"argocd.argoproj.io/tracking-id": "shop:apps/Deployment:shop/web"},
+    )
+    assert objects.managed_by(obj) == ["Argo CD", "Helm"]
+    assert "Argo CD and Helm" in rules(obj).reason
+
+
 def test_dry_run_protected_ignored_and_gone() -> None:
     assert rules(dry_run=True).rule == "dry_run"
     assert rules(deployment(labels={"amos.io/protected": "true"})).rule == "protected"
