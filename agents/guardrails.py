@@ -4,14 +4,13 @@ Installed as agent callbacks (not a Runner plugin) so `adk web` runs the very sa
 checks. Counts are kept per invocation: model calls, tool calls, tokens. When a
 budget runs out the run is wound down, not crashed: the model is no longer called and
 each agent gets a final answer saying why (the diagnosis agent an escalating
-`Diagnosis`). Mutating calls must match an action of the session's diagnosis, each at
-most once; anything else is refused and recorded like a policy refusal.
+`Diagnosis`). A mutating call, parsed into its typed action, must equal an action of the
+session's diagnosis, each at most once; anything else is refused and recorded like a
+policy refusal.
 """
 
 from __future__ import annotations
 
-import inspect
-import json
 import re
 from collections import OrderedDict
 from collections.abc import MutableSequence
@@ -26,39 +25,16 @@ from google.adk.tools.tool_context import ToolContext
 from google.genai import types
 from pydantic import ValidationError
 
-from core.actions import Category, Diagnosis, parse_action
+from core.actions import TOOL_ACTIONS, Category, Diagnosis, ProposedAction, described_call, parse_call
 from core.config import Settings
-from core.k8s import canonical_kind
-from core.models import ObjectRef
 from core.report import ActionRecord, ActionStatus
+from tools.results import ToolResult, ToolStatus
 
 COORDINATOR = "coordinator"
 DIAGNOSIS = "diagnosis"
 REMEDIATION = "remediation"
 DIAGNOSIS_KEY = "diagnosis"  # session state key the diagnosis agent writes (output_key)
 SET_MODEL_RESPONSE = "set_model_response"
-
-# Write tool name -> ProposedAction discriminator, and back.
-WRITE_TOOL_ACTIONS: dict[str, str] = {
-    "rollback_deployment": "rollback",
-    "set_image": "set_image",
-    "set_resources": "set_resources",
-    "set_env": "set_env",
-    "set_args": "set_args",
-    "fix_probe": "fix_probe",
-    "scale": "scale",
-    "delete_pod": "delete_pod",
-    "restart_rollout": "restart",
-}
-ACTION_WRITE_TOOLS: dict[str, str] = {action: tool for tool, action in WRITE_TOOL_ACTIONS.items()}
-# FixProbe.patch timing fields <-> fix_probe tool parameters.
-_PROBE_PARAMS = {
-    "initialDelaySeconds": "initial_delay_seconds",
-    "periodSeconds": "period_seconds",
-    "timeoutSeconds": "timeout_seconds",
-    "failureThreshold": "failure_threshold",
-}
-_KIND_FIELDS = {"kind"}
 
 _MAX_RUNS_KEPT = 64
 _FENCE = re.compile(r"^\s*```(?:json)?\s*(?P<body>.*?)\s*```\s*$", re.DOTALL)
@@ -73,7 +49,7 @@ class RunStats:
     tokens: int = 0
     stop_reason: str | None = None
     diagnosis_error: str | None = None
-    applied_actions: list[str] = field(default_factory=list)  # canonical JSON of actions already attempted
+    applied_actions: list[ProposedAction] = field(default_factory=list)  # write calls already let through
 
 
 def parse_diagnosis(text: str) -> Diagnosis:
@@ -116,72 +92,15 @@ def session_diagnosis(state: Any) -> Diagnosis | None:
         return None
 
 
-def approved_actions(diagnosis: Diagnosis | None) -> list[Any]:
+def approved_actions(diagnosis: Diagnosis | None) -> list[ProposedAction]:
     """What remediation may apply: the diagnosis's proposals, unless it escalates."""
     if diagnosis is None or diagnosis.escalate:
         return []
     return list(diagnosis.proposed_actions)
 
 
-def action_to_call(action: Any) -> tuple[str, dict[str, Any]]:
-    """The write-tool call that applies `action`: (tool name, arguments without empty values).
-
-    Raises ValueError for a FixProbe whose patch the fix_probe tool cannot express.
-    """
-    tool = ACTION_WRITE_TOOLS[action.action]
-    args = action.model_dump(mode="json", exclude={"action"}, exclude_none=True)
-    if action.action == "fix_probe":
-        patch = dict(args.pop("patch"))
-        for field_name, param in _PROBE_PARAMS.items():
-            if field_name in patch:
-                args[param] = patch.pop(field_name)
-        for handler in ("httpGet", "tcpSocket", "grpc"):
-            if handler in patch:
-                detail = dict(patch.pop(handler) or {})
-                if "path" in detail:
-                    args["http_path"] = detail.pop("path")
-                if "port" in detail:
-                    args["port"] = detail.pop("port")
-                if detail:
-                    raise ValueError(f"fix_probe cannot set {handler} fields {sorted(detail)}")
-        if patch:
-            raise ValueError(f"fix_probe cannot set probe fields {sorted(patch)}")
-    return tool, args
-
-
-def canonical_call(tool: str, args: dict[str, Any]) -> str:
-    """One spelling per call: empty values dropped, kinds as the API spells them, keys sorted."""
-    shown: dict[str, Any] = {}
-    for key, value in args.items():
-        if value is None or value == "":
-            continue
-        if key in _KIND_FIELDS and isinstance(value, str):
-            value = canonical_kind(value)
-        shown[key] = value
-    return json.dumps({"tool": tool, "args": shown}, sort_keys=True, default=str)
-
-
-def _default_args(tool: BaseTool, args: dict[str, Any]) -> dict[str, Any]:
-    """`args` with the tool function's defaults filled in (so `kind` left out equals kind="Deployment")."""
-    func = getattr(tool, "func", None)
-    if func is None:
-        return dict(args)
-    try:
-        bound = inspect.signature(func).bind_partial(**args)
-    except TypeError:
-        return dict(args)
-    bound.apply_defaults()
-    return {key: value for key, value in bound.arguments.items() if key != "tool_context"}
-
-
-def _approved_calls(actions: list[Any]) -> set[str]:
-    calls = set()
-    for action in actions:
-        try:
-            calls.add(canonical_call(*action_to_call(action)))
-        except ValueError:
-            continue
-    return calls
+def _refused(text: str) -> dict[str, Any]:
+    return ToolResult.failure(text, ToolStatus.REFUSED).model_dump()
 
 
 def _text_response(text: str) -> LlmResponse:
@@ -191,16 +110,9 @@ def _text_response(text: str) -> LlmResponse:
 class Guardrails:
     """Callbacks for every agent of one graph; one instance per graph."""
 
-    def __init__(
-        self,
-        settings: Settings,
-        *,
-        recorder: MutableSequence[ActionRecord] | None = None,
-        write_tool_names: frozenset[str] = frozenset(WRITE_TOOL_ACTIONS),
-    ) -> None:
+    def __init__(self, settings: Settings, *, recorder: MutableSequence[ActionRecord] | None = None) -> None:
         self.settings = settings
         self.recorder = recorder
-        self.write_tool_names = write_tool_names
         self._runs: OrderedDict[str, RunStats] = OrderedDict()
 
     # --- bookkeeping ---------------------------------------------------------------------------
@@ -225,24 +137,7 @@ class Guardrails:
 
     def _record_refusal(self, tool_name: str, args: dict[str, Any], reason: str) -> str:
         """Record a refused write call like the policy guard records its refusals; returns its summary."""
-        fields = dict(args)
-        if tool_name == "fix_probe":
-            patch = {name: fields.pop(param) for name, param in _PROBE_PARAMS.items() if fields.get(param) is not None}
-            fields = {k: v for k, v in fields.items() if k in {"namespace", "kind", "name", "container", "probe"}}
-            fields["patch"] = patch
-        try:
-            action = parse_action({"action": WRITE_TOOL_ACTIONS[tool_name], **fields})
-            verb: str = action.action
-            summary = action.summary()  # the verb spelling WriteTools records
-            target = ObjectRef(kind=action.target_kind, namespace=action.namespace, name=action.name)
-        except (ValidationError, KeyError, TypeError):
-            verb = WRITE_TOOL_ACTIONS.get(tool_name, tool_name)
-            summary = f"{tool_name} {json.dumps(args, sort_keys=True, default=str)[:200]}"
-            target = ObjectRef(
-                kind=str(args.get("kind") or ("Pod" if tool_name == "delete_pod" else "Deployment")),
-                namespace=str(args.get("namespace") or "?"),
-                name=str(args.get("name") or "?"),
-            )
+        verb, target, summary = described_call(tool_name, args)
         if self.recorder is not None:
             self.recorder.append(
                 ActionRecord(verb=verb, target=target, summary=summary, status=ActionStatus.REFUSED, reason=reason)
@@ -297,38 +192,36 @@ class Guardrails:
         run = self.stats(tool_context.invocation_id)
         if tool.name == SET_MODEL_RESPONSE:
             return None  # the final answer, not a tool use
-        if run.stop_reason is not None:
-            return {"ok": False, "error": f"refused: {run.stop_reason}; give your final answer now"}
-        if run.tool_calls >= self.settings.max_tool_calls:
+        if run.stop_reason is None and run.tool_calls >= self.settings.max_tool_calls:
             self._stop(run, f"the tool-call budget ({self.settings.max_tool_calls} calls) ran out")
-            return {"ok": False, "error": f"refused: {run.stop_reason}; give your final answer now"}
+        if run.stop_reason is not None:
+            return _refused(f"refused: {run.stop_reason}; give your final answer now")
         run.tool_calls += 1
         if tool.name == REMEDIATION:
-            approved = approved_actions(session_diagnosis(tool_context.state))
-            if not approved:
-                return {
-                    "ok": False,
-                    "error": "refused: there is no approved action to apply (no diagnosis, or it escalates)",
-                }
+            if not approved_actions(session_diagnosis(tool_context.state)):
+                return _refused("refused: there is no approved action to apply (no diagnosis, or it escalates)")
             return None
-        if tool.name in self.write_tool_names:
-            return self._check_write(tool, args, tool_context, run)
+        if tool.name in TOOL_ACTIONS:
+            return self._check_write(tool.name, args, tool_context, run)
         return None
 
     def _check_write(
-        self, tool: BaseTool, args: dict[str, Any], tool_context: ToolContext, run: RunStats
+        self, tool_name: str, args: dict[str, Any], tool_context: ToolContext, run: RunStats
     ) -> dict[str, Any] | None:
-        key = canonical_call(tool.name, _default_args(tool, args))
-        approved = _approved_calls(approved_actions(session_diagnosis(tool_context.state)))
-        if key not in approved:
+        """Let a write through when it is, as a typed action, one the diagnosis proposed and not yet attempted."""
+        try:
+            action: ProposedAction | None = parse_call(tool_name, args)
+        except ValidationError:
+            action = None  # not even a valid action: certainly not a proposed one
+        if action is None or action not in approved_actions(session_diagnosis(tool_context.state)):
             reason = "not among the actions the diagnosis proposed; remediation applies only those"
-        elif key in run.applied_actions:
+        elif action in run.applied_actions:
             reason = "already attempted in this session; an action is applied at most once"
         else:
-            run.applied_actions.append(key)
+            run.applied_actions.append(action)
             return None
-        summary = self._record_refusal(tool.name, args, reason)
-        return {"ok": False, "error": f"refused: {summary}: {reason}"}
+        summary = self._record_refusal(tool_name, args, reason)
+        return _refused(f"refused: {summary}: {reason}")
 
     def after_tool(
         self, tool: BaseTool, args: dict[str, Any], tool_context: ToolContext, tool_response: Any
@@ -348,4 +241,4 @@ class Guardrails:
         self, tool: BaseTool, args: dict[str, Any], tool_context: ToolContext, error: Exception
     ) -> dict[str, Any]:
         """A raising tool becomes an error result the model can read, instead of aborting the run."""
-        return {"ok": False, "error": f"tool {tool.name} failed: {type(error).__name__}: {str(error)[:400]}"}
+        return ToolResult.failure(f"tool {tool.name} failed: {type(error).__name__}: {str(error)[:400]}").model_dump()

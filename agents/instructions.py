@@ -22,7 +22,7 @@ from google.genai import types
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
 from agents.context import IncidentContext
-from agents.guardrails import ACTION_WRITE_TOOLS, action_to_call, approved_actions, session_diagnosis
+from agents.guardrails import approved_actions, session_diagnosis
 from core.actions import Category
 from core.config import Settings
 
@@ -145,19 +145,12 @@ def render_diagnosis(context: IncidentContext | None, settings: Settings) -> str
 def render_remediation(state: Any) -> str:
     diagnosis = session_diagnosis(state)
     actions = approved_actions(diagnosis)
-    calls = []
-    for action in actions:
-        try:
-            tool, args = action_to_call(action)
-        except ValueError:
-            continue  # not expressible with the write tools: it cannot be applied
-        calls.append({"tool": tool, "args": args})
+    calls = [{"tool": action.tool_name, "args": action.tool_args()} for action in actions]
     return render(
         "remediation.j2",
         diagnosis=diagnosis,
         actions=actions,
         actions_json="\n".join(block_json(call) for call in calls),
-        tool_names=ACTION_WRITE_TOOLS,
     )
 
 

@@ -35,17 +35,10 @@ from google.adk.models.llm_response import LlmResponse
 from google.genai import types
 from pydantic import ValidationError
 
-from agents.guardrails import (
-    DIAGNOSIS,
-    REMEDIATION,
-    SET_MODEL_RESPONSE,
-    WRITE_TOOL_ACTIONS,
-    canonical_call,
-    parse_diagnosis,
-)
+from agents.guardrails import DIAGNOSIS, REMEDIATION, SET_MODEL_RESPONSE, parse_diagnosis
 from agents.instructions import ACTIONS_BEGIN, ACTIONS_END, INCIDENT_BEGIN, INCIDENT_END, instruction_text
 from core import k8s
-from core.actions import Category, Diagnosis, Rollback, SetResources
+from core.actions import TOOL_ACTIONS, Category, Diagnosis, ProposedAction, Rollback, SetResources, parse_call
 from core.models import FaultKind, Incident, ObjectRef
 
 MEBI = Decimal(1024**2)
@@ -1191,16 +1184,24 @@ def approved_calls(llm_request: LlmRequest) -> list[tuple[str, dict[str, Any]]]:
             item = json.loads(line)
         except ValueError:
             continue
-        if isinstance(item, dict) and item.get("tool") in WRITE_TOOL_ACTIONS and isinstance(item.get("args"), dict):
+        if isinstance(item, dict) and item.get("tool") in TOOL_ACTIONS and isinstance(item.get("args"), dict):
             calls.append((str(item["tool"]), dict(item["args"])))
     return calls
 
 
+def _applied(tool: str, args: dict[str, Any]) -> ProposedAction | None:
+    """The action a write call applies; None for a call that is not a valid one."""
+    try:
+        return parse_call(tool, args)
+    except (KeyError, ValidationError):
+        return None
+
+
 def remediation_turn(llm_request: LlmRequest) -> list[types.Part]:
     found = exchanges(llm_request)
-    done = {canonical_call(e.name, e.args) for e in found if e.answered}
+    done = [_applied(e.name, e.args) for e in found if e.answered]
     for tool, args in approved_calls(llm_request):
-        if canonical_call(tool, args) not in done and tool in llm_request.tools_dict:
+        if _applied(tool, args) not in done and tool in llm_request.tools_dict:
             return [_call(tool, **args)]
     lines = []
     for exchange in found:
@@ -1291,7 +1292,7 @@ class OfflineLlm(BaseLlm):
         tools = set(llm_request.tools_dict)
         if SET_MODEL_RESPONSE in tools:
             return diagnosis_turn(llm_request, max_memory_factor=self.max_memory_factor)
-        if tools & set(WRITE_TOOL_ACTIONS):
+        if tools & set(TOOL_ACTIONS):
             return remediation_turn(llm_request)
         if DIAGNOSIS in tools:
             return coordinator_turn(llm_request)

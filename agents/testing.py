@@ -28,7 +28,8 @@ from google.adk.models.llm_response import LlmResponse
 from google.genai import types
 from pydantic import Field, PrivateAttr
 
-from agents.guardrails import COORDINATOR, DIAGNOSIS, REMEDIATION, SET_MODEL_RESPONSE, WRITE_TOOL_ACTIONS
+from agents.guardrails import COORDINATOR, DIAGNOSIS, REMEDIATION, SET_MODEL_RESPONSE
+from core.actions import TOOL_ACTIONS
 
 Step = Any  # Part | str | list[Part | str] | Callable[[request], Part | str | list[...]]
 
@@ -41,7 +42,7 @@ def agent_of(tool_names: Iterable[str]) -> str:
     names = set(tool_names)
     if SET_MODEL_RESPONSE in names:
         return DIAGNOSIS
-    if names & set(WRITE_TOOL_ACTIONS):
+    if names & set(TOOL_ACTIONS):
         return REMEDIATION
     if DIAGNOSIS in names:
         return COORDINATOR

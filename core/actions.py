@@ -1,18 +1,30 @@
 """What a model may propose: a closed set of typed actions, never a manifest.
 
 A diagnosis carries `ProposedAction`s; code (`tools.policy.PolicyGuard`) decides
-whether each one may run, and `tools.write.WriteTools` turns it into an API call.
+whether each one may run, and `tools.write.WriteTools` turns it into an API call. Each
+action class is also the one definition of the write tool that applies it (see `Action`),
+so a tool call parses into the very action a diagnosis proposes and the two compare as values.
 """
 
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal, get_args
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictInt, TypeAdapter
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictInt,
+    TypeAdapter,
+    ValidationError,
+    model_validator,
+)
 
 from core.config import Verb
 from core.k8s import canonical_kind
+from core.models import ObjectRef
 
 
 def _kind(value: Any) -> Any:
@@ -23,63 +35,111 @@ def _kind(value: Any) -> Any:
 WorkloadKind = Annotated[Literal["Deployment", "StatefulSet", "DaemonSet", "Job", "CronJob"], BeforeValidator(_kind)]
 RevisionedKind = Annotated[Literal["Deployment", "StatefulSet", "DaemonSet", "CronJob"], BeforeValidator(_kind)]
 ScalableKind = Annotated[Literal["Deployment", "StatefulSet"], BeforeValidator(_kind)]
-DeploymentKind = Annotated[Literal["Deployment"], BeforeValidator(_kind)]
 ProbeName = Annotated[
     Literal["liveness", "readiness", "startup"],
     BeforeValidator(lambda v: v.strip().lower().removesuffix("probe") if isinstance(v, str) else v),
 ]
 Name = Annotated[str, Field(min_length=1, max_length=253)]
+_KIND = "kind of the workload"
+_CONTAINER = "container name"
 
 
-class _Action(BaseModel):
+class Action(BaseModel):
+    """One typed change, and the model-facing write tool that applies it: a single definition for both.
+
+    The class docstring is the tool's description, the fields (all but the `action` discriminator)
+    are its parameters with their descriptions, `tool_name` its name, and `verb` the configured verb
+    (`Settings.allowed_verbs`) the policy guard requires for it.
+    """
+
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    namespace: Name
-    name: Name
+    tool_name: ClassVar[str]
+    verb: ClassVar[Verb]
 
-    @property
-    def verb(self) -> Verb:
-        return _VERBS[self.action]  # type: ignore[attr-defined]
+    action: str
+    namespace: Name = Field(description="namespace of the workload")
+    name: Name = Field(description="workload name")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _empty_means_unset(cls, data: Any) -> Any:
+        """Models send "" for a parameter they mean to leave out; for an optional field that is "keep it"."""
+        if not isinstance(data, dict):
+            return data
+        optional = {name for name, field in cls.model_fields.items() if field.default is None}
+        return {key: value for key, value in data.items() if not (key in optional and value == "")}
 
     @property
     def target_kind(self) -> str:
         return str(getattr(self, "kind", "Deployment"))
 
+    def tool_args(self) -> dict[str, Any]:
+        """The arguments of the `tool_name` call that applies this action (unset values left out)."""
+        return self.model_dump(mode="json", exclude={"action"}, exclude_none=True)
+
     def summary(self) -> str:
-        return f"{self.action} {self.target_kind}/{self.name}"  # type: ignore[attr-defined]
+        return f"{self.action} {self.target_kind}/{self.name}"
 
 
-class Rollback(_Action):
-    """Put back the pod template of an earlier revision (`kubectl rollout undo`); CronJobs: a job template
-    AMOS saw produce a successful Job."""
+class Rollback(Action):
+    """Roll a workload back to an earlier revision's template, like `kubectl rollout undo`.
+
+    A CronJob goes back to a job template that produced a successful Job. A known-bad revision is refused.
+    """
+
+    tool_name = "rollback_deployment"
+    verb = Verb.ROLLBACK
 
     action: Literal["rollback"] = "rollback"
-    kind: RevisionedKind = "Deployment"
-    to_revision: StrictInt | None = Field(None, ge=1, description="revision to return to; the previous one when empty")
+    kind: RevisionedKind = Field("Deployment", description=_KIND)
+    to_revision: StrictInt | None = Field(
+        None,
+        ge=1,
+        description="revision number from get_rollout_history (its rollback_target); "
+        "empty means the newest known-good revision",
+    )
 
     def summary(self) -> str:
         to = f"revision {self.to_revision}" if self.to_revision else "the previous revision"
         return f"roll back {self.kind}/{self.name} to {to}"
 
 
-class SetImage(_Action):
+class SetImage(Action):
+    """Set a container's image; an image no earlier revision of this workload ran goes to a person as a proposal."""
+
+    tool_name = "set_image"
+    verb = Verb.PATCH
+
     action: Literal["set_image"] = "set_image"
-    kind: WorkloadKind = "Deployment"
-    container: Name
-    image: Annotated[str, Field(min_length=1, max_length=512)]
+    kind: WorkloadKind = Field("Deployment", description=_KIND)
+    container: Name = Field(description=_CONTAINER)
+    image: Annotated[str, Field(min_length=1, max_length=512)] = Field(
+        description="full image reference, exactly as in get_rollout_history"
+    )
 
     def summary(self) -> str:
         return f"set image of container {self.container} of {self.kind}/{self.name} to {self.image}"
 
 
-class SetResources(_Action):
+class SetResources(Action):
+    """Change a container's memory/CPU limits or requests (e.g. raise the memory limit after OOMKilled).
+
+    A value may grow to at most max_memory_factor times the current one; a limit never goes below the request.
+    """
+
+    tool_name = "set_resources"
+    verb = Verb.PATCH
+
     action: Literal["set_resources"] = "set_resources"
-    kind: WorkloadKind = "Deployment"
-    container: Name
-    memory_limit: str | None = None
-    memory_request: str | None = None
-    cpu_limit: str | None = None
-    cpu_request: str | None = None
+    kind: WorkloadKind = Field("Deployment", description=_KIND)
+    container: Name = Field(description=_CONTAINER)
+    memory_limit: str | None = Field(
+        None, description='new memory limit, a Kubernetes quantity like "512Mi"; empty to keep it'
+    )
+    memory_request: str | None = Field(None, description='new memory request, like "256Mi"; empty to keep it')
+    cpu_limit: str | None = Field(None, description='new CPU limit, like "500m"; empty to keep it')
+    cpu_request: str | None = Field(None, description='new CPU request, like "250m"; empty to keep it')
 
     def changes(self) -> dict[tuple[str, str], str]:
         """(section, resource) -> quantity, e.g. ("limits", "memory") -> "512Mi"."""
@@ -96,23 +156,35 @@ class SetResources(_Action):
         return f"set resources of container {self.container} of {self.kind}/{self.name}: {parts}"
 
 
-class SetEnv(_Action):
+class SetEnv(Action):
+    """Set one literal environment variable on an existing container (variables from Secrets are never replaced)."""
+
+    tool_name = "set_env"
+    verb = Verb.PATCH
+
     action: Literal["set_env"] = "set_env"
-    kind: WorkloadKind = "Deployment"
-    container: Name
-    env_name: Annotated[str, Field(min_length=1, max_length=256)]
-    value: Annotated[str, Field(max_length=4096)]
+    kind: WorkloadKind = Field("Deployment", description=_KIND)
+    container: Name = Field(description=_CONTAINER)
+    env_name: Annotated[str, Field(min_length=1, max_length=256)] = Field(description="variable name")
+    value: Annotated[str, Field(max_length=4096)] = Field(description="new literal value")
 
     def summary(self) -> str:
         return f"set env {self.env_name} of container {self.container} of {self.kind}/{self.name}"
 
 
-class SetArgs(_Action):
+class SetArgs(Action):
+    """Replace a container's command and/or args (each list replaces the whole field)."""
+
+    tool_name = "set_args"
+    verb = Verb.PATCH
+
     action: Literal["set_args"] = "set_args"
-    kind: WorkloadKind = "Deployment"
-    container: Name
-    command: list[str] | None = Field(None, max_length=64)
-    args: list[str] | None = Field(None, max_length=64)
+    kind: WorkloadKind = Field("Deployment", description=_KIND)
+    container: Name = Field(description=_CONTAINER)
+    command: list[str] | None = Field(
+        None, max_length=64, description="new command list; empty to keep the current one"
+    )
+    args: list[str] | None = Field(None, max_length=64, description="new args list; empty to keep the current ones")
 
     def summary(self) -> str:
         parts = []
@@ -123,36 +195,83 @@ class SetArgs(_Action):
         return f"set {' '.join(parts) or 'nothing'} on container {self.container} of {self.kind}/{self.name}"
 
 
-class FixProbe(_Action):
-    """Change the timing or the HTTP path/port of an existing probe; a probe is never removed."""
+# FixProbe timing fields -> the probe fields they set.
+_PROBE_TIMINGS = {
+    "initial_delay_seconds": "initialDelaySeconds",
+    "period_seconds": "periodSeconds",
+    "timeout_seconds": "timeoutSeconds",
+    "failure_threshold": "failureThreshold",
+    "success_threshold": "successThreshold",
+}
+_PROBE_HANDLERS = ("httpGet", "tcpSocket", "grpc")
+
+
+class FixProbe(Action):
+    """Adjust an existing liveness/readiness/startup probe's timing or HTTP path/port; a probe is never removed."""
+
+    tool_name = "fix_probe"
+    verb = Verb.PATCH
 
     action: Literal["fix_probe"] = "fix_probe"
-    kind: WorkloadKind = "Deployment"
-    container: Name
-    probe: ProbeName
-    patch: dict[str, Any]
+    kind: WorkloadKind = Field("Deployment", description=_KIND)
+    container: Name = Field(description=_CONTAINER)
+    probe: ProbeName = Field(description="liveness, readiness or startup")
+    initial_delay_seconds: StrictInt | None = Field(None, description="new initialDelaySeconds")
+    period_seconds: StrictInt | None = Field(None, description="new periodSeconds")
+    timeout_seconds: StrictInt | None = Field(None, description="new timeoutSeconds")
+    failure_threshold: StrictInt | None = Field(None, description="new failureThreshold")
+    success_threshold: StrictInt | None = Field(None, description="new successThreshold (1 unless a readiness probe)")
+    http_path: str | None = Field(None, max_length=256, description="new httpGet path (only for an httpGet probe)")
+    port: StrictInt | Annotated[str, Field(max_length=15)] | None = Field(
+        None, description="new port (number or name) of the probe's existing handler (httpGet, tcpSocket or grpc)"
+    )
 
     @property
     def field(self) -> str:
         return f"{self.probe}Probe"
 
+    def patch_of(self, current: dict[str, Any]) -> dict[str, Any]:
+        """The patch of the container's `current` probe: the timings, and path/port on the handler it has
+        (httpGet when it has none, which the guard refuses: a handler kind is never changed)."""
+        patch: dict[str, Any] = {
+            key: getattr(self, name) for name, key in _PROBE_TIMINGS.items() if getattr(self, name) is not None
+        }
+        handler = {key: value for key, value in (("path", self.http_path), ("port", self.port)) if value is not None}
+        if handler:
+            patch[next((kind for kind in _PROBE_HANDLERS if kind in current), "httpGet")] = handler
+        return patch
+
     def summary(self) -> str:
-        return f"patch {self.field} of container {self.container} of {self.kind}/{self.name}: {self.patch}"
+        fields = {**_PROBE_TIMINGS, "http_path": "path", "port": "port"}
+        changes = ", ".join(
+            f"{key}={getattr(self, name)}" for name, key in fields.items() if getattr(self, name) is not None
+        )
+        return f"patch {self.field} of container {self.container} of {self.kind}/{self.name}: {changes or 'nothing'}"
 
 
-class Scale(_Action):
+class Scale(Action):
+    """Set a workload's replica count (at least 1, at most the configured maximum; scaling down goes to a person)."""
+
+    tool_name = "scale"
+    verb = Verb.SCALE
+
     action: Literal["scale"] = "scale"
-    kind: ScalableKind = "Deployment"
-    replicas: StrictInt
+    kind: ScalableKind = Field("Deployment", description=_KIND)
+    replicas: StrictInt = Field(description="desired number of replicas")
 
     def summary(self) -> str:
         return f"scale {self.kind}/{self.name} to {self.replicas} replicas"
 
 
-class DeletePod(_Action):
-    """Evict one pod (its controller makes a new one); PodDisruptionBudgets hold."""
+class DeletePod(Action):
+    """Evict one pod of the incident's workload so its controller replaces it (PodDisruptionBudgets are honoured)."""
+
+    tool_name = "delete_pod"
+    verb = Verb.DELETE_POD
 
     action: Literal["delete_pod"] = "delete_pod"
+    namespace: Name = Field(description="namespace of the pod")
+    name: Name = Field(description="pod name")
 
     @property
     def target_kind(self) -> str:
@@ -162,9 +281,16 @@ class DeletePod(_Action):
         return f"evict Pod/{self.name}"
 
 
-class RestartRollout(_Action):
+class RestartRollout(Action):
+    """Restart a workload's pods with a rolling update, like `kubectl rollout restart`."""
+
+    tool_name = "restart_rollout"
+    verb = Verb.RESTART
+
     action: Literal["restart"] = "restart"
-    kind: Annotated[Literal["Deployment", "StatefulSet", "DaemonSet"], BeforeValidator(_kind)] = "Deployment"
+    kind: Annotated[Literal["Deployment", "StatefulSet", "DaemonSet"], BeforeValidator(_kind)] = Field(
+        "Deployment", description=_KIND
+    )
 
     def summary(self) -> str:
         return f"restart the rollout of {self.kind}/{self.name}"
@@ -175,18 +301,8 @@ ProposedAction = Annotated[
     Field(discriminator="action"),
 ]
 PROPOSED_ACTION: TypeAdapter[ProposedAction] = TypeAdapter(ProposedAction)
-
-_VERBS: dict[str, Verb] = {
-    "rollback": Verb.ROLLBACK,
-    "set_image": Verb.PATCH,
-    "set_resources": Verb.PATCH,
-    "set_env": Verb.PATCH,
-    "set_args": Verb.PATCH,
-    "fix_probe": Verb.PATCH,
-    "scale": Verb.SCALE,
-    "delete_pod": Verb.DELETE_POD,
-    "restart": Verb.RESTART,
-}
+ACTION_MODELS: tuple[type[ProposedAction], ...] = get_args(get_args(ProposedAction)[0])
+TOOL_ACTIONS: dict[str, type[ProposedAction]] = {model.tool_name: model for model in ACTION_MODELS}
 
 
 def parse_action(data: Any) -> ProposedAction:
@@ -194,6 +310,25 @@ def parse_action(data: Any) -> ProposedAction:
     if isinstance(data, str | bytes):
         return PROPOSED_ACTION.validate_json(data)
     return PROPOSED_ACTION.validate_python(data)
+
+
+def parse_call(tool: str, args: dict[str, Any]) -> ProposedAction:
+    """The action a write-tool call applies; raises KeyError (not a write tool) or pydantic.ValidationError."""
+    return TOOL_ACTIONS[tool].model_validate(args)
+
+
+def described_call(tool: str, args: dict[str, Any]) -> tuple[str, ObjectRef, str]:
+    """(verb, target, summary) of a write-tool call, for the record of its refusal even when it does not validate."""
+    try:
+        action = parse_call(tool, args)
+    except ValidationError:
+        model = TOOL_ACTIONS[tool]
+        verb = str(model.model_fields["action"].default)
+        kind = canonical_kind(str(args.get("kind") or ("Pod" if model is DeletePod else "Deployment")))
+        target = ObjectRef(kind=kind, namespace=str(args.get("namespace") or "?"), name=str(args.get("name") or "?"))
+        return verb, target, f"{verb} {target.kind}/{target.name}"
+    target = ObjectRef(kind=action.target_kind, namespace=action.namespace, name=action.name)
+    return action.action, target, action.summary()
 
 
 class Category(StrEnum):

@@ -24,9 +24,8 @@ from google.adk.cli.utils.base_agent_loader import BaseAgentLoader
 from kubernetes import client
 
 from agents.app import WRITES_DISABLED, WebTools, build_root_agent
-from agents.guardrails import WRITE_TOOL_ACTIONS
 from agents.testing import ScriptedLlm, call, text
-from core.actions import ProposedAction, SetResources
+from core.actions import TOOL_ACTIONS, ProposedAction, SetResources
 from core.config import Settings
 from core.models import ObjectRef
 from lab import workloads
@@ -51,7 +50,7 @@ def test_the_adk_web_graph_has_no_write_tool_by_default_or_with_writes() -> None
 
     for writes in (False, True):
         root = build_root_agent(settings, writes=writes)
-        assert not tool_names(root) & set(WRITE_TOOL_ACTIONS), writes
+        assert not tool_names(root) & set(TOOL_ACTIONS), writes
     assert [agent.name for agent in build_root_agent(settings).sub_agents] == ["diagnosis"]
 
 
@@ -75,7 +74,7 @@ def test_the_adk_web_entry_reads_amos_adk_web_writes(
 
     expected = ["diagnosis", "remediation"] if writes else ["diagnosis"]
     assert [sub.name for sub in agent.root_agent.sub_agents] == expected
-    assert not tool_names(agent.root_agent) & set(WRITE_TOOL_ACTIONS)
+    assert not tool_names(agent.root_agent) & set(TOOL_ACTIONS)
 
 
 def session_about(*messages: str) -> Any:
@@ -225,7 +224,7 @@ def test_asked_to_diagnose_and_fix_adk_web_changes_nothing(api_client: client.Ap
     events = chat(http_app(), f"Diagnose and fix Deployment/web -n {oom_web}: it keeps getting OOMKilled")
 
     called = {function_call["name"] for function_call in parts(events, "functionCall")}
-    assert "diagnosis" in called and "remediation" not in called and not called & set(WRITE_TOOL_ACTIONS)
+    assert "diagnosis" in called and "remediation" not in called and not called & set(TOOL_ACTIONS)
     assert "oom" in summary(events) and "Recommended" in summary(events), summary(events)
     assert state_of(api_client, oom_web) == before
 
@@ -300,7 +299,7 @@ def test_with_writes_the_typed_fix_goes_to_the_hook_and_nothing_is_applied_here(
     (action,) = hook.calls[0][1]
     assert isinstance(action, SetResources) and action.memory_limit == "128Mi"
     assert "submitted to the orchestrator as incident inc-42" in summary(events), summary(events)
-    assert not {call["name"] for call in parts(events, "functionCall")} & set(WRITE_TOOL_ACTIONS)
+    assert not {call["name"] for call in parts(events, "functionCall")} & set(TOOL_ACTIONS)
     assert state_of(api_client, oom_web) == before
 
 

@@ -17,9 +17,9 @@ import pytest
 from google.adk.models.llm_request import LlmRequest
 from google.genai import types
 
-from agents.guardrails import WRITE_TOOL_ACTIONS
 from agents.models import GeminiModel, build_model, model_label
 from agents.offline import OfflineLlm
+from core.actions import TOOL_ACTIONS
 from core.config import ConfigError, ModelProvider, Settings
 
 REPO = Path(__file__).resolve().parent.parent
@@ -232,7 +232,7 @@ def test_adk_web_lists_and_loads_the_app_without_a_cluster_or_a_key(
     diagnosis = root.sub_agents[0]
     assert diagnosis.name == "diagnosis"
     offered = {getattr(tool, "__name__", "") for agent in root.sub_agents for tool in getattr(agent, "tools", [])}
-    assert not offered & set(WRITE_TOOL_ACTIONS)  # adk web runs outside the safety loop: it never writes
+    assert not offered & set(TOOL_ACTIONS)  # adk web runs outside the safety loop: it never writes
     assert isinstance(diagnosis, LlmAgent) and isinstance(diagnosis.model, OfflineLlm)
     describe = next(tool for tool in diagnosis.tools if callable(tool) and getattr(tool, "__name__", "") == "describe")
 

@@ -9,11 +9,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from pydantic import ValidationError
 
-from agents.guardrails import action_to_call, canonical_call, escalating_diagnosis, parse_diagnosis
+from agents.guardrails import escalating_diagnosis, parse_diagnosis
 from agents.offline import Facts, analyze, classify, raised_memory_limit, workload_in_text
 from agents.session import decide_outcome
-from core.actions import Diagnosis, FixProbe, Rollback, Scale, SetResources
+from core.actions import Diagnosis, FixProbe, Rollback, Scale, SetResources, parse_call
 from core.models import Evidence, FaultKind, Incident, ObjectRef
 from core.report import ActionRecord, ActionStatus
 
@@ -242,26 +243,36 @@ def test_a_workload_is_found_in_free_text() -> None:
 # --- guardrail helpers ----------------------------------------------------------------------------
 
 
-def test_an_action_and_the_matching_tool_call_have_one_spelling() -> None:
+def test_a_write_call_and_the_action_it_applies_are_one_typed_action() -> None:
     rollback = Rollback(namespace="shop", name="web", to_revision=1)
-    tool, args = action_to_call(rollback)
-    assert tool == "rollback_deployment"
-    assert canonical_call(tool, args) == canonical_call(
-        "rollback_deployment", {"kind": "deployment", "namespace": "shop", "name": "web", "to_revision": 1}
+    assert (rollback.tool_name, rollback.tool_args()) == (
+        "rollback_deployment",
+        {"kind": "Deployment", "namespace": "shop", "name": "web", "to_revision": 1},
     )
+    spelled = {"kind": "deployment", "namespace": "shop", "name": "web", "to_revision": 1}
+    assert parse_call("rollback_deployment", spelled) == rollback
     scale = Scale(namespace="shop", name="web", replicas=2)
-    assert canonical_call(*action_to_call(scale)) == canonical_call(
-        "scale", {"namespace": "shop", "name": "web", "replicas": 2, "kind": "deployment"}
-    )
+    assert parse_call("scale", {"namespace": "shop", "name": "web", "replicas": 2, "kind": "deployment"}) == scale
+    assert parse_call("scale", {"namespace": "shop", "name": "web", "replicas": 3}) != scale
+    memory = SetResources(namespace="shop", name="web", container="web", memory_limit="128Mi")
+    empty_means_keep = {
+        "namespace": "shop",
+        "name": "web",
+        "container": "web",
+        "memory_limit": "128Mi",
+        "cpu_limit": "",
+    }
+    assert parse_call("set_resources", empty_means_keep) == memory
     probe = FixProbe(
         namespace="shop",
         kind="Deployment",
         name="web",
         container="web",
         probe="liveness",
-        patch={"initialDelaySeconds": 30, "httpGet": {"path": "/healthz"}},
+        initial_delay_seconds=30,
+        http_path="/healthz",
     )
-    assert action_to_call(probe)[1] == {
+    assert probe.tool_args() == {
         "namespace": "shop",
         "kind": "Deployment",
         "name": "web",
@@ -270,6 +281,21 @@ def test_an_action_and_the_matching_tool_call_have_one_spelling() -> None:
         "initial_delay_seconds": 30,
         "http_path": "/healthz",
     }
+    assert parse_call("fix_probe", probe.tool_args()) == probe
+    with pytest.raises(ValidationError):  # a field no tool parameter expresses is not an action
+        parse_call("fix_probe", probe.tool_args() | {"patch": {"exec": {"command": ["sh"]}}})
+    with pytest.raises(KeyError):
+        parse_call("delete_deployment", {"namespace": "shop", "name": "web"})
+
+
+def test_a_probe_fix_lands_on_the_handler_the_probe_has() -> None:
+    probe = FixProbe(namespace="shop", name="web", container="web", probe="liveness", period_seconds=5, port=9090)
+    assert probe.patch_of({"tcpSocket": {"port": 8080}}) == {"periodSeconds": 5, "tcpSocket": {"port": 9090}}
+    assert probe.patch_of({"grpc": {"port": 8080}}) == {"periodSeconds": 5, "grpc": {"port": 9090}}
+    assert probe.patch_of({"exec": {"command": ["true"]}}) == {"periodSeconds": 5, "httpGet": {"port": 9090}}
+    path = probe.model_copy(update={"port": None, "http_path": "/ready"})
+    assert path.patch_of({"httpGet": {"path": "/", "port": 80}}) == {"periodSeconds": 5, "httpGet": {"path": "/ready"}}
+    assert "periodSeconds=5" in path.summary() and "path=/ready" in path.summary()
 
 
 def test_diagnosis_text_is_parsed_with_or_without_a_fence_and_garbage_is_refused() -> None:
@@ -328,9 +354,8 @@ def test_outcome_comes_from_records_and_the_diagnosis(
 
 
 class _Tool:
-    def __init__(self, name: str, func: Any = None) -> None:
+    def __init__(self, name: str) -> None:
         self.name = name
-        self.func = func
 
 
 class _Context:
@@ -338,10 +363,6 @@ class _Context:
         self.invocation_id = "inv-1"
         self.agent_name = agent_name
         self.state = state or {}
-
-
-def _scale(namespace: str, name: str, replicas: int, kind: str = "Deployment") -> dict[str, Any]:
-    return {}
 
 
 def _guardrails(**overrides: Any) -> tuple[Any, list[ActionRecord]]:
@@ -359,14 +380,18 @@ def _state(*actions: Any, escalate: bool = False) -> dict[str, Any]:
 
 def test_remediation_may_apply_each_proposed_action_once_and_nothing_else() -> None:
     guard, records = _guardrails()
-    scale = _Tool("scale", _scale)
+    scale = _Tool("scale")
     context = _Context(_state(Scale(namespace="shop", name="web", replicas=3)))
     assert guard.before_tool(scale, {"namespace": "shop", "name": "web", "replicas": 3}, context) is None
     again = guard.before_tool(scale, {"namespace": "shop", "name": "web", "replicas": 3, "kind": "deployment"}, context)
-    assert again is not None and "at most once" in again["error"]
+    assert again is not None and "at most once" in again["error"] and again["status"] == "refused"
     other = guard.before_tool(scale, {"namespace": "shop", "name": "web", "replicas": 0}, context)
     assert other is not None and "not among the actions the diagnosis proposed" in other["error"]
+    invalid = guard.before_tool(scale, {"namespace": "shop", "name": "web", "replicas": 3, "force": True}, context)
+    assert invalid is not None and "not among the actions the diagnosis proposed" in invalid["error"]
+    assert not other["ok"] and not invalid["ok"] and invalid["status"] == "refused"
     assert [(r.verb, r.status, r.target.name) for r in records] == [
+        ("scale", ActionStatus.REFUSED, "web"),
         ("scale", ActionStatus.REFUSED, "web"),
         ("scale", ActionStatus.REFUSED, "web"),
     ]
@@ -403,4 +428,10 @@ def test_a_garbage_final_answer_becomes_an_escalation_and_a_raising_tool_a_resul
     assert replaced is not None and parse_diagnosis(replaced.content.parts[0].text).escalate
     assert guard.last_run().tokens == 42 and "not valid" in (guard.last_run().diagnosis_error or "")
     error = guard.on_tool_error(_Tool("describe"), {}, _Context(), RuntimeError("connection reset"))
-    assert error == {"ok": False, "error": "tool describe failed: RuntimeError: connection reset"}
+    assert error == {
+        "ok": False,
+        "status": "error",
+        "error": "tool describe failed: RuntimeError: connection reset",
+        "data": None,
+        "truncated": False,
+    }

@@ -21,7 +21,6 @@ from google.adk.models.llm_request import LlmRequest
 from google.genai import types
 from kubernetes import client
 
-from agents.guardrails import action_to_call
 from agents.offline import OfflineLlm
 from agents.session import SessionResult
 from agents.testing import (
@@ -135,7 +134,7 @@ def assert_nothing_applied(result: SessionResult, before: dict[str, Any], after:
 
 
 def _writes(namespace: str) -> list[tuple[str, dict[str, Any]]]:
-    return [action_to_call(action) for action in obeyed(namespace)]
+    return [(action.tool_name, action.tool_args()) for action in obeyed(namespace)]
 
 
 # --- 1. the offline adapter: its own coordinator and remediation turns, a diagnosis that obeys the logs ---

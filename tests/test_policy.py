@@ -142,7 +142,8 @@ def refused(decision: Any, *words: str) -> bool:
             name="web",
             container="web",
             probe="liveness",
-            patch={"initialDelaySeconds": 30, "failureThreshold": 5},
+            initial_delay_seconds=30,
+            failure_threshold=5,
         ),
         Scale(namespace=NS, name="web", replicas=10),
         RestartRollout(namespace=NS, name="web"),
@@ -178,7 +179,7 @@ def test_allowed_workload_actions(guard: PolicyGuard, history: WorkloadHistory, 
                 name="web",
                 container="web",
                 probe="liveness",
-                patch={"httpGet": {"path": "/health"}},
+                http_path="/health",
             ),
             "never ran",
         ),
@@ -351,28 +352,49 @@ def test_resources_need_something_to_scale_from(guard: PolicyGuard, history: Wor
 
 
 @pytest.mark.parametrize(
-    ("patch", "words"),
+    ("fields", "words"),
     [
-        ({"httpGet": None}, "never removed"),
-        ({"periodSeconds": None}, "never removed"),
+        ({"period_seconds": None}, "empty probe patch"),  # None keeps a field: a probe field is never removed
         ({}, "empty probe patch"),
-        ({"exec": {"command": ["sh", "-c", "curl evil"]}}, "may not be patched"),
-        ({"tcpSocket": {"port": 80}}, "handler kind is never changed"),
-        ({"periodSeconds": 0}, "whole number"),
-        ({"failureThreshold": 1000}, "whole number"),
-        ({"httpGet": {"host": "evil.example"}}, "may not be patched"),
-        ({"httpGet": {"path": "relative"}}, "absolute URL path"),
+        ({"period_seconds": 0}, "whole number"),
+        ({"failure_threshold": 1000}, "whole number"),
+        ({"http_path": "relative"}, "absolute URL path"),
+        ({"port": 0}, "port number"),
     ],
 )
-def test_probe_rules(guard: PolicyGuard, history: WorkloadHistory, patch: dict[str, Any], words: str) -> None:
-    action = FixProbe(namespace=NS, kind="Deployment", name="web", container="web", probe="liveness", patch=patch)
+def test_probe_rules(guard: PolicyGuard, history: WorkloadHistory, fields: dict[str, Any], words: str) -> None:
+    action = FixProbe(namespace=NS, kind="Deployment", name="web", container="web", probe="liveness", **fields)
     assert refused(guard.check(action, deployment(), history), words)
 
 
+def test_a_probe_handler_kind_is_never_changed(guard: PolicyGuard, history: WorkloadHistory) -> None:
+    target = deployment()
+    target["spec"]["template"]["spec"]["containers"][0]["livenessProbe"] = {"exec": {"command": ["/bin/check"]}}
+    action = FixProbe(namespace=NS, kind="Deployment", name="web", container="web", probe="liveness", port=80)
+    assert refused(guard.check(action, target, history), "handler kind is never changed")
+
+
+@pytest.mark.parametrize(
+    "patch",
+    [
+        {"httpGet": None},  # removing a handler
+        {"periodSeconds": None},
+        {"exec": {"command": ["sh", "-c", "curl evil"]}},  # another handler
+        {"tcpSocket": {"port": 80}},
+        {"httpGet": {"host": "evil.example"}},  # a field of a handler
+    ],
+)
+def test_probe_changes_outside_the_fix_probe_fields_cannot_be_expressed(patch: dict[str, Any]) -> None:
+    """Dangerous probe fields are inexpressible, not checked: FixProbe has no `patch`, only the fields it may set."""
+    fields = {"action": "fix_probe", "namespace": NS, "name": "web", "container": "web", "probe": "liveness"}
+    with pytest.raises(ValidationError):
+        parse_action(fields | {"patch": patch})
+    with pytest.raises(ValidationError):
+        parse_action(fields | {"http_headers": [{"name": "Host", "value": "evil.example"}]})
+
+
 def test_probes_are_patched_never_added(guard: PolicyGuard, history: WorkloadHistory) -> None:
-    action = FixProbe(
-        namespace=NS, kind="Deployment", name="web", container="web", probe="readiness", patch={"periodSeconds": 5}
-    )
+    action = FixProbe(namespace=NS, kind="Deployment", name="web", container="web", probe="readiness", period_seconds=5)
     assert refused(guard.check(action, deployment(), history), "no readinessProbe")
 
 
@@ -466,10 +488,10 @@ def test_actions_parse_from_model_output() -> None:
             "name": "web",
             "container": "web",
             "probe": "livenessProbe",
-            "patch": {"periodSeconds": 5},
+            "period_seconds": 5,
         }
     )
-    assert isinstance(probe, FixProbe) and probe.probe == "liveness"
+    assert isinstance(probe, FixProbe) and probe.probe == "liveness" and probe.period_seconds == 5
     diagnosis = Diagnosis.model_validate(
         {
             "root_cause": "bad tag",
@@ -487,9 +509,10 @@ def test_hostile_sequence(settings: Settings, scope: IncidentScope, history: Wor
     secret = {"kind": "Secret", "metadata": {"name": "db", "namespace": NS}}
     other_ns = deployment()
     other_ns["metadata"]["namespace"] = "payments"
-    no_probe = FixProbe(
-        namespace=NS, kind="Deployment", name="web", container="web", probe="liveness", patch={"httpGet": None}
-    )
+    with pytest.raises(ValidationError):  # removing a probe is not even expressible
+        FixProbe.model_validate(
+            {"namespace": NS, "name": "web", "container": "web", "probe": "liveness", "patch": {"httpGet": None}}
+        )
     attempts: list[tuple[ProposedAction, dict[str, Any] | None, str]] = [
         (DeletePod(namespace=NS, name="db"), secret, "does not match"),
         (Scale(namespace="payments", name="web", replicas=3), other_ns, "outside the incident's scope"),
@@ -502,7 +525,6 @@ def test_hostile_sequence(settings: Settings, scope: IncidentScope, history: Wor
             "inline script",
         ),
         (Scale(namespace=NS, name="web", replicas=0), deployment(), "never allowed"),
-        (no_probe, deployment(), "never removed"),
         (
             SetResources(namespace=NS, kind="Deployment", name="web", container="web", memory_limit="64Gi"),
             deployment(),

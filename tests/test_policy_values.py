@@ -11,6 +11,7 @@ from enum import IntEnum
 from typing import Any
 
 import pytest
+from pydantic import ValidationError
 
 from core.actions import DeletePod, FixProbe, Rollback, Scale, SetArgs, SetEnv, SetImage, SetResources
 from core.config import Settings
@@ -147,8 +148,21 @@ def resources(**fields: str) -> SetResources:
     return SetResources(namespace=NS, name="web", container="web", **fields)
 
 
-def probe(which: str = "liveness", **patch: Any) -> FixProbe:
-    return FixProbe(namespace=NS, name="web", container="web", probe=which, patch=patch)
+_TIMING_FIELDS = {
+    "initialDelaySeconds": "initial_delay_seconds",
+    "periodSeconds": "period_seconds",
+    "timeoutSeconds": "timeout_seconds",
+    "failureThreshold": "failure_threshold",
+    "successThreshold": "success_threshold",
+}
+
+
+def probe(which: str = "liveness", *, path: Any = None, port: Any = None, **timings: Any) -> FixProbe:
+    """A fix_probe action, its timings named as the probe fields they set (periodSeconds=20)."""
+    fields = {_TIMING_FIELDS[key]: value for key, value in timings.items()}
+    return FixProbe.model_validate(
+        {"namespace": NS, "name": "web", "container": "web", "probe": which, "http_path": path, "port": port} | fields
+    )
 
 
 # --- set_image -------------------------------------------------------------------------------------------
@@ -401,10 +415,15 @@ class Seconds(IntEnum):
     TWENTY = 20
 
 
-@pytest.mark.parametrize("value", [True, "20", 20.0, 20.5, Seconds.TWENTY, None, [20]])
-def test_probe_timings_are_strict_integers(guard: PolicyGuard, value: Any) -> None:
-    decision = guard.check(probe(periodSeconds=value), target(), history())
-    assert refused(decision), decision
+@pytest.mark.parametrize("value", [True, "20", 20.0, 20.5, [20]])
+def test_probe_timings_are_strict_integers(value: Any) -> None:
+    with pytest.raises(ValidationError):  # not even an action: nothing reaches the guard
+        probe(periodSeconds=value)
+
+
+def test_a_probe_timing_reaches_the_guard_as_a_plain_int_or_not_at_all(guard: PolicyGuard) -> None:
+    assert type(probe(periodSeconds=Seconds.TWENTY).period_seconds) is int
+    assert refused(guard.check(probe(periodSeconds=None), target(), history()), "empty probe patch")
 
 
 @pytest.mark.parametrize(
@@ -453,18 +472,24 @@ def test_probe_steps_do_not_compound_across_attempts(settings: Settings) -> None
 
 
 def test_probe_path_and_port_from_history_or_declared(guard: PolicyGuard) -> None:
-    assert allowed(guard.check(probe(httpGet={"path": "/health"}), target(), history()))  # revision 1
-    assert allowed(guard.check(probe(httpGet={"port": 9090}), target(), history()))  # declared containerPort
-    assert allowed(guard.check(probe("readiness", tcpSocket={"port": "metrics"}), target(), history()))
-    assert proposed(guard.check(probe(httpGet={"path": "/admin/reset"}), target(), history()), "/admin/reset")
-    assert proposed(guard.check(probe(httpGet={"port": 7000}), target(), history()), "7000")
-    assert refused(guard.check(probe(httpGet={"port": "8080"}), target(), history()), "port number or")
-    assert refused(guard.check(probe(httpGet={"port": True}), target(), history()), "port number or")
-    assert refused(guard.check(probe(httpGet={"path": "/a\nb"}), target(), history()), "absolute URL path")
+    assert allowed(guard.check(probe(path="/health"), target(), history()))  # revision 1
+    assert allowed(guard.check(probe(port=9090), target(), history()))  # declared containerPort
+    readiness = probe("readiness", port="metrics")  # lands on the probe's tcpSocket handler
+    assert readiness.patch_of(READINESS) == {"tcpSocket": {"port": "metrics"}}
+    assert allowed(guard.check(readiness, target(), history()))
+    assert proposed(guard.check(probe(path="/admin/reset"), target(), history()), "/admin/reset")
+    assert proposed(guard.check(probe(port=7000), target(), history()), "7000")
+    assert refused(guard.check(probe(port="8080"), target(), history()), "port number or")
+    assert refused(guard.check(probe(port=70000), target(), history()), "port number or")
+    with pytest.raises(ValidationError):
+        probe(port=True)
+    assert refused(guard.check(probe(path="/a\nb"), target(), history()), "absolute URL path")
 
 
-def test_a_bad_timing_makes_the_whole_probe_patch_refused_not_proposed(guard: PolicyGuard) -> None:
-    decision = guard.check(probe(httpGet={"path": "/new"}, periodSeconds="5"), target(), history())
+def test_a_bad_timing_makes_the_whole_probe_fix_refused_not_proposed(guard: PolicyGuard) -> None:
+    with pytest.raises(ValidationError):
+        probe(path="/new", periodSeconds="5")
+    decision = guard.check(probe(path="/new", periodSeconds=301), target(), history())
     assert refused(decision, "whole number")
 
 

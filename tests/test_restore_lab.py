@@ -293,7 +293,9 @@ def test_restore_respects_human_edits(api_client: client.ApiClient, namespace: s
     def limit() -> str:
         return str(read(access, ref)["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"]["memory"])
 
-    changed = write.set_resources(namespace, "Deployment", "web", "app", memory_limit="96Mi")
+    changed = write.call(
+        "set_resources", namespace=namespace, kind="Deployment", name="web", container="app", memory_limit="96Mi"
+    )
     assert changed["ok"] and changed["data"]["status"] == "applied", changed
     snapshot: Snapshot | None = write.snapshot_for(ref)
     assert snapshot is not None and limit() == "96Mi"
@@ -303,7 +305,9 @@ def test_restore_respects_human_edits(api_client: client.ApiClient, namespace: s
     again = restore_snapshot(access, guard(access, ref), snapshot, restored.generation)
     assert again.ok and not again.changed and again.reason == "the spec already matches the snapshot"
 
-    assert write.set_resources(namespace, "Deployment", "web", "app", memory_limit="100Mi")["ok"]
+    assert write.call(
+        "set_resources", namespace=namespace, kind="Deployment", name="web", container="app", memory_limit="100Mi"
+    )["ok"]
     body = {"spec": {"template": {"spec": {"containers": [{"name": "app", "image": CRASHING}]}}}}
     client.AppsV1Api(api_client).patch_namespaced_deployment("web", namespace, body)  # a person, after AMOS
     conflict = restore_snapshot(access, guard(access, ref), snapshot, write.written_generation(ref))

@@ -12,6 +12,7 @@ import pytest
 from google.adk.tools.function_tool import FunctionTool
 from kubernetes import client
 
+from core.actions import ACTION_MODELS, TOOL_ACTIONS
 from core.config import Settings
 from core.redaction import Redactor
 from core.report import ActionStatus
@@ -20,7 +21,7 @@ from tools.cluster import ClusterAccess
 from tools.diff import spec_diff, template_changes
 from tools.policy import IncidentScope, PolicyGuard
 from tools.read import ReadTools, _Clip
-from tools.results import ToolResult
+from tools.results import ToolResult, ToolStatus
 from tools.write import WriteTools
 
 SIMPLE_TYPES = {"string", "integer", "boolean", "array", "null"}
@@ -52,40 +53,99 @@ def _all_functions(read_tools: ReadTools, write_tools: WriteTools) -> list[Any]:
 
 def test_adk_builds_a_declaration_for_every_tool(read_tools: ReadTools, write_tools: WriteTools) -> None:
     names: set[str] = set()
+    writes = {function.__name__ for function in write_tools.as_functions()}
     for function in _all_functions(read_tools, write_tools):
         declaration = FunctionTool(function)._get_declaration()
         assert declaration is not None and declaration.name == function.__name__
         names.add(function.__name__)  # the declaration's name, as just asserted
-        assert declaration.description and "Args:" in declaration.description
+        assert declaration.description and "Returns:" in declaration.description
         schema = declaration.parameters_json_schema
         assert isinstance(schema, dict)
         assert "namespace" in schema["required"]
         for name, prop in schema["properties"].items():
             kinds = {item["type"] for item in prop.get("anyOf", [prop])}
             assert kinds <= SIMPLE_TYPES, (function.__name__, name, prop)
-            assert name in declaration.description, f"{function.__name__}: parameter {name} is not documented"
+            if function.__name__ in writes:  # described in the schema, from the action model's field
+                assert prop.get("description"), f"{function.__name__}: parameter {name} is not documented"
+            else:
+                assert "Args:" in declaration.description
+                assert name in declaration.description, f"{function.__name__}: parameter {name} is not documented"
         assert inspect.signature(function).return_annotation in (dict[str, Any], "dict[str, Any]")
     assert "delete_deployment" not in names and not any(
         name.startswith("delete_") and name != "delete_pod" for name in names
     )
 
 
+# The write tools and parameters the recorded model sessions (tests/cassettes) call: they must stay.
+RECORDED_WRITE_TOOLS = {
+    "rollback_deployment": {"namespace", "name", "to_revision", "kind"},
+    "set_image": {"namespace", "name", "container", "image", "kind"},
+    "set_resources": {"namespace", "kind", "name", "container", "memory_limit", "memory_request", "cpu_limit"}
+    | {"cpu_request"},
+    "set_env": {"namespace", "kind", "name", "container", "env_name", "value"},
+    "set_args": {"namespace", "kind", "name", "container", "command", "args"},
+    "fix_probe": {"namespace", "kind", "name", "container", "probe", "initial_delay_seconds", "period_seconds"}
+    | {"timeout_seconds", "failure_threshold", "http_path", "port"},
+    "scale": {"namespace", "name", "replicas", "kind"},
+    "delete_pod": {"namespace", "name"},
+    "restart_rollout": {"namespace", "name", "kind"},
+}
+
+
+def test_each_action_model_is_exactly_one_write_tool_whose_parameters_are_its_fields(write_tools: WriteTools) -> None:
+    functions = write_tools.as_functions()
+    assert len(functions) == len(ACTION_MODELS) == len({model.tool_name for model in ACTION_MODELS})
+    assert sorted(function.__name__ for function in functions) == sorted(TOOL_ACTIONS) == sorted(RECORDED_WRITE_TOOLS)
+    for function in functions:
+        model = TOOL_ACTIONS[function.__name__]
+        declaration = FunctionTool(function)._get_declaration()
+        assert declaration is not None and declaration.parameters_json_schema is not None
+        declared = declaration.parameters_json_schema
+        schema = model.model_json_schema()
+        fields = {name: prop for name, prop in schema["properties"].items() if name != "action"}
+        assert declared["properties"] == fields, function.__name__  # names, types, defaults, descriptions
+        assert declared["required"] == schema["required"], function.__name__
+        assert set(inspect.signature(function).parameters) == set(model.model_fields) - {"action"}
+        assert RECORDED_WRITE_TOOLS[function.__name__] <= set(fields), function.__name__
+        assert model.__doc__ and declaration.description
+        assert declaration.description.startswith(inspect.cleandoc(model.__doc__))
+
+
+def test_a_tool_result_status_and_ok_agree() -> None:
+    assert {status: ToolResult(status=status).ok for status in ToolStatus} == {
+        ToolStatus.OK: True,
+        ToolStatus.NO_DATA: True,
+        ToolStatus.REFUSED: False,
+        ToolStatus.CONFLICT: False,
+        ToolStatus.ERROR: False,
+    }
+    refused = ToolResult.refused("namespace kube-system is excluded").model_dump()
+    assert refused["status"] == "refused" and refused["ok"] is False
+    assert refused["error"] == "refused by policy: namespace kube-system is excluded"
+
+
 def test_tools_never_raise_and_name_the_failed_call(read_tools: ReadTools, write_tools: WriteTools) -> None:
     result = read_tools.get_pod_logs("shop", "web-1")
     assert result["ok"] is False and result["error"].startswith("read_namespaced_pod failed:")
+    assert result["status"] == ToolStatus.ERROR
     result = read_tools.get_rollout_history("shop", "web")
     assert result["ok"] is False and result["error"].startswith("read_namespaced_deployment failed:")
-    result = write_tools.scale("shop", "web", 3)
+    result = write_tools.call("scale", namespace="shop", name="web", replicas=3)
     assert result["ok"] is False and result["error"].startswith("read_namespaced_deployment failed:")
+    assert result["status"] == ToolStatus.ERROR
     assert [record.status for record in write_tools.recorder] == [ActionStatus.FAILED]
 
 
 def test_invalid_proposals_are_refused_and_recorded(write_tools: WriteTools) -> None:
-    result = write_tools.fix_probe("shop", "Deployment", "web", "web", probe="exec")
+    tools = {function.__name__: function for function in write_tools.as_functions()}
+    result = tools["fix_probe"](namespace="shop", kind="Deployment", name="web", container="web", probe="exec")
     assert result["ok"] is False and result["error"].startswith("refused by policy: invalid action")
-    result = write_tools.set_image("shop", "web", "web", "x:1", kind="Secret")
+    assert result["status"] == ToolStatus.REFUSED
+    result = tools["set_image"](namespace="shop", name="web", container="web", image="x:1", kind="Secret")
     assert result["ok"] is False and result["error"].startswith("refused by policy: invalid action")
+    assert result["status"] == ToolStatus.REFUSED
     assert [record.status for record in write_tools.recorder] == [ActionStatus.REFUSED, ActionStatus.REFUSED]
+    assert [record.verb for record in write_tools.recorder] == ["fix_probe", "set_image"]
 
 
 def test_reads_stay_out_of_amos_namespace_and_outside_the_scope(offline_access: ClusterAccess) -> None:
@@ -160,11 +220,13 @@ def test_writes_are_serialized(write_tools: WriteTools, monkeypatch: pytest.Monk
         time.sleep(0.05)
         with guard:
             inside[0] -= 1
-        return ToolResult(ok=True)
+        return ToolResult.success()
 
     monkeypatch.setattr(write_tools, "_apply", slow_apply)
     with ThreadPoolExecutor(4) as pool:
-        results = list(pool.map(lambda n: write_tools.scale("shop", "web", n), [1, 2, 3, 4]))
+        results = list(
+            pool.map(lambda n: write_tools.call("scale", namespace="shop", name="web", replicas=n), [1, 2, 3, 4])
+        )
     assert all(result["ok"] for result in results) and most[0] == 1
 
 

@@ -27,6 +27,7 @@ from tools import objects
 from tools.cluster import ClusterAccess
 from tools.policy import IncidentScope, PolicyGuard
 from tools.read import ReadTools
+from tools.results import ToolStatus
 from tools.write import WriteTools
 
 pytestmark = pytest.mark.lab
@@ -143,8 +144,10 @@ def test_logs_of_a_crashing_pod_show_its_traceback(api_client: client.ApiClient,
     assert tail["ok"] and tail["data"]["log"].count("\n") == 0 and "AttributeError" in tail["data"]["log"]
     missing = read.get_pod_logs(namespace, crashing, container="sidecar")
     assert not missing["ok"] and "container sidecar is not in pod" in missing["error"]
+    assert missing["status"] == ToolStatus.REFUSED
     gone = read.get_pod_logs(namespace, "no-such-pod")
     assert not gone["ok"] and gone["error"].startswith("read_namespaced_pod failed: 404")
+    assert gone["status"] == ToolStatus.ERROR and previous["status"] == ToolStatus.OK
 
 
 def test_events_describe_and_owner_chain(api_client: client.ApiClient, namespace: str, crashing: str) -> None:
@@ -155,6 +158,8 @@ def test_events_describe_and_owner_chain(api_client: client.ApiClient, namespace
     )
     assert events[0]["type"] == "Warning" and events[0]["source"] == "kubelet"
     assert read.get_events(namespace, "Deployment", "web")["data"]["events"], "the deployment controller scaled"
+    nothing = read.get_events(namespace, "Pod", "no-such-pod")
+    assert nothing["ok"] and nothing["status"] == ToolStatus.NO_DATA and nothing["data"]["events"] == [], nothing
 
     pod = read.describe(namespace, "pod", crashing)
     assert pod["ok"], pod
@@ -267,7 +272,7 @@ def test_rollback_returns_the_old_image_and_pods_become_ready(
     api_client: client.ApiClient, namespace: str, crashing: str
 ) -> None:
     _, write = tools(api_client, namespace)
-    result = write.rollback_deployment(namespace, "web")
+    result = write.call("rollback_deployment", namespace=namespace, name="web")
     assert result["ok"], result
     assert f"-containers[web].image: {CRASHING}" in result["data"]["diff"]
     assert f"+containers[web].image: {GOOD}" in result["data"]["diff"]
@@ -299,9 +304,13 @@ def test_set_resources_raises_memory(api_client: client.ApiClient, namespace: st
         what="OOMKilled",
     )
     _, write = tools(api_client, namespace)
-    too_much = write.set_resources(namespace, "Deployment", "web", "web", memory_limit="512Mi")
+    too_much = write.call(
+        "set_resources", namespace=namespace, kind="Deployment", name="web", container="web", memory_limit="512Mi"
+    )
     assert not too_much["ok"] and "more than 2x" in too_much["error"]
-    result = write.set_resources(namespace, "Deployment", "web", "web", memory_limit="128Mi")
+    result = write.call(
+        "set_resources", namespace=namespace, kind="Deployment", name="web", container="web", memory_limit="128Mi"
+    )
     assert result["ok"], result
     assert "+containers[web].resources.limits.memory: 128Mi" in result["data"]["diff"]
     limits = deployment(api_client, namespace)["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"]
@@ -313,11 +322,11 @@ def test_scale_and_restart(api_client: client.ApiClient, namespace: str) -> None
     make_deployment(api_client, namespace)
     wait_for(lambda: rolled_out(api_client, namespace), what="rollout")
     _, write = tools(api_client, namespace)
-    assert write.scale(namespace, "web", 3)["ok"]
+    assert write.call("scale", namespace=namespace, name="web", replicas=3)["ok"]
     assert deployment(api_client, namespace)["spec"]["replicas"] == 3
     wait_for(lambda: rolled_out(api_client, namespace), what="3 ready replicas")
 
-    result = write.restart_rollout(namespace, "web")
+    result = write.call("restart_rollout", namespace=namespace, name="web")
     assert result["ok"], result
     annotations = deployment(api_client, namespace)["spec"]["template"]["metadata"]["annotations"]
     assert "kubectl.kubernetes.io/restartedAt" in annotations
@@ -331,7 +340,7 @@ def test_eviction_deletes_a_pod_and_pdbs_hold(api_client: client.ApiClient, name
     wait_for(lambda: rolled_out(api_client, namespace), what="rollout")
     _, write = tools(api_client, namespace)
     victim = pods(api_client, namespace)[0]
-    result = write.delete_pod(namespace, victim.metadata.name)
+    result = write.call("delete_pod", namespace=namespace, name=victim.metadata.name)
     assert result["ok"], result
 
     def gone_or_terminating() -> bool:
@@ -355,15 +364,16 @@ def test_eviction_deletes_a_pod_and_pdbs_hold(api_client: client.ApiClient, name
 
     wait_for(budget_exhausted, what="the PDB to count 2 healthy pods")
     survivor = next(p for p in pods(api_client, namespace) if p.metadata.deletion_timestamp is None)
-    held = write.delete_pod(namespace, survivor.metadata.name)
+    held = write.call("delete_pod", namespace=namespace, name=survivor.metadata.name)
     assert not held["ok"] and "create_namespaced_pod_eviction failed: 429" in held["error"]
     kept = client.CoreV1Api(api_client).read_namespaced_pod(survivor.metadata.name, namespace)
     assert kept.metadata is not None and kept.metadata.deletion_timestamp is None
 
     make_deployment(api_client, namespace, name="other")
     other_pod = wait_for(lambda: pods(api_client, namespace, "app=other"), what="other pod")[0]
-    refused = write.delete_pod(namespace, other_pod.metadata.name)
-    assert refused["error"].startswith("refused by policy:") and "does not belong" in refused["error"]
+    refused = write.call("delete_pod", namespace=namespace, name=other_pod.metadata.name)
+    assert refused["status"] == ToolStatus.REFUSED and not refused["ok"] and "does not belong" in refused["error"]
+    assert refused["error"].startswith("refused by policy:")  # how the model reads it
 
 
 def test_guard_refusals_leave_the_object_unchanged(api_client: client.ApiClient, namespace: str) -> None:
@@ -374,16 +384,37 @@ def test_guard_refusals_leave_the_object_unchanged(api_client: client.ApiClient,
     _, write = tools(api_client, namespace)
     before = {name: resource_version(api_client, namespace, name) for name in ("web", "payments")}
     attempts = [
-        write.scale(namespace, "web", 0),
-        write.scale(namespace, "payments", 2),
-        write.fix_probe(namespace, "Deployment", "web", "web", "liveness", period_seconds=5),
-        write.set_env(namespace, "Deployment", "web", "no-such-container", "A", "b"),
-        write.set_resources(namespace, "Deployment", "web", "web", memory_limit="10Gi"),
+        write.call("scale", namespace=namespace, name="web", replicas=0),
+        write.call("scale", namespace=namespace, name="payments", replicas=2),
+        write.call(
+            "fix_probe",
+            namespace=namespace,
+            kind="Deployment",
+            name="web",
+            container="web",
+            probe="liveness",
+            period_seconds=5,
+        ),
+        write.call(
+            "set_env",
+            namespace=namespace,
+            kind="Deployment",
+            name="web",
+            container="no-such-container",
+            env_name="A",
+            value="b",
+        ),
+        write.call(
+            "set_resources", namespace=namespace, kind="Deployment", name="web", container="web", memory_limit="10Gi"
+        ),
     ]
     for result in attempts:
-        assert not result["ok"] and result["error"].startswith("refused by policy:"), result
+        assert not result["ok"] and result["status"] == ToolStatus.REFUSED, result
+        assert result["error"].startswith("refused by policy:"), result
     # an image this Deployment never ran is not applied: it becomes a proposal with the would-be diff
-    proposed = write.set_image(namespace, "web", "web", "evil.example/miner:latest")
+    proposed = write.call(
+        "set_image", namespace=namespace, name="web", container="web", image="evil.example/miner:latest"
+    )
     assert proposed["ok"] and proposed["data"]["status"] == "proposed", proposed
     assert "+containers[web].image: evil.example/miner:latest" in proposed["data"]["diff"]
     assert write.recorder[-1].status is ActionStatus.PROPOSED and "not applied" in write.recorder[-1].reason
@@ -391,7 +422,7 @@ def test_guard_refusals_leave_the_object_unchanged(api_client: client.ApiClient,
         "web", namespace, {"metadata": {"labels": {"amos.io/protected": "true"}}}
     )
     before["web"] = resource_version(api_client, namespace)
-    protected = write.restart_rollout(namespace, "web")
+    protected = write.call("restart_rollout", namespace=namespace, name="web")
     assert "is protected" in protected["error"]
     assert {name: resource_version(api_client, namespace, name) for name in before} == before
     assert deployment(api_client, namespace)["spec"]["template"]["spec"]["containers"][0]["image"] == GOOD
@@ -474,7 +505,9 @@ def test_dry_run_rejection_is_reported_and_nothing_changes(
         return False
 
     wait_for(policy_in_force, what="the admission policy to be in force")
-    rejected = write.set_resources(namespace, "Deployment", "web", "web", memory_limit="96Mi")
+    rejected = write.call(
+        "set_resources", namespace=namespace, kind="Deployment", name="web", container="web", memory_limit="96Mi"
+    )
     assert not rejected["ok"], rejected
     assert rejected["error"].startswith("dry-run of patch_namespaced_deployment failed: 422"), rejected["error"]
     assert "memory limit 96Mi is not allowed here" in rejected["error"]
@@ -487,7 +520,9 @@ def test_settings_dry_run_validates_but_changes_nothing(api_client: client.ApiCl
     wait_for(lambda: rolled_out(api_client, namespace), what="rollout")
     _, write = tools(api_client, namespace, dry_run=True)
     before = resource_version(api_client, namespace)
-    result = write.set_resources(namespace, "Deployment", "web", "web", memory_limit="96Mi")
+    result = write.call(
+        "set_resources", namespace=namespace, kind="Deployment", name="web", container="web", memory_limit="96Mi"
+    )
     assert result["ok"] and result["data"]["status"] == "dry_run"
     assert "+containers[web].resources.limits.memory: 96Mi" in result["data"]["diff"]
     assert resource_version(api_client, namespace) == before
@@ -513,8 +548,10 @@ def test_a_concurrent_edit_is_a_conflict_not_overwritten(api_client: client.ApiC
         return obj
 
     write.access.get = get_then_human_edits  # type: ignore[method-assign,assignment]
-    result = write.set_resources(namespace, "Deployment", "web", "web", memory_limit="96Mi")
-    assert not result["ok"] and result["data"]["conflict"] is True
+    result = write.call(
+        "set_resources", namespace=namespace, kind="Deployment", name="web", container="web", memory_limit="96Mi"
+    )
+    assert not result["ok"] and result["status"] == ToolStatus.CONFLICT, result
     assert "409" in result["error"]
     spec = deployment(api_client, namespace)["spec"]["template"]["spec"]["containers"][0]
     assert spec["args"] == ["--human"] and spec["resources"]["limits"]["memory"] == "64Mi"
@@ -529,7 +566,12 @@ def test_parallel_tool_calls_all_land(api_client: client.ApiClient, namespace: s
     changes = [{"memory_limit": "96Mi"}, {"cpu_limit": "300m"}, {"memory_request": "48Mi"}]
     with ThreadPoolExecutor(3) as pool:
         results = list(
-            pool.map(lambda change: write.set_resources(namespace, "Deployment", "web", "web", **change), changes)
+            pool.map(
+                lambda change: write.call(
+                    "set_resources", namespace=namespace, kind="Deployment", name="web", container="web", **change
+                ),
+                changes,
+            )
         )
     assert all(result["ok"] and result["data"]["status"] == "applied" for result in results), results
     resources = deployment(api_client, namespace)["spec"]["template"]["spec"]["containers"][0]["resources"]
@@ -641,9 +683,9 @@ def test_statefulset_good_crash_bad_image_rolls_back_to_the_recorded_revision(
     assert described["template"]["containers"][0]["image"] == "registry.local/shop/web:v1.6.0-missing"
     assert {p["name"] for p in read.list_pods(namespace, "StatefulSet", "db")["data"]["pods"]} == {"db-0", "db-1"}
 
-    refused = write.rollback_deployment(namespace, "db", to_revision=2, kind="StatefulSet")
-    assert not refused["ok"] and "known-bad" in refused["error"], refused
-    result = write.rollback_deployment(namespace, "db", kind="sts")
+    refused = write.call("rollback_deployment", namespace=namespace, name="db", to_revision=2, kind="StatefulSet")
+    assert not refused["ok"] and refused["status"] == ToolStatus.REFUSED and "known-bad" in refused["error"], refused
+    result = write.call("rollback_deployment", namespace=namespace, name="db", kind="sts")
     assert result["ok"] and result["data"]["status"] == "applied", result
     assert write.recorder[-1].summary == "roll back StatefulSet/db to revision 1"
     restored = access.get("StatefulSet", namespace, "db")
@@ -684,7 +726,7 @@ def test_daemonset_rollback_infers_the_revision_still_serving(
     )
     assert history["rollback_target"]["source"] == "inferred"
     assert "Ready pod" in history["rollback_target"]["reason"]
-    result = write.rollback_deployment(namespace, "agent", kind="DaemonSet")
+    result = write.call("rollback_deployment", namespace=namespace, name="agent", kind="DaemonSet")
     assert result["ok"] and result["data"]["status"] == "applied", result
     assert access.get("DaemonSet", namespace, "agent")["spec"]["template"]["spec"]["containers"][0]["image"] == GOOD
     verified(access, ref)
@@ -754,7 +796,7 @@ def test_cronjob_rolls_back_to_the_job_template_that_succeeded(
     assert "nightly" not in str(history)[str(history).find("MODE") :][:40]  # env values are never shown
     described = read.describe(namespace, "CronJob", "nightly")["data"]
     assert described["schedule"] == "* * * * *" and described["status"]["lastSuccessfulTime"]
-    result = write.rollback_deployment(namespace, "nightly", kind="CronJob")
+    result = write.call("rollback_deployment", namespace=namespace, name="nightly", kind="CronJob")
     assert result["ok"] and result["data"]["status"] == "applied", result
     assert access.get("CronJob", namespace, "nightly")["spec"]["jobTemplate"] == good
 
@@ -774,9 +816,13 @@ def test_the_guard_scales_from_the_effective_limit_a_limitrange_gave_the_pod(
     wait_for(lambda: workloads.rollout_complete(api_client, namespace, "web"), what="rollout")
     assert not deployment(api_client, namespace)["spec"]["template"]["spec"]["containers"][0].get("resources")
     _, write = tools(api_client, namespace)
-    too_much = write.set_resources(namespace, "Deployment", "web", "app", memory_limit="256Mi")
+    too_much = write.call(
+        "set_resources", namespace=namespace, kind="Deployment", name="web", container="app", memory_limit="256Mi"
+    )
     assert not too_much["ok"] and "64Mi" in too_much["error"], too_much
-    result = write.set_resources(namespace, "Deployment", "web", "app", memory_limit="96Mi")
+    result = write.call(
+        "set_resources", namespace=namespace, kind="Deployment", name="web", container="app", memory_limit="96Mi"
+    )
     assert result["ok"] and result["data"]["status"] == "applied", result
     container = deployment(api_client, namespace)["spec"]["template"]["spec"]["containers"][0]
     assert container["resources"]["limits"]["memory"] == "96Mi"

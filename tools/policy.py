@@ -1012,13 +1012,14 @@ class PolicyGuard:
         current = container.get(action.field)
         if not current:
             raise _Refused(f"container {action.container} has no {action.field}; probes are patched, never added")
-        if not action.patch:
+        patch = action.patch_of(current)
+        if not patch:
             raise _Refused("empty probe patch")
         seen = history.container_history(action.container).probes.get(action.field, ())
         base_container = objects.find_container(baseline.workload, action.container)
         start = (base_container[1].get(action.field) if base_container else None) or {}
         proposals: list[str] = []
-        for key, value in action.patch.items():
+        for key, value in patch.items():
             where = f"{action.field}.{key}"
             if value is None:
                 raise _Refused(f"{where}: a probe field may be changed, never removed")

@@ -17,7 +17,7 @@ from tools import objects
 from tools.cluster import ApiCallError, ClusterAccess
 from tools.diff import template_changes
 from tools.policy import IncidentScope
-from tools.results import ToolResult
+from tools.results import ToolResult, ToolStatus
 
 P = ParamSpec("P")
 
@@ -108,28 +108,36 @@ class _Refusal(Exception):
     pass
 
 
-def tool(method: Callable[P, tuple[Any, bool]]) -> Callable[P, dict[str, Any]]:
-    """Turn `(data, truncated)` into a redacted ToolResult dict; any exception becomes an error result."""
+def tool(*, no_data: str | None = None) -> Callable[[Callable[P, tuple[Any, bool]]], Callable[P, dict[str, Any]]]:
+    """Turn `(data, truncated)` into a redacted ToolResult dict; any exception becomes an error result.
 
-    @functools.wraps(method)
-    def wrapper(*args: P.args, **kwargs: P.kwargs) -> dict[str, Any]:
-        self = args[0]
-        redactor = self.access.redactor  # type: ignore[attr-defined]
-        try:
-            data, truncated = method(*args, **kwargs)
-            result = ToolResult(ok=True, data=redactor.redact(data), truncated=truncated)
-        except ApiCallError as error:
-            result = ToolResult(ok=False, error=redactor.redact_text(str(error)))
-        except _Refusal as error:
-            result = ToolResult(ok=False, error=redactor.redact_text(f"refused: {error}"))
-        except Exception as error:  # noqa: BLE001 - a tool never raises into the agent loop
-            result = ToolResult(ok=False, error=redactor.redact_text(f"{method.__name__} failed: {error}"))
-        return result.model_dump()
+    `no_data` names the list or text in `data` whose emptiness means the call found nothing (status no_data).
+    """
 
-    # ADK builds the function declaration from the signature: show the dict the caller gets.
-    wrapper.__signature__ = inspect.signature(method).replace(return_annotation=dict[str, Any])  # type: ignore[attr-defined]
-    wrapper.__annotations__ = {**method.__annotations__, "return": "dict[str, Any]"}
-    return wrapper
+    def decorate(method: Callable[P, tuple[Any, bool]]) -> Callable[P, dict[str, Any]]:
+        @functools.wraps(method)
+        def wrapper(*args: P.args, **kwargs: P.kwargs) -> dict[str, Any]:
+            self = args[0]
+            redactor = self.access.redactor  # type: ignore[attr-defined]
+            try:
+                data, truncated = method(*args, **kwargs)
+                found = no_data is None or bool(data.get(no_data))
+                status = ToolStatus.OK if found else ToolStatus.NO_DATA
+                result = ToolResult(status=status, data=redactor.redact(data), truncated=truncated)
+            except ApiCallError as error:
+                result = ToolResult.failure(redactor.redact_text(str(error)))
+            except _Refusal as error:
+                result = ToolResult.failure(redactor.redact_text(f"refused: {error}"), ToolStatus.REFUSED)
+            except Exception as error:  # noqa: BLE001 - a tool never raises into the agent loop
+                result = ToolResult.failure(redactor.redact_text(f"{method.__name__} failed: {error}"))
+            return result.model_dump()
+
+        # ADK builds the function declaration from the signature: show the dict the caller gets.
+        wrapper.__signature__ = inspect.signature(method).replace(return_annotation=dict[str, Any])  # type: ignore[attr-defined]
+        wrapper.__annotations__ = {**method.__annotations__, "return": "dict[str, Any]"}
+        return wrapper
+
+    return decorate
 
 
 class ReadTools:
@@ -165,7 +173,7 @@ class ReadTools:
 
     # --- tools --------------------------------------------------------------------------------
 
-    @tool
+    @tool(no_data="log")
     def get_pod_logs(
         self, namespace: str, pod: str, container: str | None = None, previous: bool = False, tail_lines: int = 100
     ) -> tuple[Any, bool]:
@@ -200,7 +208,7 @@ class ReadTools:
         data = {"pod": pod, "container": container, "previous": previous, "log": log}
         return data, clip.truncated
 
-    @tool
+    @tool(no_data="events")
     def get_events(self, namespace: str, kind: str, name: str) -> tuple[Any, bool]:
         """List the recent Kubernetes events about one object (newest last).
 
@@ -232,7 +240,7 @@ class ReadTools:
         ]
         return {"object": f"{kind}/{name}", "events": events}, clip.truncated
 
-    @tool
+    @tool()
     def describe(self, namespace: str, kind: str, name: str) -> tuple[Any, bool]:
         """Describe a Pod or workload compactly: spec excerpt, status and conditions.
 
@@ -254,7 +262,7 @@ class ReadTools:
         clip = _Clip(self.access.redactor)
         return _describe(obj, clip, self.access), clip.truncated
 
-    @tool
+    @tool()
     def get_owner_chain(self, namespace: str, kind: str, name: str) -> tuple[Any, bool]:
         """Follow controller owner references upward, e.g. Pod -> ReplicaSet -> Deployment.
 
@@ -302,7 +310,7 @@ class ReadTools:
             "managed_by": objects.managed_by(obj),
         }
 
-    @tool
+    @tool()
     def get_rollout_history(self, namespace: str, deployment: str, kind: str = "Deployment") -> tuple[Any, bool]:
         """List a workload's revisions, oldest first: what each ran, what it changed, and which were healthy.
 
@@ -441,7 +449,7 @@ class ReadTools:
             "_template": pod_template,
         }
 
-    @tool
+    @tool(no_data="refs")
     def get_config_refs(self, namespace: str, kind: str, name: str) -> tuple[Any, bool]:
         """List the ConfigMaps and Secrets a workload's pods reference, their keys (never values), and what is missing.
 
@@ -493,7 +501,7 @@ class ReadTools:
         config_map = self.access.get("ConfigMap", namespace, name)
         return sorted(set(config_map.get("data") or {}) | set(config_map.get("binaryData") or {}))
 
-    @tool
+    @tool(no_data="pods")
     def list_pods(self, namespace: str, workload_kind: str, workload_name: str) -> tuple[Any, bool]:
         """List the pods of a Deployment, ReplicaSet or Job with their state (oldest first).
 

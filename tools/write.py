@@ -1,9 +1,11 @@
 """Mutating tools: each typed action passes the policy guard, a server-side dry-run, then one conditional write.
 
+The model-facing tools are generated from the action models (`tool_function`): one function per
+model, so a tool's name, parameters and description are written once, in `core.actions`.
 Writes are serialized with a lock (ADK may run one turn's tool calls in parallel).
 A write carries the resourceVersion it was decided on: when someone changed the
-spec meanwhile, the API answers 409 and AMOS reports a conflict instead of
-overwriting. Every outcome (applied, refused, proposed, dry_run, failed) becomes an
+spec meanwhile, the API answers 409 and AMOS reports a conflict (`ToolStatus.CONFLICT`) instead
+of overwriting. Every outcome (applied, refused, proposed, dry_run, failed) becomes an
 `ActionRecord` with a short diff of the fields it changed.
 
 Rollback, for every kind that keeps history, writes what `kubectl rollout undo` writes: the
@@ -22,17 +24,20 @@ diff, never applied.
 from __future__ import annotations
 
 import copy
+import inspect
 import random
 import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Literal, Protocol
+from typing import Annotated, Any, Literal, Protocol
 
 from pydantic import ValidationError
 
 from core.actions import (
+    ACTION_MODELS,
+    TOOL_ACTIONS,
     DeletePod,
     FixProbe,
     ProposedAction,
@@ -43,8 +48,8 @@ from core.actions import (
     SetEnv,
     SetImage,
     SetResources,
+    described_call,
 )
-from core.k8s import canonical_kind
 from core.models import ObjectRef
 from core.report import ActionRecord, ActionStatus
 from tools import objects
@@ -52,20 +57,49 @@ from tools.cluster import ApiCallError, ClusterAccess
 from tools.diff import spec_diff
 from tools.policy import Decision, PolicyGuard, WorkloadHistory
 from tools.read import KnownGood
-from tools.results import ToolResult
+from tools.results import ToolResult, ToolStatus
 from tools.snapshot import Snapshot, take_snapshot
 
 # A 409 where only status moved (a rollout in progress updates it several times a second) is
 # retried from a fresh read, like client-go's retry.RetryOnConflict; a spec change never is.
 MAX_CONFLICT_RETRIES = 6
 RETRY_BACKOFF_SECONDS = (0.05, 0.1, 0.2, 0.4, 0.8, 1.0)
-REFUSED_PREFIX = "refused by policy: "
 OBSERVE_TIMEOUT_SECONDS = 15.0  # how long to wait for a controller to see a new template before replacing pods
 
 
 def _backoff(attempt: int) -> None:
     base = RETRY_BACKOFF_SECONDS[min(attempt, len(RETRY_BACKOFF_SECONDS)) - 1]
     time.sleep(base * random.uniform(0.8, 1.2))
+
+
+TOOL_RESULT_DOC = """Returns:
+    {ok, status, data: {status, summary, diff}, error}; status ok (data.status: applied, proposed or dry_run),
+    refused (final: do not retry it or a variation of it), conflict or error."""
+
+
+def tool_function(model: type[ProposedAction], call: Callable[..., dict[str, Any]]) -> Callable[..., dict[str, Any]]:
+    """The ADK function of one action model: named `tool_name`, described by the class docstring, taking the
+    model's fields (but the `action` discriminator) as keyword parameters with their types, defaults and
+    descriptions, so the declaration ADK builds is the model's schema."""
+    parameters = [
+        inspect.Parameter(
+            name,
+            inspect.Parameter.KEYWORD_ONLY,
+            default=inspect.Parameter.empty if field.is_required() else field.default,
+            annotation=Annotated[field.annotation, field],
+        )
+        for name, field in model.model_fields.items()
+        if name != "action"
+    ]
+
+    def apply_call(**args: Any) -> dict[str, Any]:
+        return call(model.tool_name, **args)
+
+    apply_call.__name__ = apply_call.__qualname__ = model.tool_name
+    apply_call.__doc__ = f"{inspect.cleandoc(model.__doc__ or '')}\n\n{TOOL_RESULT_DOC}"
+    apply_call.__signature__ = inspect.Signature(parameters, return_annotation=dict[str, Any])  # type: ignore[attr-defined]
+    apply_call.__annotations__ = {p.name: p.annotation for p in parameters} | {"return": dict[str, Any]}
+    return apply_call
 
 
 def replace_failing_pods(
@@ -208,229 +242,20 @@ class WriteTools:
         self._written_generation: dict[ObjectRef, int] = {}
 
     def as_functions(self) -> list[Callable[..., dict[str, Any]]]:
-        return [
-            self.rollback_deployment,
-            self.set_image,
-            self.set_resources,
-            self.set_env,
-            self.set_args,
-            self.fix_probe,
-            self.scale,
-            self.delete_pod,
-            self.restart_rollout,
-        ]
+        """The model-facing write tools: one per action model, each a `call` of its tool (see `tool_function`)."""
+        return [tool_function(model, self.call) for model in ACTION_MODELS]
 
-    # --- model-facing tools (plain typed parameters, dict results) --------------------------
-
-    def rollback_deployment(
-        self, namespace: str, name: str, to_revision: int | None = None, kind: str = "Deployment"
-    ) -> dict[str, Any]:
-        """Roll a workload back to an earlier revision's template, like `kubectl rollout undo`.
-
-        A CronJob goes back to a job template that produced a successful Job. A known-bad revision is refused.
-
-        Args:
-            namespace: namespace of the workload.
-            name: workload name.
-            to_revision: revision number from get_rollout_history (its rollback_target); empty means the
-                newest known-good revision.
-            kind: Deployment, StatefulSet, DaemonSet or CronJob.
-
-        Returns:
-            {ok, data: {status, summary, diff}, error}; error starts with "refused by policy:" when not allowed.
-        """
-        return self._run(Rollback, namespace=namespace, name=name, to_revision=to_revision, kind=kind)
-
-    def set_image(
-        self, namespace: str, name: str, container: str, image: str, kind: str = "Deployment"
-    ) -> dict[str, Any]:
-        """Set a container's image; only an image an earlier revision of this Deployment ran is accepted.
-
-        Args:
-            namespace: namespace of the workload.
-            name: Deployment name.
-            container: container name.
-            image: full image reference, exactly as in get_rollout_history.
-            kind: Deployment.
-
-        Returns:
-            {ok, data: {status, summary, diff}, error}.
-        """
-        return self._run(SetImage, namespace=namespace, name=name, container=container, image=image, kind=kind)
-
-    def set_resources(
-        self,
-        namespace: str,
-        kind: str,
-        name: str,
-        container: str,
-        memory_limit: str | None = None,
-        memory_request: str | None = None,
-        cpu_limit: str | None = None,
-        cpu_request: str | None = None,
-    ) -> dict[str, Any]:
-        """Change a container's memory/CPU limits or requests (e.g. raise the memory limit after OOMKilled).
-
-        A value may grow to at most max_memory_factor times the current one; a limit never goes below the request.
-
-        Args:
-            namespace: namespace of the workload.
-            kind: Deployment or Job.
-            name: workload name.
-            container: container name.
-            memory_limit: new memory limit, a Kubernetes quantity like "512Mi"; empty to keep it.
-            memory_request: new memory request, like "256Mi"; empty to keep it.
-            cpu_limit: new CPU limit, like "500m"; empty to keep it.
-            cpu_request: new CPU request, like "250m"; empty to keep it.
-
-        Returns:
-            {ok, data: {status, summary, diff}, error}.
-        """
-        return self._run(
-            SetResources,
-            namespace=namespace,
-            kind=kind,
-            name=name,
-            container=container,
-            memory_limit=memory_limit or None,
-            memory_request=memory_request or None,
-            cpu_limit=cpu_limit or None,
-            cpu_request=cpu_request or None,
-        )
-
-    def set_env(
-        self, namespace: str, kind: str, name: str, container: str, env_name: str, value: str
-    ) -> dict[str, Any]:
-        """Set one literal environment variable on an existing container (variables from Secrets are never replaced).
-
-        Args:
-            namespace: namespace of the workload.
-            kind: Deployment or Job.
-            name: workload name.
-            container: container name.
-            env_name: variable name.
-            value: new literal value.
-
-        Returns:
-            {ok, data: {status, summary, diff}, error}.
-        """
-        return self._run(
-            SetEnv, namespace=namespace, kind=kind, name=name, container=container, env_name=env_name, value=value
-        )
-
-    def set_args(
-        self,
-        namespace: str,
-        kind: str,
-        name: str,
-        container: str,
-        command: list[str] | None = None,
-        args: list[str] | None = None,
-    ) -> dict[str, Any]:
-        """Replace a container's command and/or args (each list replaces the whole field).
-
-        Args:
-            namespace: namespace of the workload.
-            kind: Deployment or Job.
-            name: workload name.
-            container: container name.
-            command: new command list; empty to keep the current one.
-            args: new args list; empty to keep the current ones.
-
-        Returns:
-            {ok, data: {status, summary, diff}, error}.
-        """
-        return self._run(
-            SetArgs, namespace=namespace, kind=kind, name=name, container=container, command=command, args=args
-        )
-
-    def fix_probe(
-        self,
-        namespace: str,
-        kind: str,
-        name: str,
-        container: str,
-        probe: str,
-        initial_delay_seconds: int | None = None,
-        period_seconds: int | None = None,
-        timeout_seconds: int | None = None,
-        failure_threshold: int | None = None,
-        http_path: str | None = None,
-        port: int | None = None,
-    ) -> dict[str, Any]:
-        """Adjust an existing liveness/readiness/startup probe's timing or HTTP path/port; a probe is never removed.
-
-        Args:
-            namespace: namespace of the workload.
-            kind: Deployment or Job.
-            name: workload name.
-            container: container name.
-            probe: liveness, readiness or startup.
-            initial_delay_seconds: new initialDelaySeconds.
-            period_seconds: new periodSeconds.
-            timeout_seconds: new timeoutSeconds.
-            failure_threshold: new failureThreshold.
-            http_path: new httpGet path (only for an httpGet probe).
-            port: new port of the probe's existing handler (httpGet, tcpSocket or grpc).
-
-        Returns:
-            {ok, data: {status, summary, diff}, error}.
-        """
-        patch: dict[str, Any] = {
-            key: value
-            for key, value in (
-                ("initialDelaySeconds", initial_delay_seconds),
-                ("periodSeconds", period_seconds),
-                ("timeoutSeconds", timeout_seconds),
-                ("failureThreshold", failure_threshold),
-            )
-            if value is not None
-        }
-        if http_path is not None or port is not None:
-            handler = self._probe_handler(namespace, kind, name, container, probe) or "httpGet"
-            patch[handler] = {k: v for k, v in (("path", http_path), ("port", port)) if v is not None}
-        return self._run(
-            FixProbe, namespace=namespace, kind=kind, name=name, container=container, probe=probe, patch=patch
-        )
-
-    def scale(self, namespace: str, name: str, replicas: int, kind: str = "Deployment") -> dict[str, Any]:
-        """Set a Deployment's replica count (at least 1, at most the configured maximum).
-
-        Args:
-            namespace: namespace of the Deployment.
-            name: Deployment name.
-            replicas: desired number of replicas.
-            kind: Deployment.
-
-        Returns:
-            {ok, data: {status, summary, diff}, error}.
-        """
-        return self._run(Scale, namespace=namespace, name=name, replicas=replicas, kind=kind)
-
-    def delete_pod(self, namespace: str, name: str) -> dict[str, Any]:
-        """Evict one pod of the incident's workload so its controller replaces it (PodDisruptionBudgets are honoured).
-
-        Args:
-            namespace: namespace of the pod.
-            name: pod name.
-
-        Returns:
-            {ok, data: {status, summary}, error}.
-        """
-        return self._run(DeletePod, namespace=namespace, name=name)
-
-    def restart_rollout(self, namespace: str, name: str, kind: str = "Deployment") -> dict[str, Any]:
-        """Restart a Deployment's pods with a rolling update, like `kubectl rollout restart`.
-
-        Args:
-            namespace: namespace of the Deployment.
-            name: Deployment name.
-            kind: Deployment.
-
-        Returns:
-            {ok, data: {status, summary, diff}, error}.
-        """
-        return self._run(RestartRollout, namespace=namespace, name=name, kind=kind)
+    def call(self, tool: str, **args: Any) -> dict[str, Any]:
+        """One write-tool call as a model makes it: the arguments become the tool's action, then `apply`."""
+        model = TOOL_ACTIONS[tool]
+        try:
+            action = model.model_validate(args)
+        except ValidationError as error:
+            problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in error.errors())
+            reason = f"invalid action: {problems}"
+            self._record_ref(*described_call(tool, args), ActionStatus.REFUSED, reason)
+            return ToolResult.refused(reason).model_dump()
+        return self.apply(action).model_dump()
 
     # --- orchestrator API ---------------------------------------------------------------------
 
@@ -455,22 +280,6 @@ class WriteTools:
 
     # --- pipeline -----------------------------------------------------------------------------
 
-    def _run(self, action_type: type[Any], **fields: Any) -> dict[str, Any]:
-        try:
-            action = action_type(**fields)
-        except ValidationError as error:
-            problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in error.errors())
-            reason = f"invalid action: {problems}"
-            ref = ObjectRef(
-                kind=str(fields.get("kind") or ("Pod" if action_type is DeletePod else "Deployment")),
-                namespace=str(fields.get("namespace") or "?"),
-                name=str(fields.get("name") or "?"),
-            )
-            verb = action_type.model_fields["action"].default
-            self._record_ref(verb, ref, f"{verb} {ref.kind}/{ref.name}", ActionStatus.REFUSED, reason)
-            return ToolResult.failure(REFUSED_PREFIX + reason).model_dump()
-        return self.apply(action).model_dump()
-
     def _apply(self, action: ProposedAction) -> ToolResult:
         ref = ObjectRef(kind=action.target_kind, namespace=action.namespace, name=action.name)
         for attempt in range(MAX_CONFLICT_RETRIES + 1):
@@ -492,11 +301,11 @@ class WriteTools:
                 action = self._rollback_target(action, workload)
             except _NotApplied as refusal:
                 self._record(action, ActionStatus.REFUSED, str(refusal))
-                return ToolResult.failure(REFUSED_PREFIX + str(refusal))
+                return ToolResult.refused(str(refusal))
         decision = self.guard.check(action, target, self._history(workload))
         if not decision.allowed and not self._proposal(decision):
             self._record(action, ActionStatus.REFUSED, decision.reason)
-            return ToolResult.failure(REFUSED_PREFIX + decision.reason)
+            return ToolResult.refused(decision.reason)
         assert target is not None  # the guard refuses a missing target
         reservation: _Slot | None = getattr(decision, "reservation", None)
         try:
@@ -519,7 +328,7 @@ class WriteTools:
             plan = self._plan(action, target, workload)
         except _NotApplied as refusal:
             self._record(action, ActionStatus.REFUSED, str(refusal))
-            return ToolResult.failure(REFUSED_PREFIX + str(refusal))
+            return ToolResult.refused(str(refusal))
         try:
             preview = self._send(ref, plan, dry_run=True)
         except ApiCallError as error:
@@ -534,12 +343,12 @@ class WriteTools:
                 "diff": diff,
                 "note": reason,
             }
-            return ToolResult(ok=True, data=proposed)
+            return ToolResult.success(proposed)
         if self.access.settings.dry_run:
             self._count(reservation)
             self._record(action, ActionStatus.DRY_RUN, "dry-run mode: validated by the API server, not applied", diff)
-            return ToolResult(
-                ok=True, data={"status": ActionStatus.DRY_RUN.value, "summary": self._summary(action), "diff": diff}
+            return ToolResult.success(
+                {"status": ActionStatus.DRY_RUN.value, "summary": self._summary(action), "diff": diff}
             )
 
         snapshot_id = None
@@ -570,7 +379,7 @@ class WriteTools:
             data["note"] = note
         if snapshot_id:
             data["snapshot_id"] = snapshot_id
-        return ToolResult(ok=True, data=data)
+        return ToolResult.success(data)
 
     @staticmethod
     def _proposal(decision: Decision) -> bool:
@@ -604,7 +413,7 @@ class WriteTools:
                 raise _Retry
             reason = f"conflict: {ref.kind}/{ref.name} was changed by someone else after AMOS read it; not overwritten"
             self._record(action, ActionStatus.FAILED, reason)
-            return ToolResult(ok=False, error=f"{reason} ({text})", data={"conflict": True})
+            return ToolResult.failure(f"{reason} ({text})", ToolStatus.CONFLICT)
         self._record(action, ActionStatus.FAILED, text)
         return ToolResult.failure(text)
 
@@ -686,7 +495,7 @@ class WriteTools:
                 return _Plan("patch", precondition | {"spec": {"template": template}})
             case Rollback():
                 return _Plan("replace", self._rollback_body(action, target, workload))
-        field, _ = objects.find_container(target, action.container) or ("containers", {})
+        field, container = objects.find_container(target, action.container) or ("containers", {})
         change: dict[str, Any] = {"name": action.container}
         match action:
             case SetImage():
@@ -704,7 +513,7 @@ class WriteTools:
                 if action.args is not None:
                     change["args"] = action.args
             case FixProbe():
-                change[action.field] = action.patch
+                change[action.field] = action.patch_of(container.get(action.field) or {})
         return _Plan("patch", precondition | {"spec": {"template": {"spec": {field: [change]}}}})
 
     @staticmethod
@@ -783,13 +592,3 @@ class WriteTools:
     def _error_text(self, error: Exception, call: str) -> str:
         text = str(error) if isinstance(error, ApiCallError) else f"{call} failed: {type(error).__name__}: {error}"
         return self.access.redactor.redact_text(text)
-
-    def _probe_handler(self, namespace: str, kind: str, name: str, container: str, probe: str) -> str | None:
-        """Which handler the current probe uses, so a port change lands on it (best effort)."""
-        try:
-            obj = self.access.get(canonical_kind(kind), namespace, name)
-        except Exception:  # noqa: BLE001 - best effort: without it the port goes to httpGet
-            return None
-        found = objects.find_container(obj, container)
-        current = (found[1].get(f"{probe}Probe") if found else None) or {}
-        return next((h for h in ("httpGet", "tcpSocket", "grpc") if h in current), None)
