@@ -6,7 +6,9 @@ names in the session's first message (`Deployment/web -n shop`): a session about
 cannot read `payments`, `kube-system` or AMOS's own namespace. With writes enabled
 (`AMOS_ADK_WEB_WRITES=true`, `Settings.adk_web_writes`), the remediation step does not run a model
 at all: it takes the diagnosis's typed proposed actions and hands them to a `SubmitFix` hook,
-which the orchestrator provides; without one, it refuses.
+which the orchestrator provides; without one, it refuses. Given a `ProposalDesk`, the coordinator
+also lists the proposals waiting in that namespace and, with writes only, decides on one the user
+names (`agents.web_proposals`).
 
 Importing builds no Kubernetes client and opens no connection. The first tool call loads
 the kubeconfig (settings / KUBECONFIG, else in-cluster, else ~/.kube/config); when that
@@ -15,6 +17,7 @@ fails every tool answers with a clear error instead of raising.
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import threading
 import typing
@@ -23,6 +26,7 @@ from typing import Any, Protocol
 
 from google.adk.agents import LlmAgent
 from google.adk.agents.callback_context import CallbackContext
+from google.adk.agents.readonly_context import ReadonlyContext
 from google.adk.models import BaseLlm
 from google.adk.tools.tool_context import ToolContext
 from google.genai import types
@@ -30,9 +34,11 @@ from google.genai import types
 from agents.context import IncidentContext
 from agents.graph import build_graph
 from agents.guardrails import REMEDIATION, Guardrails, approved_actions, session_diagnosis
-from agents.instructions import context_from_state
+from agents.instructions import context_from_state, render, untrusted
 from agents.models import build_model
-from agents.offline import workload_in_text
+from agents.offline import OfflineLlm, workload_in_text
+from agents.offline_proposals import ProposalRulesLlm
+from agents.web_proposals import ProposalDesk, ProposalTools
 from core.actions import ProposedAction
 from core.config import Settings, load_settings
 from core.models import ObjectRef
@@ -202,7 +208,7 @@ class FixHandoff:
         self.tools = tools
         self.submit_fix = submit_fix
 
-    def __call__(self, callback_context: CallbackContext) -> types.Content:
+    async def __call__(self, callback_context: CallbackContext) -> types.Content:
         scope, error = self.tools.scope(callback_context)
         actions = approved_actions(session_diagnosis(callback_context.state))
         if scope is None:
@@ -210,7 +216,12 @@ class FixHandoff:
         elif not actions:
             text = "nothing submitted: the diagnosis proposes no action, or escalates"
         else:
-            text = self.submit_fix(scope.workload, actions)
+            # The fix is applied and verified (minutes): off the event loop that serves every session.
+            try:
+                answer = await asyncio.to_thread(self.submit_fix, scope.workload, actions)
+            except Exception as error:  # noqa: BLE001 - no cluster, no state namespace: say so, never crash the run
+                answer = f"the fix could not be handed to the orchestrator: {type(error).__name__}: {str(error)[:300]}"
+            text = untrusted(self.tools.cluster.redactor.scope(scope.namespace).redact_text(answer))
         return types.Content(role="model", parts=[types.Part.from_text(text=text)])
 
 
@@ -220,24 +231,45 @@ def build_root_agent(
     *,
     writes: bool | None = None,
     submit_fix: SubmitFix | None = None,
+    proposals: ProposalDesk | None = None,
 ) -> LlmAgent:
     """The coordinator for `adk web`: the offline model when no key is configured.
 
     Diagnose-only unless `writes` (default: `settings.adk_web_writes`, `AMOS_ADK_WEB_WRITES`);
     with writes, remediation hands the proposed actions to `submit_fix` (default: refuse).
+    With `proposals`, the coordinator lists pending proposals; deciding on one needs writes too.
     """
     settings = settings or load_settings()
     tools = WebTools(settings)
     writes = (settings.adk_web_writes if writes is None else writes) and not settings.dry_run
+    model = model or build_model(settings)
+    proposal_tools: list[Callable[..., Any]] = []
+    if proposals is not None:
+        proposal_tools = ProposalTools(proposals, tools.scope, tools.cluster.redactor.scope).functions(decide=writes)
+        if isinstance(model, OfflineLlm):
+            model = ProposalRulesLlm(max_memory_factor=model.max_memory_factor)  # the same rules, and these tools
     root = build_graph(
-        model=model or build_model(settings),
+        model=model,
         settings=settings,
         read_tools=tools.read_functions(),
         write_tools=[] if writes else None,  # a remediation step without tools: FixHandoff answers for it
         guardrails=Guardrails(settings),
         remediation_off_reason="dry-run mode: AMOS only recommends" if settings.dry_run else DIAGNOSE_ONLY,
+        coordinator_tools=proposal_tools,
     )
     if writes:
         remediation = next(agent for agent in root.sub_agents if agent.name == REMEDIATION)
         remediation.before_agent_callback = FixHandoff(tools, submit_fix or refuse_fix)
+    if proposal_tools:
+        root.instruction = with_proposals(root.instruction, decide=writes)
     return root
+
+
+def with_proposals(instruction: Any, *, decide: bool) -> Callable[[ReadonlyContext], str]:
+    """The coordinator's instruction and how to use the proposal tools it was given."""
+    section = render("adk_web_proposals.j2", decide=decide)
+
+    def provide(context: ReadonlyContext) -> str:
+        return str(instruction(context)) + section
+
+    return provide

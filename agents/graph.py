@@ -41,8 +41,12 @@ def build_graph(
     write_tools: Sequence[Any] | None,
     guardrails: Guardrails,
     remediation_off_reason: str = "dry-run mode: AMOS only recommends",
+    coordinator_tools: Sequence[Any] = (),
 ) -> LlmAgent:
-    """The root (coordinator) agent; `write_tools=None` leaves remediation out of the graph."""
+    """The root (coordinator) agent; `write_tools=None` leaves remediation out of the graph.
+
+    `coordinator_tools`: tools the coordinator calls itself (`adk web`'s proposal tools), beside its specialists.
+    """
     callbacks: dict[str, Any] = {
         "before_model_callback": guardrails.before_model,
         "after_model_callback": guardrails.after_model,
@@ -89,5 +93,6 @@ def build_graph(
             settings, remediation_enabled=write_tools is not None, off_reason=remediation_off_reason
         ),
         sub_agents=sub_agents,
+        tools=list(coordinator_tools),
         **callbacks,
     )

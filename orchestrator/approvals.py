@@ -56,6 +56,13 @@ class Approvals:
                 reports.append(report)
         return reports
 
+    def check_one(self, proposal_id: str) -> IncidentReport | None:
+        """Act on one proposal now (a decision just made in `adk web`); None while it still waits."""
+        proposal = self.proposals.get(proposal_id)
+        if proposal is None or proposal.state is not ProposalState.PENDING:
+            return None
+        return self._check(proposal)
+
     def _check(self, proposal: Proposal) -> IncidentReport | None:
         steps = self.handler.steps
         workload = steps.read(proposal.workload)

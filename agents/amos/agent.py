@@ -2,7 +2,8 @@
 
 No cluster is contacted at import; the offline model is used when no model key is set.
 Diagnose-only unless `AMOS_ADK_WEB_WRITES=true` (`Settings.adk_web_writes`), and even then
-a fix is handed to the orchestrator's whole safety loop (`service.adk_fixes`), never applied here.
+a fix, or a decision on a proposal, is handed to the orchestrator's whole safety loop
+(`service.adk_fixes`), never applied here. Pending proposals are listed in either case.
 """
 
 import sys
@@ -14,7 +15,8 @@ if _REPO_ROOT not in sys.path:
 
 from agents.app import build_root_agent
 from core.config import load_settings
-from service.adk_fixes import OrchestratorFixes
+from service.adk_fixes import OrchestratorFixes, OrchestratorProposals
 
 _settings = load_settings()
-root_agent = build_root_agent(_settings, submit_fix=OrchestratorFixes(_settings))
+fixes = OrchestratorFixes(_settings)
+root_agent = build_root_agent(_settings, submit_fix=fixes, proposals=OrchestratorProposals(fixes))
