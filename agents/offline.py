@@ -43,7 +43,6 @@ from core.models import FaultKind, Incident, ObjectRef
 
 MEBI = Decimal(1024**2)
 LOG_TAIL_LINES = 10
-CRASH_REASONS = {"CrashLoopBackOff", "Error", "RunContainerError"}
 _OBJECT_IN_TEXT = re.compile(r"\b(Deployment|Job|Pod)/([a-z0-9][a-z0-9.-]*)\s+-n\s+([a-z0-9][a-z0-9-]*)")
 _NAMESPACED_TEXT = re.compile(
     r"\b(deployment|job|pod)\s+([a-z0-9][a-z0-9.-]*)\s+in\s+(?:the\s+)?(?:namespace\s+)?([a-z0-9][a-z0-9-]*)",
@@ -508,7 +507,7 @@ def classify(incident: Incident | None, facts: Facts) -> FaultKind | None:
         init_reasons = {r for s in _init_statuses(facts) for r in _status_reasons(s)} or reasons
         if init_reasons & k8s.IMAGE_PULL_REASONS:
             return FaultKind.IMAGE_PULL
-        if "CreateContainerConfigError" in init_reasons:
+        if k8s.CONTAINER_CONFIG_REASON in init_reasons:
             return FaultKind.CONTAINER_CONFIG
         return FaultKind.INIT_CONTAINER
     if kind in {
@@ -525,15 +524,15 @@ def classify(incident: Incident | None, facts: Facts) -> FaultKind | None:
         return kind
     if reasons & k8s.IMAGE_PULL_REASONS:
         return FaultKind.IMAGE_PULL
-    if "CreateContainerConfigError" in reasons or (facts.config or {}).get("missing"):
+    if k8s.CONTAINER_CONFIG_REASON in reasons or (facts.config or {}).get("missing"):
         return FaultKind.CONTAINER_CONFIG
     if _events(facts, "FailedCreate"):
         return FaultKind.FAILED_CREATE
-    if "Unschedulable" in reasons or _events(facts, "FailedScheduling"):
+    if k8s.UNSCHEDULABLE_REASON in reasons or _events(facts, "FailedScheduling"):
         return FaultKind.UNSCHEDULABLE
     if (facts.workload or {}).get("kind") == "Job" and ((facts.workload or {}).get("status") or {}).get("failed"):
         return FaultKind.JOB_FAILED
-    if reasons & CRASH_REASONS:
+    if reasons & k8s.CRASH_REASONS:
         return FaultKind.CRASH_LOOP
     if _events(facts, "Unhealthy"):
         probe = " ".join(_events(facts, "Unhealthy")).lower()
@@ -840,17 +839,17 @@ def _unschedulable(
         or _evidence_messages(incident)[-1:]
         or ["the scheduler gave no reason"]
     )[0]
-    asked = _requests(facts, history)
-    return _escalate(
-        root_cause=f"The pods of {kind}/{name} cannot be scheduled: {why}"
-        + (f" The pods ask for {'; '.join(asked)}." if asked else ""),
+    return _pods_not_made(
+        workload,
+        facts,
+        history,
+        evidence,
+        why=why,
+        source="scheduler",
+        root_cause=f"The pods of {kind}/{name} cannot be scheduled",
         category=Category.UNSCHEDULABLE,
-        reason=f"unschedulable: {why}"
-        + (f" Requested: {'; '.join(asked)}." if asked else "")
-        + (f" {_sentence(_no_known_good(history))}." if kind in k8s.REVISIONED_KINDS else ""),
-        evidence=evidence + [f"scheduler: {why}"] + [f"request: {item}" for item in asked],
+        reason="unschedulable",
         steps=["Add capacity or fix the pod's node selector, affinity, tolerations or resource requests"],
-        confidence=0.85,
     )
 
 
@@ -859,21 +858,50 @@ def _failed_create(
 ) -> Diagnosis:
     kind, name, ns = workload.kind, workload.name, workload.namespace
     why = (_events(facts, "FailedCreate")[-1:] or _evidence_messages(incident)[-1:] or ["no message was recorded"])[0]
-    asked = _requests(facts, history)
     quota = "quota" in why.lower()
-    return _escalate(
-        root_cause=f"The controller of {kind}/{name} cannot create its pods; the API server refused them: {why}"
-        + (f" The pods ask for {'; '.join(asked)}." if asked else ""),
+    return _pods_not_made(
+        workload,
+        facts,
+        history,
+        evidence,
+        why=why,
+        source="admission",
+        root_cause=f"The controller of {kind}/{name} cannot create its pods; the API server refused them",
         category=Category.QUOTA,
-        reason=f"pod creation refused by admission: {why}"
-        + (f" Requested: {'; '.join(asked)}." if asked else "")
-        + (f" {_sentence(_no_known_good(history))}." if kind in k8s.REVISIONED_KINDS else ""),
-        evidence=evidence + [f"admission: {why}"] + [f"request: {item}" for item in asked],
+        reason="pod creation refused by admission",
         steps=[
             f"Raise the ResourceQuota of namespace {ns} or lower the requests of {kind}/{name}"
             if quota
             else f"Fit the resources of {kind}/{name} to the LimitRange of namespace {ns}, or change the LimitRange"
         ],
+    )
+
+
+def _pods_not_made(
+    workload: ObjectRef,
+    facts: Facts,
+    history: History,
+    evidence: list[str],
+    *,
+    why: str,
+    source: str,
+    root_cause: str,
+    category: Category,
+    reason: str,
+    steps: list[str],
+) -> Diagnosis:
+    """An escalation for pods that never run (no node fits them, admission refused them): what they ask for is
+    the first thing a person compares with the nodes or the quota, so it is named in every part."""
+    asked = _requests(facts, history)
+    wanted = f" The pods ask for {'; '.join(asked)}." if asked else ""
+    return _escalate(
+        root_cause=f"{root_cause}: {why}{wanted}",
+        category=category,
+        reason=f"{reason}: {why}"
+        + (f" Requested: {'; '.join(asked)}." if asked else "")
+        + (f" {_sentence(_no_known_good(history))}." if workload.kind in k8s.REVISIONED_KINDS else ""),
+        evidence=evidence + [f"{source}: {why}"] + [f"request: {item}" for item in asked],
+        steps=steps,
         confidence=0.85,
     )
 
@@ -1058,15 +1086,16 @@ def history_call(tools: dict[str, Any], namespace: str, kind: str, name: str) ->
     return None
 
 
-_FAILED_STATES = {"Error", "CrashLoopBackOff", "OOMKilled", "RunContainerError", "ContainerCannotRun"}
-
-
 def _crashed_container(pod: dict[str, Any]) -> tuple[str | None, bool] | None:
     """(container, previous) of a container whose log tells why it failed: an init container first."""
     for status in list(pod.get("initContainerStatuses") or []) + list(pod.get("containerStatuses") or []):
         reasons = _status_reasons(status)
         state, last = status.get("state") or {}, status.get("lastState") or {}
-        if reasons & _FAILED_STATES or state.get("exitCode") not in (None, 0) or last.get("exitCode") not in (None, 0):
+        if (
+            reasons & k8s.FAILED_RUN_REASONS
+            or state.get("exitCode") not in (None, 0)
+            or last.get("exitCode") not in (None, 0)
+        ):
             restarted = bool(status.get("restartCount")) and last.get("state") == "terminated"
             return str(status.get("name")), restarted
     return None
@@ -1113,7 +1142,7 @@ def diagnosis_turn(llm_request: LlmRequest, *, max_memory_factor: float) -> list
     facts.config = _data(_last(found, "get_config_refs"))
 
     focus = name if kind == "Pod" else k8s.focus_pod(facts.pods, incident)
-    second = {"Pod", "ReplicaSet", "Job"} - {kind}
+    second = set(k8s.OWNED_KINDS) - {kind}
     read_second = any(
         (e.name in {"describe", "get_events"} and e.args.get("kind") in second)
         or (e.name == "get_events" and e.args.get("kind") == "Pod")

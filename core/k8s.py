@@ -7,7 +7,8 @@ reads API JSON (dicts) and never calls the cluster.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import re
+from collections.abc import Mapping, Sequence
 from decimal import Decimal
 from typing import Any
 
@@ -17,42 +18,70 @@ from core.models import Incident
 
 # --- kinds ------------------------------------------------------------------------------------------------
 
-_KINDS = {
-    "deployment": "Deployment",
-    "deploy": "Deployment",
-    "statefulset": "StatefulSet",
-    "sts": "StatefulSet",
-    "daemonset": "DaemonSet",
-    "ds": "DaemonSet",
-    "cronjob": "CronJob",
-    "cj": "CronJob",
-    "job": "Job",
-    "pod": "Pod",
-}
-
 WORKLOAD_KINDS = ("Deployment", "StatefulSet", "DaemonSet", "Job", "CronJob")  # own a pod template a fix changes
 REVISIONED_KINDS = ("Deployment", "StatefulSet", "DaemonSet", "CronJob")  # keep revisions to go back to
 SCALABLE_KINDS = ("Deployment", "StatefulSet")  # `spec.replicas` says how many pods should run
 ROLLOUT_KINDS = ("Deployment", "StatefulSet", "DaemonSet")  # roll pods out; report `status.observedGeneration`
+# Keep their history as ControllerRevisions and own their pods directly (no ReplicaSet between).
+CONTROLLER_REVISION_KINDS = ("StatefulSet", "DaemonSet")
+POD_CONTROLLER_KINDS = (*CONTROLLER_REVISION_KINDS, "Job")  # a pod's controller reference names the workload itself
+SUBJECT_KINDS = (*WORKLOAD_KINDS, "Pod")  # what an incident is about and a snapshot holds: a workload or a bare Pod
+READABLE_KINDS = (*SUBJECT_KINDS, "ReplicaSet")  # what `describe` shows and `diagnose` takes
+# Made by a controller for its owner (a Deployment's ReplicaSet, a CronJob's Job): the owner is what to fix.
+OWNED_KINDS = ("Pod", "ReplicaSet", "Job")
+
+# kubectl's short names, as a report prints them (`kubectl rollout undo deploy/web`); other kinds print lower-case.
+SHORT_NAMES = {"Deployment": "deploy", "StatefulSet": "sts", "DaemonSet": "ds", "ReplicaSet": "rs"}
+_KINDS = {
+    **{kind.lower(): kind for kind in READABLE_KINDS},
+    **{short: kind for kind, short in SHORT_NAMES.items()},
+    "cj": "CronJob",
+    "po": "Pod",
+}
+
+
+def short_name(kind: str) -> str:
+    """How a command a person copies names the kind: `deploy`, `sts`, `job`."""
+    return SHORT_NAMES.get(kind, kind.lower())
 
 
 def canonical_kind(value: str) -> str:
     """Models and people write `deployment`, `deployments` or `sts`; the API spells `Deployment`, `StatefulSet`."""
-    text = value.strip().lower()
-    return _KINDS.get(text) or _KINDS.get(text.removesuffix("s")) or _KINDS.get(text.removesuffix("es")) or value
+    text = value.strip()
+    lowered = text.lower()
+    return (
+        _KINDS.get(lowered) or _KINDS.get(lowered.removesuffix("s")) or _KINDS.get(lowered.removesuffix("es")) or text
+    )
 
 
 # --- container state reasons (what the kubelet writes in `state.waiting.reason` / `terminated.reason`) ------
 
 IMAGE_PULL_REASONS = frozenset({"ErrImagePull", "ImagePullBackOff", "InvalidImageName", "ErrImageNeverPull"})
-CREATE_CONTAINER_REASONS = frozenset({"CreateContainerConfigError", "CreateContainerError"})
+CONTAINER_CONFIG_REASON = "CreateContainerConfigError"  # a ConfigMap, Secret or key the container needs is missing
+CREATE_CONTAINER_REASONS = frozenset({CONTAINER_CONFIG_REASON, "CreateContainerError"})
 START_FAILURE_REASONS = frozenset({"RunContainerError", "PreCreateHookError", "PostStartHookError"})
 CRASH_LOOP_REASON = "CrashLoopBackOff"
 OOM_KILLED_REASON = "OOMKilled"
+ERROR_REASON = "Error"  # terminated with a non-zero exit code
+UNSCHEDULABLE_REASON = "Unschedulable"  # of the PodScheduled condition
+# The container started, or was being started, and died: its process is what failed.
+CRASH_REASONS = frozenset({CRASH_LOOP_REASON, ERROR_REASON, "RunContainerError"})
+# A container whose previous or current run ended in failure, so its log says why.
+FAILED_RUN_REASONS = CRASH_REASONS | {OOM_KILLED_REASON, "ContainerCannotRun"}
 
 # --- well-known labels and annotations ----------------------------------------------------------------------
 
 MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
+# What kubectl and the workload controllers write: revision numbers, change causes, which template made a pod.
+REVISION_ANNOTATION = "deployment.kubernetes.io/revision"  # on a Deployment and its ReplicaSets
+CHANGE_CAUSE_ANNOTATION = "kubernetes.io/change-cause"
+LAST_APPLIED_ANNOTATION = "kubectl.kubernetes.io/last-applied-configuration"  # a second copy of the spec
+RESTARTED_AT_ANNOTATION = "kubectl.kubernetes.io/restartedAt"  # `kubectl rollout restart` stamps the template
+POD_TEMPLATE_HASH_LABEL = "pod-template-hash"  # on a ReplicaSet and its pods
+CONTROLLER_REVISION_HASH_LABEL = "controller-revision-hash"  # on StatefulSet and DaemonSet pods
+CONTROLLER_HASH_LABEL = "controller.kubernetes.io/hash"  # on a ControllerRevision
+# The controller's labels on a pod template, which differ per revision and are no part of what a person wrote.
+TEMPLATE_HASH_LABELS = (POD_TEMPLATE_HASH_LABEL, CONTROLLER_REVISION_HASH_LABEL)
 HELM_RELEASE_ANNOTATION = "meta.helm.sh/release-name"
 # Labels a Job controller stamps on the pod template of each Job it creates; they differ per Job.
 JOB_GENERATED_LABELS = frozenset(
@@ -123,9 +152,35 @@ def focus_pod(pods: Sequence[dict[str, Any]], incident: Incident | None) -> str 
     return named[-1] if named and not pods else None
 
 
+# --- events ---------------------------------------------------------------------------------------------------
+
+
+def event_time(event: Mapping[str, Any]) -> str | None:
+    """When an Event last happened, as the API wrote it (RFC 3339), or None.
+
+    A repeating Event of the newer Events API moves only `series.lastObservedTime`; an older one
+    moves `lastTimestamp`. `eventTime` is when a newer one first happened; the older fields follow.
+    """
+    return (
+        (event.get("series") or {}).get("lastObservedTime")
+        or event.get("lastTimestamp")
+        or event.get("eventTime")
+        or event.get("firstTimestamp")
+        or (event.get("metadata") or {}).get("creationTimestamp")
+        or None
+    )
+
+
 # --- quantities -----------------------------------------------------------------------------------------------
 
 
+# The API server's grammar: a signed decimal, then a binary suffix (Ki..Ei), a decimal one (n, u, m, k, M..E)
+# or a decimal exponent (`1e3`). The Python client alone also takes `1K`, `NaN`, ` 1`, `1_000` and `1e3Mi`.
+_QUANTITY = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[KMGTPE]i|[numkMGTPE]|[eE][+-]?[0-9]+)?")
+
+
 def parse_quantity(text: str) -> Decimal:
-    """A Kubernetes quantity (`256Mi`, `100m`, `1.5Gi`) as a Decimal; raises when `text` is not one."""
+    """A Kubernetes quantity (`256Mi`, `100m`, `1.5Gi`) as a Decimal; ValueError when the API server would refuse it."""
+    if not _QUANTITY.fullmatch(text):
+        raise ValueError(f"{text!r} is not a Kubernetes quantity")
     return Decimal(_parse_quantity(text))  # type: ignore[no-untyped-call]

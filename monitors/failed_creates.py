@@ -13,11 +13,11 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterable
 
+from core import k8s
 from core.models import ObjectRef
 from monitors.trim import DaemonSetView, EventView, JobView, StatefulSetView
 
 EVENT_REASON = "FailedCreate"
-EVENT_KINDS = frozenset({"StatefulSet", "DaemonSet", "Job"})
 
 ShortView = StatefulSetView | DaemonSetView | JobView
 
@@ -35,7 +35,7 @@ class FailedCreates:
 
     def record(self, event: EventView) -> ShortView | None:
         """Keep `event` if it is its workload's newest; return the workload's view if it is short of pods now."""
-        if event.reason != EVENT_REASON or event.kind not in EVENT_KINDS:
+        if event.reason != EVENT_REASON or event.kind not in k8s.POD_CONTROLLER_KINDS:
             return None
         workload = ObjectRef(kind=event.kind, namespace=event.namespace, name=event.object_name)
         with self._lock:

@@ -241,7 +241,7 @@ def _container_fault(
         restarts = f"restarted {c.restart_count} time(s) by its liveness probe (last exit {last.exit_code})"
         message = "; ".join(m for m in (probe_failure, restarts, c.waiting_message) if m)
         return FaultKind.LIVENESS_FAILED, _evidence(c, "LivenessProbeFailed", message, last.exit_code, last.finished_at)
-    reason = c.waiting_reason or last.reason or "Error"
+    reason = c.waiting_reason or last.reason or k8s.ERROR_REASON
     return FaultKind.CRASH_LOOP, _evidence(c, reason, c.waiting_message, last.exit_code, last.finished_at)
 
 
@@ -255,10 +255,12 @@ def _init_container_fault(pod: PodView, c: ContainerView, now: datetime) -> tupl
     current = c.terminated
     if current is not None and (current.exit_code != 0 or current.reason == k8s.OOM_KILLED_REASON):
         return FaultKind.INIT_CONTAINER, _evidence(
-            c, current.reason or "Error", "", current.exit_code, current.finished_at
+            c, current.reason or k8s.ERROR_REASON, "", current.exit_code, current.finished_at
         )
     if last is not None and _restarting(c, now):
-        return FaultKind.INIT_CONTAINER, _evidence(c, last.reason or "Error", "", last.exit_code, last.finished_at)
+        return FaultKind.INIT_CONTAINER, _evidence(
+            c, last.reason or k8s.ERROR_REASON, "", last.exit_code, last.finished_at
+        )
     return None
 
 
@@ -331,7 +333,7 @@ def _unschedulable_since(pod: PodView) -> datetime | None:
     scheduled = pod.condition("PodScheduled")
     if pod.phase != "Pending" or scheduled is None or scheduled.status != "False":
         return None
-    if scheduled.reason != "Unschedulable":
+    if scheduled.reason != k8s.UNSCHEDULABLE_REASON:
         return None
     return scheduled.last_transition or pod.created
 

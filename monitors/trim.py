@@ -13,10 +13,9 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
+from core import k8s
 from monitors.templates import hash_pod_template
 
-REVISION_ANNOTATION = "deployment.kubernetes.io/revision"
-POD_TEMPLATE_HASH_LABEL = "pod-template-hash"
 _POD_CONDITIONS = frozenset({"PodScheduled", "ContainersReady"})
 _DEPLOYMENT_CONDITIONS = frozenset({"Progressing", "Available"})
 _JOB_CONDITIONS = frozenset({"Failed", "Complete"})
@@ -101,7 +100,7 @@ class PodView(ObjectView):
             **_object_fields(meta, status, keep_annotations, _POD_CONDITIONS),
             phase=status.get("phase") or "Pending",
             node_name=spec.get("nodeName"),
-            pod_template_hash=(meta.get("labels") or {}).get(POD_TEMPLATE_HASH_LABEL),
+            pod_template_hash=(meta.get("labels") or {}).get(k8s.POD_TEMPLATE_HASH_LABEL),
             created=meta.get("creationTimestamp"),
             deleted=meta.get("deletionTimestamp"),
             initialized=initialized is None or initialized.get("status") == "True",
@@ -130,8 +129,8 @@ class ReplicaSetView(ObjectView):
         meta, _, status = _parts(obj)
         return cls(
             **_object_fields(meta, status, keep_annotations, _CREATE_CONDITIONS),
-            revision=(meta.get("annotations") or {}).get(REVISION_ANNOTATION),
-            template_hash=(meta.get("labels") or {}).get(POD_TEMPLATE_HASH_LABEL),
+            revision=(meta.get("annotations") or {}).get(k8s.REVISION_ANNOTATION),
+            template_hash=(meta.get("labels") or {}).get(k8s.POD_TEMPLATE_HASH_LABEL),
         )
 
 
@@ -151,7 +150,7 @@ class DeploymentView(ObjectView):
         replicas = spec.get("replicas")
         return cls(
             **_object_fields(meta, status, keep_annotations, _DEPLOYMENT_CONDITIONS),
-            revision=(meta.get("annotations") or {}).get(REVISION_ANNOTATION),
+            revision=(meta.get("annotations") or {}).get(k8s.REVISION_ANNOTATION),
             generation=meta.get("generation") or 0,
             observed_generation=status.get("observedGeneration") or 0,
             replicas=1 if replicas is None else replicas,
@@ -283,7 +282,6 @@ class EventView(View):
     @classmethod
     def from_api(cls, obj: ApiObject) -> EventView:
         meta, involved = obj.get("metadata") or {}, obj.get("involvedObject") or {}
-        series = obj.get("series") or {}
         return cls(
             namespace=meta.get("namespace") or "",
             name=meta["name"],
@@ -292,7 +290,7 @@ class EventView(View):
             kind=involved.get("kind") or "",
             object_name=involved.get("name") or "",
             field_path=involved.get("fieldPath") or "",
-            last_seen=series.get("lastObservedTime") or obj.get("lastTimestamp") or obj.get("eventTime"),
+            last_seen=k8s.event_time(obj),
         )
 
 

@@ -11,14 +11,13 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from core import k8s
 from core.models import ObjectRef
 from core.report import ActionRecord, ActionStatus, AttemptRecord, IncidentReport, Outcome, Severity
 
 MAX_SUBJECT_CHARS = 200
 RESTORE_VERB = "restore"
 CHANGE_STATUSES = (ActionStatus.APPLIED, ActionStatus.FAILED)
-ROLLOUT_KINDS = {"Deployment": "deploy", "StatefulSet": "sts", "DaemonSet": "ds"}
-SHORT_KINDS = {**ROLLOUT_KINDS, "Job": "job", "CronJob": "cronjob", "Pod": "pod", "ReplicaSet": "rs"}
 LABELS = {
     Outcome.FIXED: "FIXED",
     Outcome.ROLLED_BACK: "ROLLED BACK",
@@ -213,7 +212,7 @@ def _what_to_do(report: IncidentReport) -> list[str]:
     ref = report.incident.workload
     steps: list[str] = []
     if report.outcome is Outcome.APPROVAL_NEEDED and report.proposal_id:
-        short = f"{SHORT_KINDS.get(ref.kind, ref.kind.lower())}/{ref.name}"
+        short = _kubectl_name(ref)
         steps += [
             (
                 "Review the proposed change below; approve it with: "
@@ -251,27 +250,31 @@ def inspect_commands(report: IncidentReport) -> list[str]:
             f"kubectl {scope} get events --sort-by=.lastTimestamp",
         ]
     ref = report.incident.workload
-    short = f"{SHORT_KINDS.get(ref.kind, ref.kind.lower())}/{ref.name}"
+    short = _kubectl_name(ref)
     commands = [f"kubectl -n {ref.namespace} describe {short}"]
     if ref.kind != "CronJob":
         commands.append(f"kubectl -n {ref.namespace} logs {short} --all-containers --tail=100")
     commands.append(
         f"kubectl -n {ref.namespace} get events --field-selector involvedObject.name={ref.name} --sort-by=.lastTimestamp"
     )
-    if ref.kind in ROLLOUT_KINDS:
+    if ref.kind in k8s.ROLLOUT_KINDS:
         commands.append(f"kubectl -n {ref.namespace} rollout history {short}")
     return commands
 
 
 def undo_commands(ref: ObjectRef, revision_before: int | None) -> list[str]:
     """How to take AMOS's live change back by hand."""
-    short = ROLLOUT_KINDS.get(ref.kind)
-    if short is None:
-        kind = SHORT_KINDS.get(ref.kind, ref.kind.lower())
-        return [f"kubectl -n {ref.namespace} edit {kind}/{ref.name}  # revert the change shown under the attempt below"]
+    short = _kubectl_name(ref)
+    if ref.kind not in k8s.ROLLOUT_KINDS:
+        return [f"kubectl -n {ref.namespace} edit {short}  # revert the change shown under the attempt below"]
     if revision_before is not None:
-        return [f"kubectl -n {ref.namespace} rollout undo {short}/{ref.name} --to-revision={revision_before}"]
-    return [f"kubectl -n {ref.namespace} rollout undo {short}/{ref.name}  # one revision back: check the history first"]
+        return [f"kubectl -n {ref.namespace} rollout undo {short} --to-revision={revision_before}"]
+    return [f"kubectl -n {ref.namespace} rollout undo {short}  # one revision back: check the history first"]
+
+
+def _kubectl_name(ref: ObjectRef) -> str:
+    """`deploy/web`: the object as a command a person copies names it."""
+    return f"{k8s.short_name(ref.kind)}/{ref.name}"
 
 
 def trim_uids(text: str) -> str:

@@ -44,22 +44,11 @@ log = logging.getLogger(__name__)
 TAKEN_AT_ANNOTATION = "amos.io/taken-at"
 TRIMMED_ANNOTATION = "amos.io/trimmed"
 SNAPSHOT_KEY = "snapshot.json.gz"
-LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
 MAX_STORED_BYTES = 900_000  # an object holds at most 1 MiB, base64 included
 
 
 class SnapshotTooLarge(Exception):
     """Even compressed and without old revisions, the snapshot does not fit in one object."""
-
-
-def _without_last_applied(obj: dict[str, Any]) -> dict[str, Any]:
-    annotations = objects.meta(obj).get("annotations")
-    if isinstance(annotations, dict) and LAST_APPLIED in annotations:
-        obj = {
-            **obj,
-            "metadata": {**obj["metadata"], "annotations": {k: v for k, v in annotations.items() if k != LAST_APPLIED}},
-        }
-    return obj
 
 
 def _packed(text: str) -> str:
@@ -81,8 +70,8 @@ class SnapshotStore:
         stored = snapshot.model_copy(
             update={
                 "id": name,
-                "workload": _without_last_applied(snapshot.workload),
-                "replicasets": [_without_last_applied(rs) for rs in snapshot.replicasets],
+                "workload": objects.without_last_applied(snapshot.workload),
+                "replicasets": [objects.without_last_applied(rs) for rs in snapshot.replicasets],
             }
         )
         text, packed, trimmed = self._fit(stored)

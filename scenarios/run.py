@@ -31,9 +31,9 @@ from typing import TYPE_CHECKING, Any
 
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
-from kubernetes.utils import parse_quantity
 from pydantic import BaseModel
 
+from core import k8s
 from core.config import Settings, load_settings
 from core.models import Incident, IncidentState
 from core.report import IncidentReport, Outcome
@@ -49,7 +49,6 @@ EXCLUDED_NAMESPACE = "scn-excluded"  # listed in the suite's excluded_namespaces
 QUIET_SECONDS = 20.0  # how long "nothing happens" is watched for, where nothing must happen
 SETTLE_SECONDS = 5.0  # after the last report: a follow-up incident (a second rollout) would open by then
 HEALTHY_TIMEOUT_SECONDS = 150.0  # a CronJob needs a scheduled run that succeeds
-WORKLOAD_KINDS = {"Deployment", "StatefulSet", "DaemonSet", "CronJob", "Job", "Pod"}
 
 
 class ScenarioResult(BaseModel):
@@ -152,7 +151,7 @@ def _deploy(api: client.ApiClient, namespace: str, scenario: Scenario) -> None:
         create(api, namespace, manifest)
     for manifest in scenario.healthy:
         kind, name = manifest["kind"], manifest["metadata"]["name"]
-        if kind in WORKLOAD_KINDS:
+        if kind in k8s.SUBJECT_KINDS:
             wait_for(
                 functools.partial(workload_ready, api, namespace, kind, name),
                 timeout=HEALTHY_TIMEOUT_SECONDS,
@@ -194,7 +193,7 @@ def _containers(shape: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 def _memory_limit(container: dict[str, Any]) -> float:
     value = ((container.get("resources") or {}).get("limits") or {}).get("memory")
-    return float(parse_quantity(value)) if value else 0.0  # type: ignore[no-untyped-call]
+    return float(k8s.parse_quantity(str(value))) if value else 0.0
 
 
 def state_problems(

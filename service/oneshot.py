@@ -18,9 +18,9 @@ from pydantic import BaseModel, Field
 
 from agents.context import build_context
 from agents.session import run_session
+from core import k8s
 from core.actions import Diagnosis
 from core.config import Settings
-from core.k8s import canonical_kind
 from core.models import Incident, IncidentState, ObjectRef
 from core.redaction import Redactor
 from monitors.detector import FaultDetector
@@ -32,8 +32,6 @@ from tools import objects
 from tools.cluster import ApiCallError, ClusterAccess
 from tools.read import ReadTools
 
-SUPPORTED_KINDS = ("Deployment", "StatefulSet", "DaemonSet", "CronJob", "Job", "ReplicaSet", "Pod")
-_EXTRA_ALIASES = {"rs": "ReplicaSet", "replicaset": "ReplicaSet", "replicasets": "ReplicaSet", "po": "Pod"}
 SYNC_TIMEOUT_SECONDS = 30.0
 
 
@@ -68,8 +66,8 @@ def parse_target(words: list[str]) -> tuple[str, str]:
         kind_text, name = words
     else:
         raise TargetError(f"expected TYPE/NAME or TYPE NAME (e.g. deploy/web), got {' '.join(words)!r}")
-    kind = _EXTRA_ALIASES.get(kind_text.strip().lower()) or canonical_kind(kind_text)
-    if kind not in SUPPORTED_KINDS or not name or "/" in name:
+    kind = k8s.canonical_kind(kind_text)
+    if kind not in k8s.READABLE_KINDS or not name or "/" in name:
         known = "deploy, sts, ds, cj, job, rs, pod (singular, plural or full kind names)"
         raise TargetError(f"cannot diagnose {' '.join(words)!r}: the type must be one of {known}")
     return kind, name
@@ -92,10 +90,10 @@ def _kind_label(kind: str) -> str:
 def resolve(access: ClusterAccess, kind: str, namespace: str, name: str) -> tuple[ObjectRef, set[ObjectRef]]:
     """The workload to diagnose and every object whose incidents belong to it (a CronJob's Jobs, say)."""
     obj = _get(access, kind, namespace, name)
-    while kind in ("Pod", "ReplicaSet", "Job"):
+    while kind in k8s.OWNED_KINDS:
         owner = objects.controller_ref(obj)
         owner_kind = str((owner or {}).get("kind", ""))
-        if owner is None or owner_kind not in SUPPORTED_KINDS or (kind == "Job" and owner_kind != "CronJob"):
+        if owner is None or owner_kind not in k8s.READABLE_KINDS or (kind == "Job" and owner_kind != "CronJob"):
             break
         kind, name = owner_kind, str(owner["name"])
         obj = _get(access, kind, namespace, name)

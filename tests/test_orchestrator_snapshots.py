@@ -12,14 +12,10 @@ from typing import Any
 
 import pytest
 
+from core.k8s import LAST_APPLIED_ANNOTATION
 from core.models import ObjectRef
-from orchestrator.snapshots import (
-    LAST_APPLIED,
-    MAX_STORED_BYTES,
-    SnapshotStore,
-    SnapshotTooLarge,
-    _without_last_applied,
-)
+from orchestrator.snapshots import MAX_STORED_BYTES, SnapshotStore, SnapshotTooLarge
+from tools.objects import without_last_applied
 from tools.snapshot import Snapshot
 
 REF = ObjectRef(kind="Deployment", namespace="shop", name="web")
@@ -68,6 +64,11 @@ def test_a_workload_too_big_for_one_object_is_refused_with_a_clear_reason() -> N
 
 
 def test_the_last_applied_copy_of_the_spec_is_not_kept() -> None:
-    obj = {"metadata": {"name": "web", "annotations": {LAST_APPLIED: '{"env": "DB_PASSWORD=x"}', "team": "shop"}}}
-    assert _without_last_applied(obj)["metadata"]["annotations"] == {"team": "shop"}
-    assert LAST_APPLIED in obj["metadata"]["annotations"]  # the live object as read is not modified
+    obj = {
+        "metadata": {
+            "name": "web",
+            "annotations": {LAST_APPLIED_ANNOTATION: '{"env": "DB_PASSWORD=x"}', "team": "shop"},
+        }
+    }
+    assert without_last_applied(obj)["metadata"]["annotations"] == {"team": "shop"}
+    assert LAST_APPLIED_ANNOTATION in obj["metadata"]["annotations"]  # the live object as read is not modified

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from kubernetes import client
 
+from core import k8s
 from core.config import Settings
 from core.models import ObjectRef
 from core.redaction import Redactor
@@ -113,7 +114,7 @@ def healthy(access: ClusterAccess, ref: ObjectRef, obj: dict[str, Any]) -> None:
     pods = [
         (
             objects.meta(p)["name"],
-            objects.labels_of(p).get(objects.CONTROLLER_REVISION_HASH),
+            objects.labels_of(p).get(k8s.CONTROLLER_REVISION_HASH_LABEL),
             objects.is_ready(p),
             (p.get("status") or {}).get("containerStatuses"),
         )
@@ -151,7 +152,7 @@ def test_restore_after_a_bad_image_puts_the_known_good_template_back(
     good = read(access, ref)
     snapshot = take_snapshot(access, ref, datetime.now(UTC))
     assert snapshot.controller_revisions and snapshot.uid == objects.meta(good)["uid"]
-    assert objects.LAST_APPLIED_ANNOTATION not in objects.annotations_of(snapshot.workload)
+    assert k8s.LAST_APPLIED_ANNOTATION not in objects.annotations_of(snapshot.workload)
 
     written = set_image(api_client, ref, MISSING)
     wait_for(

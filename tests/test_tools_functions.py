@@ -12,6 +12,7 @@ import pytest
 from google.adk.tools.function_tool import FunctionTool
 from kubernetes import client
 
+from core import k8s
 from core.actions import ACTION_MODELS, TOOL_ACTIONS
 from core.config import Settings
 from core.redaction import Redactor
@@ -305,7 +306,7 @@ def test_pods_to_replace_are_the_failing_ones_off_the_current_revision() -> None
 
     def pod(name: str, revision_name: str, ready: bool) -> dict[str, Any]:
         return {
-            "metadata": {"name": name, "labels": {objects.CONTROLLER_REVISION_HASH: revision_name}},
+            "metadata": {"name": name, "labels": {k8s.CONTROLLER_REVISION_HASH_LABEL: revision_name}},
             "status": {"conditions": [{"type": "Ready", "status": str(ready)}]},
         }
 

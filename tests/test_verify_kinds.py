@@ -5,10 +5,10 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from core import k8s
 from core.models import ObjectRef
 from orchestrator.assessment import Baseline, Health, assess, broken_guarantees
 from orchestrator.rollout import runs_to_judge
-from tools import objects
 
 NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
 TEMPLATE = {"metadata": {"labels": {"app": "db"}}, "spec": {"containers": [{"name": "db", "image": "db:1"}]}}
@@ -60,7 +60,7 @@ def pod(
         "metadata": {
             "name": name,
             "uid": name,
-            "labels": {objects.CONTROLLER_REVISION_HASH: revision_label},
+            "labels": {k8s.CONTROLLER_REVISION_HASH_LABEL: revision_label},
             "ownerReferences": [{"uid": owner, "controller": True}],
         },
         "status": {

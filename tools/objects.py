@@ -12,12 +12,6 @@ from typing import Any
 
 from core import k8s
 
-REVISION_ANNOTATION = "deployment.kubernetes.io/revision"
-CHANGE_CAUSE_ANNOTATION = "kubernetes.io/change-cause"
-POD_TEMPLATE_HASH = "pod-template-hash"
-CONTROLLER_REVISION_HASH = "controller-revision-hash"  # label on StatefulSet and DaemonSet pods
-LAST_APPLIED_ANNOTATION = "kubectl.kubernetes.io/last-applied-configuration"
-RESTARTED_AT_ANNOTATION = "kubectl.kubernetes.io/restartedAt"
 CONTAINER_FIELDS = ("containers", "initContainers")
 
 Obj = dict[str, Any]
@@ -43,15 +37,32 @@ def without_managed_fields(obj: Obj) -> Obj:
     return result
 
 
+def without_last_applied(obj: Obj) -> Obj:
+    """The object without kubectl's last-applied annotation, a second copy of the spec (literals included).
+
+    `obj` itself is left as it is: it may be the live object just read.
+    """
+    annotations = meta(obj).get("annotations")
+    if not isinstance(annotations, dict) or k8s.LAST_APPLIED_ANNOTATION not in annotations:
+        return obj
+    kept = {key: value for key, value in annotations.items() if key != k8s.LAST_APPLIED_ANNOTATION}
+    return {**obj, "metadata": {**obj["metadata"], "annotations": kept}}
+
+
 def pod_template(obj: Obj) -> Obj:
     """The pod template of a workload (`spec.template`), or the pod itself for a Pod."""
     kind = obj.get("kind")
-    spec: Obj = obj.get("spec") or {}
     if kind == "Pod":
         return obj
     if kind == "CronJob":
-        spec = (spec.get("jobTemplate") or {}).get("spec") or {}
-    template: Obj = spec.get("template") or {}
+        return job_template_pods((obj.get("spec") or {}).get("jobTemplate") or {})
+    template: Obj = (obj.get("spec") or {}).get("template") or {}
+    return template
+
+
+def job_template_pods(job_template: Obj) -> Obj:
+    """The pod template of a CronJob's job template (`spec.template`, as in a Job)."""
+    template: Obj = (job_template.get("spec") or {}).get("template") or {}
     return template
 
 
@@ -101,7 +112,7 @@ def revision(obj: Obj) -> int | None:
         value = obj.get("revision")
         return int(value) if isinstance(value, int) and not isinstance(value, bool) else None
     try:
-        return int(annotations_of(obj)[REVISION_ANNOTATION])
+        return int(annotations_of(obj)[k8s.REVISION_ANNOTATION])
     except (KeyError, ValueError):
         return None
 
@@ -119,8 +130,8 @@ def revision_template(obj: Obj) -> Obj:
         template = copy.deepcopy((obj.get("spec") or {}).get("template") or {})
     labels = (template.get("metadata") or {}).get("labels")
     if isinstance(labels, dict):
-        labels.pop(POD_TEMPLATE_HASH, None)
-        labels.pop(CONTROLLER_REVISION_HASH, None)
+        for key in k8s.TEMPLATE_HASH_LABELS:
+            labels.pop(key, None)
     return template
 
 
@@ -130,19 +141,32 @@ def workload_template(obj: Obj) -> Obj:
     return template
 
 
+def normalized_template(template: Obj) -> Obj:
+    """A (pod) template as a rollback writes it: no `$patch`, no controller hash labels, no null creationTimestamp.
+
+    The controller labels each revision's template with its hash; without them a history entry's
+    template equals the workload's own when they hold the same spec.
+    """
+    result = copy.deepcopy(template)
+    result.pop("$patch", None)
+    metadata = result.get("metadata")
+    if isinstance(metadata, dict):
+        if "creationTimestamp" in metadata and metadata["creationTimestamp"] is None:
+            metadata.pop("creationTimestamp")
+        labels = metadata.get("labels")
+        if isinstance(labels, dict):
+            for key in k8s.TEMPLATE_HASH_LABELS:
+                labels.pop(key, None)
+    return result
+
+
 def template_digest(template: Obj) -> str:
     """A stable digest of a (pod or job) template, the same for a workload and its history entry."""
-    shown = copy.deepcopy(template)
-    shown.pop("$patch", None)
-    if isinstance(shown.get("metadata"), dict) and shown["metadata"].get("creationTimestamp") is None:
-        shown["metadata"].pop("creationTimestamp", None)
-    labels = (shown.get("metadata") or {}).get("labels")
-    if isinstance(labels, dict):
-        labels.pop(POD_TEMPLATE_HASH, None)
-        labels.pop(CONTROLLER_REVISION_HASH, None)
-        if not labels:
-            shown["metadata"].pop("labels")
-    if shown.get("metadata") == {}:
+    shown = normalized_template(template)
+    metadata = shown.get("metadata")
+    if isinstance(metadata, dict) and metadata.get("labels") == {}:
+        metadata.pop("labels")
+    if metadata == {}:
         shown.pop("metadata")
     text = json.dumps(shown, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()[:16]
@@ -153,8 +177,8 @@ def revision_hash(obj: Obj) -> str | None:
     labels = labels_of(obj)
     if obj.get("kind") == "ControllerRevision":
         name = str(meta(obj).get("name") or "")
-        return labels.get("controller.kubernetes.io/hash") or (name.rsplit("-", 1)[-1] if "-" in name else None)
-    return labels.get(POD_TEMPLATE_HASH)
+        return labels.get(k8s.CONTROLLER_HASH_LABEL) or (name.rsplit("-", 1)[-1] if "-" in name else None)
+    return labels.get(k8s.POD_TEMPLATE_HASH_LABEL)
 
 
 def made_from(pod: Obj, entry: Obj) -> bool:
@@ -165,9 +189,9 @@ def made_from(pod: Obj, entry: Obj) -> bool:
     """
     labels = labels_of(pod)
     if entry.get("kind") == "ControllerRevision":
-        value = labels.get(CONTROLLER_REVISION_HASH)
+        value = labels.get(k8s.CONTROLLER_REVISION_HASH_LABEL)
         return value is not None and value in {meta(entry).get("name"), revision_hash(entry)}
-    value = labels.get(POD_TEMPLATE_HASH)
+    value = labels.get(k8s.POD_TEMPLATE_HASH_LABEL)
     return value is not None and value == revision_hash(entry)
 
 
@@ -287,7 +311,7 @@ def pods_to_replace(workload: Obj, history: list[Obj], pods: list[Obj]) -> list[
     """
     kind = workload.get("kind")
     strategy = ((workload.get("spec") or {}).get("updateStrategy") or {}).get("type") or "RollingUpdate"
-    if kind not in {"StatefulSet", "DaemonSet"} or (kind == "DaemonSet" and strategy != "OnDelete"):
+    if kind not in k8s.CONTROLLER_REVISION_KINDS or (kind == "DaemonSet" and strategy != "OnDelete"):
         return []
     current = current_history_entry(workload, history)
     if current is None:

@@ -19,12 +19,12 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
 
-from kubernetes.utils import parse_quantity
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from core import k8s
 from core.actions import (
     DeletePod,
     FixProbe,
@@ -78,11 +78,11 @@ RESOURCE_FLOORS: dict[str, tuple[Decimal, str]] = {
     "cpu": (Decimal("0.010"), "10m"),
 }
 # Shapes of values a model proposes, always used with fullmatch (`$` would accept a trailing newline).
+# A quantity is narrower than `core.k8s.parse_quantity` takes: no sign, no exponent, no `n` or `u`.
 _QUANTITY = re.compile(r"(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[KMGTPE]i|[mkMGTPE])?")
 _IMAGE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/:@+-]*")
 _ENV_NAME = re.compile(r"[-._a-zA-Z][-._a-zA-Z0-9]*")
 _PORT_NAME = re.compile(r"(?=.*[a-z])(?!.*--)[a-z0-9](?:[a-z0-9-]{0,13}[a-z0-9])?")
-_HASH_LABELS = (objects.POD_TEMPLATE_HASH, "controller-revision-hash")
 
 # Variables that change how a process loads code or reaches the network: never set unless the workload
 # ran that exact value, not even as a proposal (a planted log line asks for exactly these).
@@ -360,8 +360,8 @@ class WorkloadHistory(BaseModel):
         labels = (template.get("metadata") or {}).get("labels") or {}
         if not _selector_matches((workload.get("spec") or {}).get("selector"), labels):
             return False
-        own_hash = objects.labels_of(revision).get(objects.POD_TEMPLATE_HASH)
-        return own_hash is None or labels.get(objects.POD_TEMPLATE_HASH) == own_hash
+        own_hash = objects.labels_of(revision).get(k8s.POD_TEMPLATE_HASH_LABEL)
+        return own_hash is None or labels.get(k8s.POD_TEMPLATE_HASH_LABEL) == own_hash
 
     def owned_replicasets(self) -> list[dict[str, Any]]:
         """The ReplicaSets the Deployment controls (a name or a bare ownerReference is not enough)."""
@@ -374,7 +374,7 @@ class WorkloadHistory(BaseModel):
             return {number: template for number, template in enumerate(self.known_good_job_templates, start=1)}
         if kind == "Deployment":
             candidates = [(objects.revision(rs), rs) for rs in self.owned_replicasets()]
-        elif kind in {"StatefulSet", "DaemonSet"}:
+        elif kind in k8s.CONTROLLER_REVISION_KINDS:
             candidates = [
                 (_int_or_none(cr.get("revision")), cr) for cr in self.controller_revisions if self._controls(cr, kind)
             ]
@@ -396,10 +396,10 @@ class WorkloadHistory(BaseModel):
         result: dict[int, dict[str, Any]] = {}
         for number, obj in self.revisions().items():
             if kind == "CronJob":
-                template = objects.pod_template({"kind": "CronJob", "spec": {"jobTemplate": obj}})
+                template = objects.job_template_pods(obj)
             else:
                 template = _revision_template(obj)
-            result[number] = _normalized(template)
+            result[number] = objects.normalized_template(template)
         return result
 
     def template_for(self, revision: int) -> dict[str, Any]:
@@ -425,7 +425,7 @@ class WorkloadHistory(BaseModel):
         if kind == "CronJob":
             own = _normalized_job((workload.get("spec") or {}).get("jobTemplate") or {})
             return current | {n for n, job in revisions.items() if _normalized_job(job) == own}
-        own_template = _normalized(objects.pod_template(workload))
+        own_template = objects.normalized_template(objects.pod_template(workload))
         return current | {n for n, template in self.templates().items() if template == own_template}
 
     def default_rollback_revision(self) -> int | None:
@@ -513,25 +513,11 @@ def _revision_template(revision: dict[str, Any]) -> dict[str, Any]:
     return template if isinstance(template, dict) else {}
 
 
-def _normalized(template: dict[str, Any]) -> dict[str, Any]:
-    """A pod template as a rollback writes it: no `$patch`, no controller hash labels, no null timestamp."""
-    result = copy.deepcopy(template)
-    result.pop("$patch", None)
-    metadata = result.get("metadata")
-    if isinstance(metadata, dict) and "creationTimestamp" in metadata and metadata["creationTimestamp"] is None:
-        metadata.pop("creationTimestamp")
-    labels = (metadata or {}).get("labels") if isinstance(metadata, dict) else None
-    if isinstance(labels, dict):
-        for key in _HASH_LABELS:
-            labels.pop(key, None)
-    return result
-
-
 def _normalized_job(job_template: dict[str, Any]) -> dict[str, Any]:
     result = copy.deepcopy(job_template)
     spec = result.get("spec") or {}
     if isinstance(spec.get("template"), dict):
-        spec["template"] = _normalized(spec["template"])
+        spec["template"] = objects.normalized_template(spec["template"])
     return result
 
 
@@ -568,8 +554,8 @@ def _argv(value: Any) -> tuple[str, ...]:
 def _quantity(value: str) -> Decimal:
     """A quantity read from the cluster (already validated by the API server)."""
     try:
-        return Decimal(parse_quantity(value))  # type: ignore[no-untyped-call]
-    except (ValueError, TypeError, InvalidOperation) as error:
+        return k8s.parse_quantity(value)
+    except ValueError as error:
         raise _Refused(f"{value!r} is not a Kubernetes quantity") from error
 
 
@@ -736,7 +722,7 @@ class PolicyGuard:
         if scope.kind == "Pod":
             if name == scope.name:
                 return
-        elif owner is not None and scope.kind in {"Job", "StatefulSet", "DaemonSet"}:
+        elif owner is not None and scope.kind in k8s.POD_CONTROLLER_KINDS:
             if owner.get("kind") == scope.kind and owner.get("name") == scope.name and owner.get("uid") == workload_uid:
                 return
         elif owner is not None and scope.kind == "Deployment" and owner.get("kind") == "ReplicaSet":

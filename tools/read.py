@@ -12,6 +12,7 @@ import inspect
 from collections.abc import Callable
 from typing import Any, ParamSpec, Protocol
 
+from core import k8s
 from core.redaction import Redactor, redact_env
 from tools import objects
 from tools.cluster import ApiCallError, ClusterAccess
@@ -31,25 +32,6 @@ MAX_PODS = 30
 MAX_LIST_ITEMS = 40
 MAX_KEYS = 50
 MAX_OWNER_DEPTH = 5
-
-_KIND_NAMES = {
-    "pod": "Pod",
-    "deployment": "Deployment",
-    "deploy": "Deployment",
-    "replicaset": "ReplicaSet",
-    "rs": "ReplicaSet",
-    "job": "Job",
-    "cronjob": "CronJob",
-    "statefulset": "StatefulSet",
-    "daemonset": "DaemonSet",
-}
-DESCRIBED_KINDS = ("Pod", "Deployment", "ReplicaSet", "StatefulSet", "DaemonSet", "Job", "CronJob")
-REVISIONED_KINDS = ("Deployment", "StatefulSet", "DaemonSet", "CronJob")
-
-
-def normalize_kind(kind: str) -> str:
-    key = kind.strip().lower()
-    return _KIND_NAMES.get(key) or _KIND_NAMES.get(key.removesuffix("s")) or kind.strip()
 
 
 class KnownGood(Protocol):
@@ -222,10 +204,10 @@ class ReadTools:
         """
         self._namespace(namespace)
         clip = _Clip(self.access.redactor)
-        kind = normalize_kind(kind)
+        kind = k8s.canonical_kind(kind)
         selector = f"involvedObject.kind={kind},involvedObject.name={name}"
         items = self.access.list_objects("Event", namespace, field_selector=selector)
-        items.sort(key=_event_time)
+        items.sort(key=lambda item: k8s.event_time(item) or "")
         events = [
             {
                 "type": item.get("type"),
@@ -233,7 +215,7 @@ class ReadTools:
                 "message": clip.text(item.get("message")),
                 "count": item.get("count") or (item.get("series") or {}).get("count") or 1,
                 "first_seen": item.get("firstTimestamp") or item.get("eventTime"),
-                "last_seen": _event_time(item) or None,
+                "last_seen": k8s.event_time(item),
                 "source": (item.get("source") or {}).get("component") or item.get("reportingComponent"),
             }
             for item in clip.last(items, MAX_EVENTS)
@@ -255,9 +237,9 @@ class ReadTools:
             {ok, data: {kind, name, ...spec excerpt..., status, conditions}}.
         """
         self._namespace(namespace)
-        kind = normalize_kind(kind)
-        if kind not in DESCRIBED_KINDS:
-            raise _Refusal(f"describe supports {', '.join(DESCRIBED_KINDS)}, not {kind}")
+        kind = k8s.canonical_kind(kind)
+        if kind not in k8s.READABLE_KINDS:
+            raise _Refusal(f"describe supports {', '.join(k8s.READABLE_KINDS)}, not {kind}")
         obj = self.access.get(kind, namespace, name)
         clip = _Clip(self.access.redactor)
         return _describe(obj, clip, self.access), clip.truncated
@@ -267,7 +249,7 @@ class ReadTools:
         """Follow controller owner references upward, e.g. Pod -> ReplicaSet -> Deployment.
 
         Each entry says whether the object is protected from AMOS and who else manages it
-        (argocd, flux, helm), where a change by AMOS would be reverted.
+        (Argo CD, Flux, Helm, or what its managed-by label names), where a change by AMOS may be reverted.
 
         Args:
             namespace: namespace of the object.
@@ -278,7 +260,7 @@ class ReadTools:
             {ok, data: {chain: [{kind, name, protected, managed_by}], top: {kind, name}}}.
         """
         self._namespace(namespace)
-        kind = normalize_kind(kind)
+        kind = k8s.canonical_kind(kind)
         obj = self.access.get(kind, namespace, name)
         chain = [self._owner_entry(obj)]
         for _ in range(MAX_OWNER_DEPTH):
@@ -333,9 +315,9 @@ class ReadTools:
         """
         self._namespace(namespace)
         clip = _Clip(self.access.redactor)
-        kind = normalize_kind(kind)
-        if kind not in REVISIONED_KINDS:
-            raise _Refusal(f"a {kind} keeps no rollout history (revisions: {', '.join(REVISIONED_KINDS)})")
+        kind = k8s.canonical_kind(kind)
+        if kind not in k8s.REVISIONED_KINDS:
+            raise _Refusal(f"a {kind} keeps no rollout history (revisions: {', '.join(k8s.REVISIONED_KINDS)})")
         workload = self.access.get(kind, namespace, deployment)
         entries, target = self._revision_entries(workload, clip)
         previous: dict[str, Any] | None = None
@@ -361,7 +343,7 @@ class ReadTools:
         and the rollback target."""
         kind = workload.get("kind")
         history = self.access.history_of(workload)
-        pods = self.access.pods_of(workload) if kind in {"StatefulSet", "DaemonSet"} else []
+        pods = self.access.pods_of(workload) if kind in k8s.CONTROLLER_REVISION_KINDS else []
         judged = self.known_good.judge(workload, history, pods) if self.known_good is not None else {}
         states: dict[Any, dict[str, Any]] = judged.get("revisions") or {}
         target = {
@@ -382,13 +364,13 @@ class ReadTools:
                         number,
                         f"job template {number}",
                         is_current,
-                        _job_pod_template(job_template),
+                        objects.job_template_pods(job_template),
                         states.get(number) or {},
                         clip,
                     )
                 )
             if not seen_current:
-                own = _job_pod_template(objects.workload_template(workload))
+                own = objects.job_template_pods(objects.workload_template(workload))
                 entries.append(
                     self._entry(
                         None, "current job template", True, own, {"note": "never seen producing a successful Job"}, clip
@@ -417,7 +399,7 @@ class ReadTools:
                 entry.update(replicas=len(made), ready=sum(1 for pod in made if objects.is_ready(pod)))
             entry.update(
                 created=objects.meta(item).get("creationTimestamp"),
-                change_cause=clip.text(objects.annotations_of(item).get(objects.CHANGE_CAUSE_ANNOTATION)) or None,
+                change_cause=clip.text(objects.annotations_of(item).get(k8s.CHANGE_CAUSE_ANNOTATION)) or None,
             )
             entries.append(entry)
         return entries, target
@@ -464,7 +446,7 @@ class ReadTools:
         """
         self._namespace(namespace)
         clip = _Clip(self.access.redactor)
-        obj = self.access.get(normalize_kind(kind), namespace, name)
+        obj = self.access.get(k8s.canonical_kind(kind), namespace, name)
         refs = objects.config_refs(obj)
         entries, missing = [], []
         for (ref_kind, ref_name), ref in sorted(refs.items()):
@@ -515,28 +497,12 @@ class ReadTools:
         """
         self._namespace(namespace)
         clip = _Clip(self.access.redactor)
-        workload = self.access.get(normalize_kind(workload_kind), namespace, workload_name)
+        workload = self.access.get(k8s.canonical_kind(workload_kind), namespace, workload_name)
         pods = sorted(self.access.pods_of(workload), key=lambda p: objects.meta(p).get("creationTimestamp") or "")
         return {"pods": [_pod_row(pod, clip) for pod in clip.last(pods, MAX_PODS)]}, clip.truncated
 
 
 # --- views ------------------------------------------------------------------------------------
-
-
-def _job_pod_template(job_template: dict[str, Any]) -> dict[str, Any]:
-    template: dict[str, Any] = (job_template.get("spec") or {}).get("template") or {}
-    return template
-
-
-def _event_time(event: dict[str, Any]) -> str:
-    return str(
-        event.get("lastTimestamp")
-        or (event.get("series") or {}).get("lastObservedTime")
-        or event.get("eventTime")
-        or event.get("firstTimestamp")
-        or objects.meta(event).get("creationTimestamp")
-        or ""
-    )
 
 
 def _pick_container(pod: dict[str, Any]) -> str:
@@ -786,7 +752,7 @@ def _pod_row(pod: dict[str, Any], clip: _Clip) -> dict[str, Any]:
         "restarts": sum(int(s.get("restartCount", 0)) for s in statuses),
         "reason": reason or status.get("reason"),
         "node": (pod.get("spec") or {}).get("nodeName"),
-        "revision_hash": objects.labels_of(pod).get(objects.POD_TEMPLATE_HASH),
+        "revision_hash": objects.labels_of(pod).get(k8s.POD_TEMPLATE_HASH_LABEL),
         "created": metadata.get("creationTimestamp"),
         "deleting": metadata.get("deletionTimestamp") is not None,
     }

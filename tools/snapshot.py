@@ -14,11 +14,10 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from core import k8s
 from core.models import ObjectRef
 from tools import objects
 from tools.cluster import ApiCallError, ClusterAccess
-
-SNAPSHOT_KINDS = ("Deployment", "StatefulSet", "DaemonSet", "CronJob", "Job", "Pod")
 
 
 class Snapshot(BaseModel):
@@ -59,11 +58,7 @@ class Snapshot(BaseModel):
 
 def _kept(obj: dict[str, Any]) -> dict[str, Any]:
     """The object without managedFields and the last-applied annotation (a second copy of the spec)."""
-    result = objects.without_managed_fields(obj)
-    annotations = result.get("metadata", {}).get("annotations")
-    if isinstance(annotations, dict):
-        annotations.pop(objects.LAST_APPLIED_ANNOTATION, None)
-    return result
+    return objects.without_last_applied(objects.without_managed_fields(obj))
 
 
 def take_snapshot(access: ClusterAccess, target: ObjectRef, now: datetime) -> Snapshot:
@@ -71,12 +66,12 @@ def take_snapshot(access: ClusterAccess, target: ObjectRef, now: datetime) -> Sn
 
     Raises ApiCallError when the workload cannot be read, ValueError for a kind AMOS does not know.
     """
-    if target.kind not in SNAPSHOT_KINDS:
-        raise ValueError(f"cannot snapshot a {target.kind}; supported: {', '.join(SNAPSHOT_KINDS)}")
+    if target.kind not in k8s.SUBJECT_KINDS:
+        raise ValueError(f"cannot snapshot a {target.kind}; supported: {', '.join(k8s.SUBJECT_KINDS)}")
     workload = access.get(target.kind, target.namespace, target.name)
     workload.setdefault("kind", target.kind)
     replicasets = access.replicasets_of(workload) if target.kind == "Deployment" else []
-    revisions = access.controller_revisions_of(workload) if target.kind in {"StatefulSet", "DaemonSet"} else []
+    revisions = access.controller_revisions_of(workload) if target.kind in k8s.CONTROLLER_REVISION_KINDS else []
     config_maps = []
     for kind, name in sorted(objects.config_refs(workload)):
         if kind != "ConfigMap":

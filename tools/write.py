@@ -35,6 +35,7 @@ from typing import Annotated, Any, Literal, Protocol
 
 from pydantic import ValidationError
 
+from core import k8s
 from core.actions import (
     ACTION_MODELS,
     TOOL_ACTIONS,
@@ -491,7 +492,7 @@ class WriteTools:
                 return _Plan("patch", precondition | {"spec": {"replicas": action.replicas}})
             case RestartRollout():
                 stamp = self._clock().strftime("%Y-%m-%dT%H:%M:%SZ")
-                template = {"metadata": {"annotations": {objects.RESTARTED_AT_ANNOTATION: stamp}}}
+                template = {"metadata": {"annotations": {k8s.RESTARTED_AT_ANNOTATION: stamp}}}
                 return _Plan("patch", precondition | {"spec": {"template": template}})
             case Rollback():
                 return _Plan("replace", self._rollback_body(action, target, workload))
