@@ -6,6 +6,10 @@ the right to patch that workload; `python main.py approve <id>` writes the same 
 next check AMOS re-validates (not expired, the spec generation unchanged, the fault still there)
 and applies the stored actions through the whole safety loop (ledger, snapshot, journal, policy,
 verification, restore on failure, report). Annotations change metadata only, not the generation.
+
+Several processes may check one proposal (the service, `adk web`): each decision is a transition out of
+PENDING saved with the resourceVersion it was read at, so exactly one wins it and only the winner acts;
+a loser re-reads the proposal and decides again (nothing, once it is no longer pending).
 """
 
 from __future__ import annotations
@@ -19,9 +23,11 @@ from core.report import IncidentReport, Outcome
 from orchestrator.fencing import generation_of
 from orchestrator.given import GivenActions
 from orchestrator.incident import IncidentHandler
-from orchestrator.proposals import Proposal, ProposalState, ProposalStore, decision_of, spec_digest
+from orchestrator.proposals import Proposal, ProposalChanged, ProposalState, ProposalStore, decision_of, spec_digest
 
 log = logging.getLogger(__name__)
+
+MAX_REDECISIONS = 3  # a proposal changed under us this often in one check is left to the next check
 
 
 class Approvals:
@@ -64,6 +70,21 @@ class Approvals:
         return self._check(proposal)
 
     def _check(self, proposal: Proposal) -> IncidentReport | None:
+        """Decide on `proposal` as read; when another process changed it first, read it again and decide again."""
+        for _ in range(MAX_REDECISIONS):
+            try:
+                return self._decide(proposal)
+            except ProposalChanged:
+                log.info("proposal %s changed since it was read; reading it again", proposal.id)
+            fresh = self.proposals.get(proposal.id)
+            if fresh is None or fresh.state is not ProposalState.PENDING:
+                return None  # decided (and acted on) by whoever changed it
+            proposal = fresh
+        log.warning("proposal %s kept changing; it is checked again next time", proposal.id)
+        return None
+
+    def _decide(self, proposal: Proposal) -> IncidentReport | None:
+        """Raises ProposalChanged (before any other effect) when another process moved the proposal first."""
         steps = self.handler.steps
         workload = steps.read(proposal.workload)
         now = self._clock()
@@ -100,8 +121,7 @@ class Approvals:
                 f"{who} approved proposal {proposal.id} after it expired; nothing was changed",
             )
         if spec_digest(workload) != proposal.spec_digest:
-            self._resubmit(proposal.incident)
-            return self._refuse(
+            refused = self._refuse(
                 proposal,
                 workload,
                 ProposalState.SUPERSEDED,
@@ -110,6 +130,8 @@ class Approvals:
                 "longer the one the fix was validated against); it was not applied, and AMOS "
                 "diagnoses afresh",
             )
+            self._resubmit(proposal.incident)
+            return refused
         if not self._fault_present(proposal.workload):
             return self._refuse(
                 proposal,
@@ -118,13 +140,14 @@ class Approvals:
                 who,
                 f"the fault of proposal {proposal.id} is gone; it was not applied",
             )
-        self._close(proposal, ProposalState.APPROVED, who, "applied through the safety loop")
+        self._close(proposal, ProposalState.APPROVED, who, "applied through the safety loop")  # only the winner applies
         steps.events.record(workload, "ProposalApproved", f"proposal {proposal.id} approved by {who}; applying it")
         reason = proposal.diagnosis.root_cause if proposal.diagnosis else f"proposal {proposal.id}"
         report = self.handler.process(proposal.incident, GivenActions(proposal.actions, who, reason), approved=True)
         return report
 
     def _close(self, proposal: Proposal, state: ProposalState, who: str, note: str) -> None:
+        """Move the proposal out of PENDING as it was read; ProposalChanged when another process did so first."""
         closed = proposal.model_copy(
             update={"state": state, "decided_by": who, "decided_at": self._clock(), "note": note}
         )

@@ -41,7 +41,6 @@ PROPOSAL_KEY = "proposal.json"
 STATE_LABEL = "amos.io/proposal-state"
 APPROVE_ANNOTATION = "amos.io/approve"
 REJECT_ANNOTATION = "amos.io/reject"
-MAX_WRITE_RETRIES = 5
 
 
 class ProposalState(StrEnum):
@@ -67,6 +66,7 @@ class Proposal(BaseModel):
     decided_by: str = ""
     decided_at: datetime | None = None
     note: str = ""
+    resource_version: str = Field("", exclude=True)  # as read from the API server: the precondition of a change
 
 
 def new_proposal_id() -> str:
@@ -99,57 +99,59 @@ def _annotation_manager(workload: dict[str, Any], key: str) -> str:
     return "unknown"
 
 
+class ProposalChanged(StoreError):
+    """Another process changed (or removed) the proposal since it was read: re-read it and decide again."""
+
+
 class ProposalStore:
+    """Proposals as signed Secrets; every change carries the resourceVersion it was read at, never overwrites."""
+
     def __init__(self, api_client: client.ApiClient, settings: Settings, signer: StateSigner) -> None:
         self.namespace = settings.store_namespace
         self._core = client.CoreV1Api(api_client)
         self.signer = signer
 
-    def save(self, proposal: Proposal) -> None:
+    def save(self, proposal: Proposal) -> Proposal:
+        """Create a new proposal, or change one as it was read; the stored proposal, at its new resourceVersion.
+
+        Raises ProposalChanged when someone else created, changed or deleted it first (a 409 or 404):
+        two processes can then never both move one proposal out of PENDING.
+        """
         text = proposal.model_dump_json()
-        labels = {
-            MANAGED_BY_LABEL: MANAGED_BY,
-            RECORD_LABEL: "proposal",
-            STATE_LABEL: proposal.state.value,
-            WORKLOAD_NAMESPACE_LABEL: proposal.workload.namespace,
-        }
-        metadata = {
+        metadata: dict[str, Any] = {
             "name": proposal.id,
-            "labels": labels,
+            "labels": {
+                MANAGED_BY_LABEL: MANAGED_BY,
+                RECORD_LABEL: "proposal",
+                STATE_LABEL: proposal.state.value,
+                WORKLOAD_NAMESPACE_LABEL: proposal.workload.namespace,
+            },
             "annotations": {SIGNATURE_ANNOTATION: self.signer.sign(text), "amos.io/workload": str(proposal.workload)},
         }
-        data = {PROPOSAL_KEY: base64.b64encode(text.encode()).decode()}
-        for _ in range(MAX_WRITE_RETRIES):
-            try:
-                found: dict[str, Any] = call_json(
-                    "read_namespaced_secret", self._core.read_namespaced_secret, proposal.id, self.namespace
-                )
-            except StoreError as error:
-                if error.status != 404:
-                    raise
-                body = {"metadata": metadata, "type": "Opaque", "data": data}
-                try:
-                    call_json("create_namespaced_secret", self._core.create_namespaced_secret, self.namespace, body)
-                    return
-                except StoreError as created:
-                    if created.status == 409:
-                        continue
-                    raise
-            found["metadata"].update(labels=labels, annotations=metadata["annotations"])
-            found["data"] = data
-            try:
-                call_json(
+        body = {
+            "metadata": metadata,
+            "type": "Opaque",
+            "data": {PROPOSAL_KEY: base64.b64encode(text.encode()).decode()},
+        }
+        try:
+            if proposal.resource_version:
+                metadata["resourceVersion"] = proposal.resource_version
+                stored = call_json(
                     "replace_namespaced_secret",
                     self._core.replace_namespaced_secret,
                     proposal.id,
                     self.namespace,
-                    found,
+                    body,
                 )
-                return
-            except StoreError as error:
-                if error.status not in (404, 409):
-                    raise
-        raise StoreError(f"save proposal {proposal.id}", RuntimeError("it kept changing"))
+            else:
+                stored = call_json(
+                    "create_namespaced_secret", self._core.create_namespaced_secret, self.namespace, body
+                )
+        except StoreError as error:
+            if error.status in (404, 409):
+                raise ProposalChanged(f"save proposal {proposal.id}", error.__cause__ or error) from error
+            raise
+        return proposal.model_copy(update={"resource_version": str(objects.meta(stored).get("resourceVersion") or "")})
 
     def _parse(self, item: dict[str, Any]) -> Proposal | None:
         name = objects.meta(item).get("name")
@@ -158,7 +160,9 @@ class ProposalStore:
             self.signer.check(
                 text, (objects.meta(item).get("annotations") or {}).get(SIGNATURE_ANNOTATION), f"proposal {name}"
             )
-            return Proposal.model_validate_json(text)
+            return Proposal.model_validate_json(text).model_copy(
+                update={"resource_version": str(objects.meta(item).get("resourceVersion") or "")}
+            )
         except ForgedState as forged:
             log.error("%s", forged)
         except (ValueError, ValidationError) as error:

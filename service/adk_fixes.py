@@ -6,6 +6,9 @@ guard and fences on every write, verification, restore on failure, Events and a 
 the durable outbox. The `agents.web_proposals.ProposalDesk` lists pending proposals (reads only)
 and writes a decision the way `python main.py approve` does (`service.approving`: the annotation
 as the caller), then has the orchestrator re-validate and apply that proposal at once.
+
+`adk web` acts only while it holds the service's leader Lease (`service.adk_lease`), so it is never a
+second actor: with the service running, a fix is refused naming it, and an approval is left for it to apply.
 The cluster connection is made on first use; the orchestrator and the outbox on the first write.
 """
 
@@ -22,14 +25,24 @@ from core.config import Settings
 from core.models import ObjectRef
 from core.report import IncidentReport
 from notifications.outbox import Outbox
+from orchestrator.events import replica_identity
 from orchestrator.orchestrator import Orchestrator
-from service.approving import DecisionRefused, annotate_decision, pending_proposals
+from service.adk_lease import LeaseTaken, WriteLease
+from service.approving import DecisionRefused, annotate_decision, caller, pending_proposals
 from service.kube import connect
+from service.leader import LeaderElector
 from service.oneshot import detect
 from service.wiring import build_orchestrator
 
 REQUESTED_BY = "adk web"
 IDENTITY = "adk-web"
+
+
+def service_acts(taken: LeaseTaken) -> str:
+    """Why `adk web` does not write: the service (or another `adk web`) is the one actor in this cluster."""
+    if taken.holder is None:
+        return f"adk web could not take the lease {taken.lease} (the API server refused or failed; see the log)"
+    return f"the AMOS service {taken.holder} holds the lease {taken.lease} and acts in this cluster"
 
 
 def outcome_line(report: IncidentReport | None, ref: ObjectRef) -> str:
@@ -50,6 +63,7 @@ class OrchestratorFixes:
         self._api: client.ApiClient | None = None
         self._outbox: Outbox | None = None
         self._orchestrator: Orchestrator | None = None
+        self._lease: WriteLease | None = None
         self._lock = threading.Lock()
 
     def api(self) -> client.ApiClient:
@@ -60,17 +74,37 @@ class OrchestratorFixes:
             return self._api
 
     def orchestrator(self) -> Orchestrator:
-        """The orchestrator and its outbox (made on the first write; the state namespace ensured)."""
+        """The orchestrator and its outbox (made on the first write; the state namespace ensured).
+
+        Every write it makes is fenced by the leader Lease `lease()` holds (and journaled in its term).
+        """
         api = self.api()
         with self._lock:
             if self._orchestrator is None:
-                self._outbox = Outbox.from_settings(api, self.settings, identity=IDENTITY)
+                identity = f"{IDENTITY}/{caller(api)}@{replica_identity()}"[:128]
+                lease = WriteLease(
+                    LeaderElector(api, self.settings.store_namespace, self.settings.lease_name, identity)
+                )
+                self._outbox = Outbox.from_settings(api, self.settings, identity=identity)
                 self._outbox.start()
                 self._orchestrator = build_orchestrator(
-                    self.settings, api, self._outbox, identity=IDENTITY, fault_present=self._fault_present
+                    self.settings,
+                    api,
+                    self._outbox,
+                    identity=identity,
+                    fault_present=self._fault_present,
+                    still_leader=lease.still_leads,
+                    term=lease.term,
                 )
                 self._orchestrator.store.ensure_namespace()
+                self._lease = lease
             return self._orchestrator
+
+    def lease(self) -> WriteLease:
+        """The leader Lease every write of this process holds while it runs."""
+        self.orchestrator()
+        assert self._lease is not None, "made with the orchestrator"
+        return self._lease
 
     def _fault_present(self, ref: ObjectRef) -> bool:
         """Whether `ref` has an open fault now (an approval re-validates this), from one watch of its namespace."""
@@ -84,9 +118,17 @@ class OrchestratorFixes:
                 self._outbox.stop()
 
     def __call__(self, incident_ref: ObjectRef, actions: Sequence[ProposedAction]) -> str:
-        report = self.orchestrator().apply_actions(
-            incident_ref, actions, requested_by=REQUESTED_BY, reason="a fix chosen in an adk web session"
-        )
+        orchestrator = self.orchestrator()
+        try:
+            with self.lease().holding():
+                report = orchestrator.apply_actions(
+                    incident_ref, actions, requested_by=REQUESTED_BY, reason="a fix chosen in an adk web session"
+                )
+        except LeaseTaken as taken:
+            return (
+                f"refused: {service_acts(taken)}; approve its proposal with kubectl annotate / python main.py "
+                f"approve, or stop it to act from adk web; nothing was applied to {incident_ref}"
+            )
         return outcome_line(report, incident_ref)
 
 
@@ -119,7 +161,12 @@ class OrchestratorProposals:
             return f"refused: {refused}"
         verb = "approved" if decision.approved else "rejected"
         said = f"{verb} {proposal_id} on {decision.workload} as {decision.by}"
-        report = self.fixes.orchestrator().approvals.check_one(proposal_id)
+        orchestrator = self.fixes.orchestrator()
+        try:
+            with self.fixes.lease().holding():
+                report = orchestrator.approvals.check_one(proposal_id)
+        except LeaseTaken as taken:
+            return f"{said}; {service_acts(taken)}: it acts on the decision at its next check of the proposal"
         if report is None:
             return f"{said}; AMOS acts on it at its next check of the proposal"
         return f"{said}; {outcome_line(report, decision.workload)}"

@@ -22,7 +22,7 @@ from lab.cluster import LabCluster
 from lab.workloads import deployment, rollout_complete
 from notifications import Mailer
 from orchestrator.orchestrator import Orchestrator
-from orchestrator.proposals import ProposalState
+from orchestrator.proposals import ProposalChanged, ProposalState
 from tests.mailbox import Inbox, body
 from tests.manifests import as_body
 from tests.test_orchestrator_lab import (
@@ -224,3 +224,47 @@ def test_python_main_approve_annotates_as_the_caller_and_amos_applies_it(
     assert (reports[0].approved_by or "").startswith("amos-approve/")  # the caller, as the API server knows it
     assert image_of(api_client, namespace, "web") == "nginx:1.27"
     assert approval_cli.decide(settings, api_client, proposal_id, approve=True) == 2  # already decided
+
+
+def test_two_amos_processes_racing_on_one_approved_proposal_apply_it_exactly_once(
+    lab: LabCluster, api_client: client.ApiClient, namespace: str, inbox: Inbox, approving: Callable[..., Orchestrator]
+) -> None:
+    proposal_id = propose(approving(), namespace)
+    first, second = approving(), approving()  # the service and adk web, say
+    done = kubectl(lab.kubeconfig, "-n", namespace, "annotate", "deploy/web", f"amos.io/approve={proposal_id}")
+    assert done.returncode == 0, done.stderr
+    read_by_first, read_by_second = (
+        first.approvals.proposals.get(proposal_id),
+        second.approvals.proposals.get(proposal_id),
+    )
+    assert read_by_first is not None and read_by_second is not None  # both saw it pending, at one resourceVersion
+
+    won = first.approvals._check(read_by_first)
+    lost = second.approvals._check(read_by_second)  # its read is stale now: it re-reads, and finds it decided
+
+    assert won is not None and won.outcome is Outcome.FIXED, won and won.escalation_reason
+    assert lost is None
+    assert [r.outcome for r in first.reports + second.reports] == [Outcome.FIXED]
+    ledger = first.store.ledger(incident_for(namespace, "web", FaultKind.IMAGE_PULL, "x").fingerprint)
+    assert [(note.attempt, note.outcome) for note in ledger.history] == [(1, "fixed")]  # counted once
+    inbox.wait("] FIXED:")
+    assert len([subject for subject in inbox.subjects() if "] FIXED:" in subject]) == 1  # one report mailed
+    assert [e for e in amos_events(api_client, namespace, "web") if e == "ProposalApproved"] == ["ProposalApproved"]
+
+
+def test_a_proposal_changed_since_it_was_read_is_never_overwritten(
+    namespace: str, approving: Callable[..., Orchestrator]
+) -> None:
+    orchestrator = approving()
+    proposal_id = propose(orchestrator, namespace)
+    store = orchestrator.approvals.proposals
+    read = store.get(proposal_id)
+    assert read is not None
+    rejected = store.save(read.model_copy(update={"state": ProposalState.REJECTED, "decided_by": "alice"}))
+
+    with pytest.raises(ProposalChanged):
+        store.save(read.model_copy(update={"state": ProposalState.APPROVED, "decided_by": "bob"}))
+
+    stored = store.get(proposal_id)
+    assert stored is not None and stored.state is ProposalState.REJECTED and stored.decided_by == "alice"
+    assert stored.resource_version == rejected.resource_version != read.resource_version
