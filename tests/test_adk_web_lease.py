@@ -24,6 +24,7 @@ from orchestrator.proposals import APPROVE_ANNOTATION, ProposalState
 from orchestrator.snapshots import SnapshotStore
 from orchestrator.store import StateStore
 from service.adk_fixes import OrchestratorFixes, OrchestratorProposals
+from service.adk_lease import LeaseTaken, WriteLease
 from service.leader import LeaderElector
 from tests.test_approvals_lab import propose
 from tests.test_orchestrator_lab import MISSING, amos_events, create, image_of, read, set_image, wait_pods
@@ -151,3 +152,24 @@ def test_with_no_holder_adk_web_takes_the_lease_for_its_fix_and_gives_it_up_afte
     assert holder(api_client, settings) is None  # given up
     assert not fixes.orchestrator().steps.still_leader()  # outside a write, adk web's writes are fenced
     assert elector(api_client, settings, SERVICE).step()  # the service takes over at once
+
+
+def test_the_lease_is_held_while_any_write_runs_and_refused_while_the_service_holds_it(
+    api_client: client.ApiClient, make_settings: Callable[..., Settings]
+) -> None:
+    settings = make_settings()
+    StateStore(api_client, settings).ensure_namespace()
+    lease = WriteLease(elector(api_client, settings, "adk-web/alice@laptop-1"))
+    service = elector(api_client, settings, SERVICE)
+
+    with lease.holding():
+        with lease.holding():  # a second session's write, at the same time
+            assert not service.step()
+        assert holder(api_client, settings) == "adk-web/alice@laptop-1" and lease.still_leads()  # one still runs
+        assert not service.step()
+
+    assert holder(api_client, settings) is None and not lease.still_leads()
+    assert service.step()
+    with pytest.raises(LeaseTaken) as taken, lease.holding():
+        pytest.fail("a write ran while the service held the lease")
+    assert taken.value.holder == SERVICE and not lease.still_leads()
