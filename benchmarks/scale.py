@@ -14,7 +14,8 @@ What it does, on a lab cluster with enough KWOK nodes (2,000 pods each; `--lab-n
 2. creates `--pods` healthy pods in `--deployments` Deployments (strategy Recreate), `--batch`
    Deployments at a time, and waits until they are all ready; prints the pod creation rate and
    AMOS's RSS at 5,000 pods and at the end (cost per pod = RSS growth / pods);
-3. time to first sync: a third, fresh AMOS agent lists every kind against the full cluster;
+3. time to first sync: a third, fresh AMOS agent lists every kind against the full cluster, and its
+   peak RSS (`--first-sync-only` stops here, without the baseline agent, for memory work);
 4. idle: both agents watch the healthy pods for `--idle-seconds`; prints CPU and RSS;
 5. burst: patches `--burst` Deployments at once, alternately to an image tag that
    does not exist and to a crash-looping tag (Recreate replaces every pod), and
@@ -28,7 +29,8 @@ against that same time (the lab kubelet rewrites `lastTransitionTime` on each
 status write, so what a later poll sees would understate the baseline's delay).
 API timestamps have whole seconds: latencies read up to 1 s high, for both.
 
-`--tracemalloc` makes the AMOS agent trace its allocations and print where its memory is at the end.
+`--tracemalloc` makes the AMOS agents (the long-running one and the first-sync one) trace their allocations
+and print where their memory is (tracing costs memory of its own: leave it off for RSS figures).
 
 Run from the repository root (starts a lab unless --kubeconfig points at one):
     python -m benchmarks.scale [--pods 5000] [--deployments 500] [--burst 50]
@@ -366,8 +368,7 @@ def run(kubeconfig: Path, args: argparse.Namespace) -> None:
     pids = lab_pids(kubeconfig)
     print(f"lab before: {lab_memory(pids)}; load average {load_average()}", flush=True)
     amos = spawn_agent("amos", kubeconfig, args.poll_seconds, args.tracemalloc)
-    baseline = spawn_agent("polling", kubeconfig, args.poll_seconds)
-    agents = (amos, baseline)
+    agents = (amos,) if args.first_sync_only else (amos, spawn_agent("polling", kubeconfig, args.poll_seconds))
     start = {a.name: a.usage() for a in agents}
     checkpoint: list[tuple[int, Usage]] = []  # (ready pods, AMOS usage) when 5,000 pods were first ready
 
@@ -386,14 +387,21 @@ def run(kubeconfig: Path, args: argparse.Namespace) -> None:
         print(f"AMOS cost per pod at {ready} pods: {cost_per_pod(start['amos'], at, ready)}")
     print(f"AMOS cost per pod at {pods} pods: {cost_per_pod(start['amos'], created['amos'], pods)}")
 
-    cold = spawn_agent("amos-cold", kubeconfig, args.poll_seconds)
+    cold = spawn_agent("amos-cold", kubeconfig, args.poll_seconds, args.tracemalloc)
     synced = float(cold.ask("synced"))
     cold_usage = cold.usage()
+    cold_memory = cold.ask("memory")
     cold.stop()
     print(
         f"time to first sync (a fresh AMOS lists every kind, {pods} pods): {synced:.1f} s; "
         f"its RSS then {cold_usage.rss_mib:.0f} MiB (peak {cold_usage.peak_rss_mib:.0f} MiB)"
     )
+    for line in cold_memory:
+        print(f"  tracemalloc (first sync): {line}")
+    if args.first_sync_only:
+        amos.stop()
+        client.CoreV1Api(api).delete_namespace(namespace, propagation_policy="Background")
+        return
 
     time.sleep(5)  # the last status writes settle
     idle_start = {a.name: a.usage() for a in agents}
@@ -482,6 +490,9 @@ def main(argv: list[str] | None = None) -> int:
         help=f"KWOK nodes of a lab started here ({PODS_PER_NODE} pods each; default: enough for --pods)",
     )
     parser.add_argument("--tracemalloc", action="store_true", help="trace AMOS's allocations; print the top lines")
+    parser.add_argument(
+        "--first-sync-only", action="store_true", help="stop after the first-sync figures (no baseline, idle, burst)"
+    )
     parser.add_argument("--kubeconfig", type=Path, help="an existing lab (python -m lab start); default: start one")
     args = parser.parse_args(argv)
     try:

@@ -9,13 +9,16 @@ pods are judged against filled owner indexes and opt-outs. A stream the role may
 not list (403) counts as synced, is retried slowly, and says once what is not
 detected without it.
 
-Each stream lists once and watches from the list's resourceVersion. When the
-version has expired (410 Gone) it lists again and reconciles: objects that
-disappeared meanwhile are forgotten. When the connection drops (an API server
-restart) it reconnects with capped exponential back-off, forever until stopped,
-and also lists again, so a fault that is still present is never missed and never
-reported twice (the detector is level-based). Objects stay plain dicts, as the
-API sent them, until `trim` makes views of them.
+Each stream is one loop of requests: a list (paged, each page trimmed to views as
+it arrives), then watch requests from the list's resourceVersion, each ended by the
+server after its timeout and followed at once by the next. When the version has
+expired (410 Gone) it lists again and reconciles: objects that disappeared
+meanwhile are forgotten. When the connection drops (an API server restart) it
+reconnects with capped exponential back-off, forever until stopped, and also lists
+again, so a fault that is still present is never missed and never reported twice
+(the detector is level-based). Objects are plain dicts, as the API sent them, only
+until `trim` makes views of them. Each stream remembers when it was last seen alive,
+so `problems` can tell a quiet stream from a stalled one (`stalls`).
 """
 
 from __future__ import annotations
@@ -30,13 +33,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import partial
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from kubernetes import client, watch
 from kubernetes.client.exceptions import ApiException
 from pydantic import ValidationError
 from tenacity import Retrying, retry_if_exception, wait_exponential
 
+from core import api_errors
 from core.clock import Clock, utc_now
 from core.config import Settings
 from core.models import ObjectRef
@@ -76,6 +80,7 @@ from monitors.probe_events import ProbeEvents
 from monitors.rechecks import Rechecks
 from monitors.revisions import Revision, RevisionIndex
 from monitors.scope import Scope, namespace_in_scope, opted_out, watched_namespaces
+from monitors.stalls import StreamState, stream_problem
 from monitors.trim import (
     ControllerRevisionView,
     CronJobView,
@@ -83,6 +88,7 @@ from monitors.trim import (
     DeploymentView,
     EventView,
     JobView,
+    ObjectView,
     PodView,
     ReplicaSetView,
     StatefulSetView,
@@ -93,9 +99,11 @@ log = logging.getLogger(__name__)
 LIST_PAGE_SIZE = 500
 CONNECT_TIMEOUT_SECONDS = 5.0
 LIST_READ_TIMEOUT_SECONDS = 60.0
+WATCH_TIMEOUT_SECONDS = 300  # the server ends each watch request after this; the stream starts the next
 OWNERS_SYNC_TIMEOUT_SECONDS = 30.0  # the pod stream's first list waits this long for the owner streams
 FORBIDDEN_RETRY_SECONDS = 300.0
 REVISION_RETRY = timedelta(seconds=5)
+ERROR_SUMMARY_CHARS = 200
 WORKLOAD_KINDS = ("Deployment", "StatefulSet", "DaemonSet", "CronJob", "Job")
 _SELECTORS = {"FailedCreateEvent": f"reason={FAILED_CREATE}", "UnhealthyEvent": f"reason={UNHEALTHY}"}
 _UNDETECTED = {  # what goes unseen without a stream, for the one warning a forbidden stream gives
@@ -105,6 +113,9 @@ _UNDETECTED = {  # what goes unseen without a stream, for the one warning a forb
 }
 
 ApiObject = dict[str, Any]
+Trimmed = ObjectView | EventView  # what a listed or watched object is kept as
+V = TypeVar("V", bound=Trimmed)
+_HANDLED_PER_PAGE = frozenset({"Pod"})  # a relist takes these as they come and keeps only their refs
 
 
 @dataclass
@@ -117,14 +128,33 @@ class _Stream:
     field_selector: str | None = None
     synced: threading.Event = field(default_factory=threading.Event)
     forbidden: bool = False
+    version: str | None = None  # where the next watch request starts; None: list first
+    alive_at: float = field(default_factory=time.monotonic)  # last list, event, bookmark or clean end of a watch
+    failure: str | None = None  # the last error since then
 
     @property
     def args(self) -> dict[str, Any]:
         args: dict[str, Any] = {} if self.namespace is None else {"namespace": self.namespace}
         return args if self.field_selector is None else args | {"field_selector": self.field_selector}
 
+    @property
+    def watch_operation(self) -> str:
+        """`list_namespaced_pod` watched reads as `watch_namespaced_pod` (the API's own name for it)."""
+        return self.list_fn.__name__.replace("list_", "watch_", 1)
+
+    def alive(self) -> None:
+        self.alive_at, self.failure = time.monotonic(), None
+
     def __str__(self) -> str:
         return f"{self.kind} watch ({self.namespace or 'all namespaces'})"
+
+
+@dataclass(frozen=True)
+class _Kind(Generic[V]):
+    """How a stream's objects are trimmed to views, and what handles each view."""
+
+    trim: Callable[[ApiObject], V]
+    handle: Callable[[str, V, datetime], None]
 
 
 class Watcher:
@@ -132,6 +162,7 @@ class Watcher:
 
     Size the ApiClient's connection pool (`connection_pool_maxsize`) for one
     long-lived connection per stream, or urllib3 will warn and open extra ones.
+    Failed list and watch calls are reported to the client's observer (`core.api_errors`).
     """
 
     def __init__(
@@ -142,7 +173,7 @@ class Watcher:
         *,
         clock: Clock = utc_now,
         tick_seconds: float = 0.2,
-        watch_timeout_seconds: int = 300,
+        watch_timeout_seconds: int = WATCH_TIMEOUT_SECONDS,
         max_backoff_seconds: float = 10.0,
         on_healthy: OnHealthy | None = None,
         stable_window_seconds: float = STABLE_WINDOW_SECONDS,
@@ -163,23 +194,24 @@ class Watcher:
         self.known_good = KnownGood(self._healthy.put, stable_window_seconds) if on_healthy is not None else None
         self.reconnects = 0  # streams lost to an error (connection dropped, API server restarted, ...)
         self.relists = 0  # lists after a stream's first one, for any reason (410 Gone included)
+        self._api = api_client
         self._clock = clock
         self._tick_seconds = tick_seconds
         self._watch_timeout = watch_timeout_seconds
         self._max_backoff = max_backoff_seconds
-        self._keep = (settings.ignore_annotation,)
+        keep = (settings.ignore_annotation,)
         self._streams = self._plan(api_client)
-        self._handlers: dict[str, Callable[[str, ApiObject, datetime], None]] = {
-            "ReplicaSet": self._on_replica_set,
-            "ControllerRevision": self._on_controller_revision,
-            "Deployment": self._on_deployment,
-            "StatefulSet": self._on_stateful_set,
-            "DaemonSet": self._on_daemon_set,
-            "CronJob": self._on_cron_job,
-            "Job": self._on_job,
-            "Pod": self._on_pod,
-            "FailedCreateEvent": self._on_failed_create_event,
-            "UnhealthyEvent": self._on_unhealthy_event,
+        self._kinds: dict[str, _Kind[Any]] = {
+            "ReplicaSet": _Kind(partial(ReplicaSetView.from_api, keep_annotations=keep), self._on_replica_set),
+            "ControllerRevision": _Kind(ControllerRevisionView.from_api, self._on_controller_revision),
+            "Deployment": _Kind(partial(DeploymentView.from_api, keep_annotations=keep), self._on_deployment),
+            "StatefulSet": _Kind(partial(StatefulSetView.from_api, keep_annotations=keep), self._on_stateful_set),
+            "DaemonSet": _Kind(partial(DaemonSetView.from_api, keep_annotations=keep), self._on_daemon_set),
+            "CronJob": _Kind(partial(CronJobView.from_api, keep_annotations=keep), self._on_cron_job),
+            "Job": _Kind(partial(JobView.from_api, keep_annotations=keep), self._on_job),
+            "Pod": _Kind(partial(PodView.from_api, keep_annotations=keep), self._on_pod),
+            "FailedCreateEvent": _Kind(EventView.from_api, self._on_failed_create_event),
+            "UnhealthyEvent": _Kind(EventView.from_api, self._on_unhealthy_event),
         }
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -216,6 +248,9 @@ class Watcher:
     # ---- lifecycle -----------------------------------------------------------------------------
     def start(self) -> None:
         self._stop.clear()
+        for stream in self._streams:  # every start lists first
+            stream.version = None
+            stream.alive()
         self._threads = [
             threading.Thread(target=self._run, args=(s,), name=f"amos-{s.kind.lower()}-watch", daemon=True)
             for s in self._streams
@@ -245,37 +280,66 @@ class Watcher:
         deadline = time.monotonic() + timeout
         return all(s.synced.wait(max(0.0, deadline - time.monotonic())) for s in self._streams)
 
+    def problems(self) -> list[str]:
+        """One line per stream that cannot be trusted now: not listed yet, or stalled (see `monitors.stalls`)."""
+        now = time.monotonic()
+        states = [
+            StreamState(
+                stream=str(s),
+                listed=s.synced.is_set(),
+                forbidden=s.forbidden,
+                silent_seconds=now - s.alive_at,
+                failure=s.failure,
+            )
+            for s in self._streams
+        ]
+        return [line for line in (stream_problem(state, self._watch_timeout) for state in states) if line]
+
     # ---- list and watch ------------------------------------------------------------------------
     def _run(self, stream: _Stream) -> None:
-        """Start over (list, then watch) until stopped; failures back off, a clean restart does not."""
+        """One request after another until stopped; a failure backs off first, a clean end does not."""
         retrying = Retrying(  # each call starts a fresh back-off
             retry=retry_if_exception(lambda _: not self._stop.is_set()),
             wait=wait_exponential(multiplier=0.2, max=self._max_backoff),
             sleep=self._sleep,
-            before_sleep=lambda state: log.info(
-                "%s: %s; retrying (attempt %d)",
-                stream,
-                state.outcome.exception() if state.outcome else "failed",
-                state.attempt_number,
-            ),
+            before_sleep=lambda state: log.debug("%s: retrying (attempt %d)", stream, state.attempt_number),
             reraise=True,
         )
         while not self._stop.is_set():
             with contextlib.suppress(Exception):  # an error escapes tenacity only once we are stopping
-                retrying(self._session, stream)
+                retrying(self._request, stream)
 
-    def _session(self, stream: _Stream) -> None:
-        """List and reconcile, then watch; return to list again, raise to back off first."""
+    def _request(self, stream: _Stream) -> None:
+        """List when the stream has no version to watch from (first, after a 410 or a lost stream), else watch."""
         if self._stop.is_set():
             return
+        if stream.version is None:
+            self._sync(stream)
+        else:
+            self._watch(stream)
+
+    def _sync(self, stream: _Stream) -> None:
+        """List and reconcile, to watch from the list's version next; a forbidden stream is retried slowly."""
         if stream.synced.is_set():
             self._count("relists")
         elif stream.kind == "Pod":
             self._wait_for_owner_streams()
+        present: set[ObjectRef] = set()
+        views: list[Trimmed] = []
+
+        def take(page: list[Trimmed]) -> None:
+            present.update(ObjectRef(kind=stream.kind, namespace=v.namespace, name=v.name) for v in page)
+            if stream.kind in _HANDLED_PER_PAGE:
+                self._handle_all(stream.kind, page, self._clock())
+            else:
+                views.extend(page)
+
         try:
-            version = self._list(stream)
-        except ApiException as error:
-            if error.status != 403:
+            version = self._list(stream, take)
+            self._reconcile(stream, present, views, self._clock())
+        except Exception as error:
+            self._failed(stream, stream.list_fn.__name__, error)
+            if not (isinstance(error, ApiException) and error.status == 403):
                 raise
             if not stream.forbidden:
                 log.warning(
@@ -286,23 +350,13 @@ class Watcher:
                 )
             stream.forbidden = True
             stream.synced.set()
+            stream.alive()  # an answer: the stream is not stuck, only refused
             self._sleep(FORBIDDEN_RETRY_SECONDS)
             return
         stream.forbidden = False
+        stream.version = version
         stream.synced.set()
-        streaming_since = time.monotonic()
-        try:
-            self._watch(stream, version)
-        except Exception as error:  # 410 Gone, connection reset, API server gone, read timeout, ...
-            if self._stop.is_set():
-                return
-            if isinstance(error, ApiException) and error.status == 410:
-                log.info("%s: resourceVersion expired; listing again", stream)
-                return
-            self._count("reconnects")
-            if time.monotonic() - streaming_since < self._max_backoff:
-                raise  # failing fast: back off before listing again
-            log.info("%s lost after a healthy run (%s); listing again", stream, error)
+        stream.alive()
 
     def _wait_for_owner_streams(self) -> None:
         deadline = time.monotonic() + OWNERS_SYNC_TIMEOUT_SECONDS
@@ -311,71 +365,98 @@ class Watcher:
                 if self._stop.is_set() or time.monotonic() > deadline:
                     return
 
-    def _list(self, stream: _Stream) -> str:
-        items: list[ApiObject] = []
+    def _list(self, stream: _Stream, take: Callable[[list[Trimmed]], None]) -> str:
+        """Every object of the stream in scope, to `take` a page of views at a time; the list's resourceVersion.
+
+        A raw page is gone before the next is asked for, so a first sync holds one page of JSON, not every page
+        (issue 18: 518 MiB at 20,000 pods)."""
         token: str | None = None
         while True:
             response = stream.list_fn(
                 **stream.args,
                 limit=LIST_PAGE_SIZE,
                 _continue=token,
-                _preload_content=False,
+                _preload_content=False,  # the client's model classes would cost more than the page itself
                 _request_timeout=(CONNECT_TIMEOUT_SECONDS, LIST_READ_TIMEOUT_SECONDS),
             )
             page = json.loads(response.data)
-            items.extend(page.get("items") or [])
-            token = page["metadata"].get("continue")
+            del response
+            take(self._trim_all(stream.kind, page.get("items") or []))
+            token, version = page["metadata"].get("continue"), page["metadata"]["resourceVersion"]
+            del page
             if not token:
-                self._reconcile(stream, items, self._clock())
-                return str(page["metadata"]["resourceVersion"])
+                return str(version)
 
-    def _watch(self, stream: _Stream, version: str) -> None:
-        """Follow the stream from `version`; the server ends each request after the timeout, we go on."""
+    def _watch(self, stream: _Stream) -> None:
+        """One watch request from the stream's version, until the server ends it after `timeoutSeconds`."""
         watcher = watch.Watch(return_type=object)  # type: ignore[no-untyped-call]  # events stay dicts
         with self._lock:
             self._watches.add(watcher)
+        started = time.monotonic()
         try:
-            while not self._stop.is_set():
-                for event in watcher.stream(  # type: ignore[no-untyped-call]
-                    stream.list_fn,
-                    **stream.args,
-                    resource_version=version,
-                    allow_watch_bookmarks=True,
-                    timeout_seconds=self._watch_timeout,
-                    _request_timeout=(CONNECT_TIMEOUT_SECONDS, self._watch_timeout + 30.0),
-                ):
-                    if event["type"] != "BOOKMARK":
-                        self._dispatch(stream.kind, event["type"], event["raw_object"], self._clock())
-                version = watcher.resource_version or version
+            for event in watcher.stream(  # type: ignore[no-untyped-call]
+                stream.list_fn,
+                **stream.args,
+                resource_version=stream.version,
+                allow_watch_bookmarks=True,
+                timeout_seconds=self._watch_timeout,
+                _request_timeout=(CONNECT_TIMEOUT_SECONDS, self._watch_timeout + 30.0),
+            ):
+                stream.alive()
+                if event["type"] != "BOOKMARK":
+                    self._dispatch(stream.kind, event["type"], event["raw_object"], self._clock())
+        except Exception as error:  # 410 Gone, connection reset, API server gone, read timeout, ...
+            if self._stop.is_set():
+                return
+            stream.version = None  # list again: the version expired, or the lost stream missed events
+            self._failed(stream, stream.watch_operation, error)
+            if isinstance(error, ApiException) and error.status == 410:
+                log.info("%s: resourceVersion expired; listing again", stream)
+                return
+            self._count("reconnects")
+            if time.monotonic() - started < self._max_backoff:
+                raise  # failing fast: back off before listing again
+            log.info("%s lost after a healthy run; listing again", stream)
+            return
         finally:
             with self._lock:
                 self._watches.discard(watcher)
+        stream.version = watcher.resource_version or stream.version
+        stream.alive()  # the server ended the request: a healthy stream's cycle, however quiet its resource
 
-    def _reconcile(self, stream: _Stream, items: list[ApiObject], now: datetime) -> None:
-        """Make state match a fresh list: forget what is gone, then take every object as new."""
-        in_scope = [o for o in items if namespace_in_scope(o["metadata"].get("namespace", ""), self.settings)]
+    def _failed(self, stream: _Stream, operation: str, error: BaseException) -> None:
+        """Remember the error for `problems`; a failed call goes to the client's observer, any other error here."""
+        stream.failure = _summary(error)
+        if isinstance(error, api_errors.CALL_FAILURES):  # else our handling of an answer failed
+            api_errors.report(self._api, operation, error)
+        elif not self._stop.is_set():
+            log.warning("%s failed: %s", stream, stream.failure)
+
+    def _reconcile(self, stream: _Stream, present: set[ObjectRef], views: list[Trimmed], now: datetime) -> None:
+        """Make state match a fresh list of `present` objects: forget what is gone, then take every one of `views`
+        as new (pods were, page by page, already: they outnumber the rest, and no index is replaced from them)."""
         kind, namespace = stream.kind, stream.namespace
-        present = {_ref(kind, o) for o in in_scope}
 
         def kept(ref: ObjectRef) -> bool:
             return ref.kind != kind or ref in present or namespace not in (None, ref.namespace)
 
         if kind == "ReplicaSet":
-            replica_sets = [ReplicaSetView.from_api(o) for o in in_scope]
+            replica_sets = [v for v in views if isinstance(v, ReplicaSetView)]
             self.owners.replace(namespace, replica_sets)
             self.revisions.replace(kind, namespace, replica_sets)
         elif kind == "ControllerRevision":
-            self.revisions.replace(kind, namespace, (ControllerRevisionView.from_api(o) for o in in_scope))
+            self.revisions.replace(kind, namespace, [v for v in views if isinstance(v, ControllerRevisionView)])
             return
         elif kind == "FailedCreateEvent":
-            for view in self.failed_creates.replace_events(namespace, (EventView.from_api(o) for o in in_scope)):
-                self._evaluate_short(view, now)
+            events = [v for v in views if isinstance(v, EventView)]
+            for short in self.failed_creates.replace_events(namespace, events):
+                self._evaluate_short(short, now)
             return
         elif kind == "UnhealthyEvent":
-            self.probe_events.replace(namespace, (EventView.from_api(o) for o in in_scope))
+            self.probe_events.replace(namespace, [v for v in views if isinstance(v, EventView)])
             return
         elif kind == "Job":
-            self.owners.replace(namespace, (JobView.from_api(o) for o in in_scope), kind="Job")
+            self.owners.replace(namespace, [v for v in views if isinstance(v, JobView)], kind="Job")
             self.runs.replace_active(namespace, {(ref.namespace, ref.name) for ref in present})
         elif kind == "CronJob":
             self.runs.forget_where(present, namespace)
@@ -388,24 +469,41 @@ class Watcher:
             self.known_good.retain(kept)
         if kind in WORKLOAD_KINDS:  # before any pod is judged against it
             opted = [
-                _ref(kind, o) for o in in_scope if opted_out(o["metadata"].get("annotations") or {}, self.settings)
+                ObjectRef(kind=kind, namespace=v.namespace, name=v.name)
+                for v in views
+                if isinstance(v, ObjectView) and opted_out(v.annotations, self.settings)
             ]
             self.scope.replace_workloads(kind, namespace, opted)
-        for obj in in_scope:
-            self._dispatch(kind, "ADDED", obj, now)
+        self._handle_all(kind, views, now)
 
     # ---- events ----------------------------------------------------------------------------------
-    def _dispatch(self, kind: str, event_type: str, obj: ApiObject, now: datetime) -> None:
+    def _trim_all(self, kind: str, objects: list[ApiObject]) -> list[Trimmed]:
+        trimmed = (self._trim(kind, obj) for obj in objects)
+        return [view for view in trimmed if view is not None]
+
+    def _trim(self, kind: str, obj: ApiObject) -> Trimmed | None:
+        """The object's view, or None when it is out of scope or shaped unlike the API's (skipped, watch goes on)."""
         meta = obj.get("metadata") or {}
         if not namespace_in_scope(meta.get("namespace", ""), self.settings):
-            return
+            return None
         try:
-            self._handlers[kind](event_type, obj, now)
-        except ValidationError as error:  # an object shaped unlike the API's: skip it, keep watching
+            view: Trimmed = self._kinds[kind].trim(obj)
+        except ValidationError as error:
             log.warning("skipping %s %s/%s: %s", kind, meta.get("namespace"), meta.get("name"), error)
+            return None
+        return view
 
-    def _on_replica_set(self, event_type: str, obj: ApiObject, now: datetime) -> None:
-        replica_set = ReplicaSetView.from_api(obj, self._keep)
+    def _handle_all(self, kind: str, views: list[Trimmed], now: datetime) -> None:
+        handle = self._kinds[kind].handle
+        for view in views:
+            handle("ADDED", view, now)
+
+    def _dispatch(self, kind: str, event_type: str, obj: ApiObject, now: datetime) -> None:
+        view = self._trim(kind, obj)
+        if view is not None:
+            self._kinds[kind].handle(event_type, view, now)
+
+    def _on_replica_set(self, event_type: str, replica_set: ReplicaSetView, now: datetime) -> None:
         ref = ObjectRef(kind="ReplicaSet", namespace=replica_set.namespace, name=replica_set.name)
         if event_type == "DELETED":
             self.owners.forget(replica_set.namespace, replica_set.name)
@@ -419,15 +517,13 @@ class Watcher:
         covered = self.scope.covers(workload, replica_set.annotations)
         self.detector.observe(ref, failed_create_faults(replica_set, ref, workload, now) if covered else [], now)
 
-    def _on_controller_revision(self, event_type: str, obj: ApiObject, now: datetime) -> None:
-        revision = ControllerRevisionView.from_api(obj)
+    def _on_controller_revision(self, event_type: str, revision: ControllerRevisionView, now: datetime) -> None:
         if event_type == "DELETED":
             self.revisions.forget(revision)
         else:
             self.revisions.observe(revision)
 
-    def _on_pod(self, event_type: str, obj: ApiObject, now: datetime) -> None:
-        pod = PodView.from_api(obj, self._keep)
+    def _on_pod(self, event_type: str, pod: PodView, now: datetime) -> None:
         ref = ObjectRef(kind="Pod", namespace=pod.namespace, name=pod.name)
         if event_type == "DELETED":
             self.rechecks.cancel(ref)
@@ -445,8 +541,7 @@ class Watcher:
         faults = pod_faults(pod, workload, now, self.settings, self.probe_events.of(pod.namespace, pod.name))
         self.detector.observe(ref, faults if covered else [], now)
 
-    def _on_deployment(self, event_type: str, obj: ApiObject, now: datetime) -> None:
-        deployment = DeploymentView.from_api(obj, self._keep)
+    def _on_deployment(self, event_type: str, deployment: DeploymentView, now: datetime) -> None:
         ref = ObjectRef(kind="Deployment", namespace=deployment.namespace, name=deployment.name)
         if not self._workload_gone_or_out(event_type, ref, deployment.annotations, now):
             self._evaluate_deployment(deployment, now)
@@ -464,8 +559,7 @@ class Watcher:
         self.rechecks.set(ref, _earliest(due), partial(self._evaluate_deployment, deployment), now)
         self.detector.observe(ref, deployment_faults(deployment, now, self.settings), now)
 
-    def _on_stateful_set(self, event_type: str, obj: ApiObject, now: datetime) -> None:
-        sts = StatefulSetView.from_api(obj, self._keep)
+    def _on_stateful_set(self, event_type: str, sts: StatefulSetView, now: datetime) -> None:
         ref = ObjectRef(kind="StatefulSet", namespace=sts.namespace, name=sts.name)
         if not self._workload_gone_or_out(event_type, ref, sts.annotations, now):
             self._evaluate_stateful_set(sts, now)
@@ -484,8 +578,7 @@ class Watcher:
         faults += failed_create_event_faults(event, statefulset_missing_pods(sts), ref, ref, now)
         self.detector.observe(ref, faults, now)
 
-    def _on_daemon_set(self, event_type: str, obj: ApiObject, now: datetime) -> None:
-        ds = DaemonSetView.from_api(obj, self._keep)
+    def _on_daemon_set(self, event_type: str, ds: DaemonSetView, now: datetime) -> None:
         ref = ObjectRef(kind="DaemonSet", namespace=ds.namespace, name=ds.name)
         if not self._workload_gone_or_out(event_type, ref, ds.annotations, now):
             self._evaluate_daemon_set(ds, now)
@@ -506,8 +599,7 @@ class Watcher:
         faults += failed_create_event_faults(event, daemonset_missing_pods(ds), ref, ref, now)
         self.detector.observe(ref, faults, now)
 
-    def _on_cron_job(self, event_type: str, obj: ApiObject, now: datetime) -> None:
-        cron_job = CronJobView.from_api(obj, self._keep)
+    def _on_cron_job(self, event_type: str, cron_job: CronJobView, now: datetime) -> None:
         ref = ObjectRef(kind="CronJob", namespace=cron_job.namespace, name=cron_job.name)
         if event_type == "DELETED":
             self.runs.forget(ref)
@@ -527,8 +619,7 @@ class Watcher:
         self.rechecks.set(ref, self._known_good(ref, current, now), partial(self._evaluate_cron_job, ref), now)
         self.detector.observe(ref, cron_job_faults(ref, runs, now) if covered else [], now)
 
-    def _on_job(self, event_type: str, obj: ApiObject, now: datetime) -> None:
-        job = JobView.from_api(obj, self._keep)
+    def _on_job(self, event_type: str, job: JobView, now: datetime) -> None:
         ref = ObjectRef(kind="Job", namespace=job.namespace, name=job.name)
         workload = workload_of_job(job)
         if event_type == "DELETED":
@@ -555,15 +646,15 @@ class Watcher:
             faults += job_faults(job, now)
         self.detector.observe(ref, faults if self.scope.covers(workload, job.annotations) else [], now)
 
-    def _on_unhealthy_event(self, event_type: str, obj: ApiObject, now: datetime) -> None:
+    def _on_unhealthy_event(self, event_type: str, event: EventView, now: datetime) -> None:
         """A probe failed: kept as evidence for the pod's next judgement (its restart or its recheck)."""
         if event_type != "DELETED":
-            self.probe_events.record(EventView.from_api(obj))
+            self.probe_events.record(event)
 
-    def _on_failed_create_event(self, event_type: str, obj: ApiObject, now: datetime) -> None:
+    def _on_failed_create_event(self, event_type: str, event: EventView, now: datetime) -> None:
         """A FailedCreate Event: judge its workload again if that one is short of pods (else its status will)."""
         if event_type != "DELETED":  # Events expire; the workload's own status says when it recovered
-            view = self.failed_creates.record(EventView.from_api(obj))
+            view = self.failed_creates.record(event)
             if view is not None:
                 self._evaluate_short(view, now)
 
@@ -640,5 +731,8 @@ def _earliest(times: list[datetime | None]) -> datetime | None:
     return min((t for t in times if t is not None), default=None)
 
 
-def _ref(kind: str, obj: ApiObject) -> ObjectRef:
-    return ObjectRef(kind=kind, namespace=obj["metadata"]["namespace"], name=obj["metadata"]["name"])
+def _summary(error: BaseException) -> str:
+    """One short line for a stream's last error (the readiness reason): the HTTP status, else the error's type."""
+    if isinstance(error, ApiException):
+        return f"{error.status} {error.reason}"
+    return f"{type(error).__name__}: {error}"[:ERROR_SUMMARY_CHARS]

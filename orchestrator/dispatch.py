@@ -57,7 +57,8 @@ class Dispatcher:
         self._active: dict[ObjectRef, str] = {}  # workload -> fingerprint being handled
         self._waiting: dict[ObjectRef, dict[str, Incident]] = {}
         self._deferred: dict[str, tuple[datetime, Incident]] = {}
-        self._inflight = 0
+        self._inflight = 0  # admitted: running, or waiting for a worker
+        self._running = 0
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -108,6 +109,25 @@ class Dispatcher:
             time.sleep(0.1)
         return False
 
+    @property
+    def in_flight(self) -> int:
+        """Incidents a worker is handling right now."""
+        with self._lock:
+            return self._running
+
+    @property
+    def queued(self) -> int:
+        """Incidents waiting to run: not admitted yet, waiting for a worker, or behind the run on their workload."""
+        with self._lock:
+            waiting = sum(len(incidents) for incidents in self._waiting.values())
+            return self._queue.qsize() + self._inflight - self._running + waiting
+
+    @property
+    def deferred(self) -> int:
+        """Incidents held until their time (a cooldown)."""
+        with self._lock:
+            return len(self._deferred)
+
     def busy(self, workload: ObjectRef) -> bool:
         with self._lock:
             return workload in self._active
@@ -153,6 +173,8 @@ class Dispatcher:
         self._executor.submit(self._work, incident)
 
     def _work(self, incident: Incident) -> None:
+        with self._lock:
+            self._running += 1
         try:
             if not self._stopping.is_set():
                 self._handler(incident)
@@ -160,6 +182,7 @@ class Dispatcher:
             log.exception("incident %s: the handler failed", incident.id)
         finally:
             with self._lock:
+                self._running -= 1
                 self._active.pop(incident.workload, None)
                 waiting = self._waiting.pop(incident.workload, {})
                 waiting.pop(incident.fingerprint, None)  # our own fix or restore moved it; the run decided

@@ -13,6 +13,7 @@ from typing import Any
 
 from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_exponential
 
+from core import api_errors
 from tools.results import api_status
 
 REQUEST_TIMEOUT_SECONDS = 30.0
@@ -44,7 +45,10 @@ def passing(error: BaseException) -> bool:
 
 
 def call_json(call: str, method: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-    """Call a kubernetes client method without its model classes; the answer as plain JSON."""
+    """Call a kubernetes client method without its model classes; the answer as plain JSON.
+
+    Each failed attempt is reported to the observer of the ApiClient `method` is bound to (see `core.api_errors`).
+    """
     for attempt in Retrying(
         retry=retry_if_exception(lambda error: isinstance(error, StoreError) and passing(error)),
         wait=wait_exponential(multiplier=0.25, max=4),
@@ -56,6 +60,7 @@ def call_json(call: str, method: Callable[..., Any], *args: Any, **kwargs: Any) 
                 response = method(*args, _preload_content=False, _request_timeout=REQUEST_TIMEOUT_SECONDS, **kwargs)
                 raw = response.data
             except Exception as error:  # every failure becomes one error type naming the call
+                api_errors.report(getattr(getattr(method, "__self__", None), "api_client", None), call, error)
                 raise StoreError(call, error) from error
             return json.loads(raw) if raw else None
     raise AssertionError("unreachable")  # Retrying either returns, or re-raises the last error

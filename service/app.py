@@ -16,15 +16,17 @@ from collections.abc import Callable
 
 from kubernetes import client
 
+from core import api_errors
 from core.config import Settings
 from core.models import Incident, IncidentState
 from core.redaction import Redactor
 from core.report import IncidentReport
 from monitors.detector import FaultDetector
-from monitors.watch import Watcher
+from monitors.watch import WATCH_TIMEOUT_SECONDS, Watcher
 from notifications.outbox import Outbox
 from orchestrator.events import replica_identity
 from service import health
+from service.api_error_log import ApiErrorLog
 from service.check import start_allowed
 from service.exitcodes import ExitCode
 from service.healthy_marks import HealthyMarks
@@ -50,7 +52,9 @@ class AmosApp:
         on_incident: Callable[[Incident], None] | None = None,
         serve_http: bool = True,
         redactor: Redactor | None = None,
+        watch_timeout_seconds: int = WATCH_TIMEOUT_SECONDS,
     ) -> None:
+        """`watch_timeout_seconds`: how long each watch request lasts (a watch silent for a few of them is stalled)."""
         self.settings = settings
         self.api = api
         self.metrics = metrics or Metrics()
@@ -67,6 +71,7 @@ class AmosApp:
         )
         elector = self.elector
         redactor = redactor or Redactor()
+        api_errors.attach(api, ApiErrorLog(self.metrics, redactor))
         self.outbox = Outbox.from_settings(
             api, settings, is_leader=lambda: self.is_leader, identity=self.identity, redactor=redactor
         )
@@ -85,7 +90,9 @@ class AmosApp:
         )
         self.healthy_marks = HealthyMarks(self.orchestrator.steps.known_good, lambda: self.is_leader)
         self.detector = FaultDetector(settings, self._detected)
-        self.watcher = Watcher(settings, api, self.detector, on_healthy=self.healthy_marks)
+        self.watcher = Watcher(
+            settings, api, self.detector, on_healthy=self.healthy_marks, watch_timeout_seconds=watch_timeout_seconds
+        )
         self.lost_lease = threading.Event()
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -93,6 +100,10 @@ class AmosApp:
         self._orchestrating = False
         self.metrics.watch_reconnects.set_function(lambda: self.watcher.reconnects)
         self.metrics.open_incidents.set_function(lambda: len(self.detector.open_incidents()))
+        dispatcher = self.orchestrator.dispatcher
+        self.metrics.incidents_in_flight.set_function(lambda: dispatcher.in_flight)
+        self.metrics.incidents_queued.set_function(lambda: dispatcher.queued)
+        self.metrics.incidents_deferred.set_function(lambda: dispatcher.deferred)
         self.metrics.proposals_pending.set_function(lambda: self.orchestrator.approvals.pending)
         self.metrics.circuit_open.set_function(
             lambda: 1.0 if self.orchestrator.guardrails.budget.state.state == "open" else 0.0
@@ -109,7 +120,7 @@ class AmosApp:
         self.orchestrator.store.ensure_namespace()
         if self._serve_http:
             self._http = health.serve(
-                self.settings.http_port, self.metrics, self.ready, host=self.settings.http_bind_address
+                self.settings.http_port, self.metrics, self.not_ready, host=self.settings.http_bind_address
             )
         self.healthy_marks.start()
         self.outbox.start()
@@ -140,9 +151,15 @@ class AmosApp:
         if self._http is not None:
             self._http.shutdown()  # type: ignore[attr-defined]
 
-    def ready(self) -> bool:
-        """Watches synced, reports flowing, and not a replica that lost its lease (it must restart)."""
-        return self.watcher.wait_synced(0) and not self.outbox.stuck() and not self.lost_lease.is_set()
+    def not_ready(self) -> list[str]:
+        """Why AMOS cannot do its work now, one line each (nothing: ready): a watch not listed yet or stalled,
+        reports not flowing, or a replica that lost its lease (it must restart)."""
+        reasons = self.watcher.problems()
+        if self.outbox.stuck():
+            reasons.append("outbox: reports are not leaving it")
+        if self.lost_lease.is_set():
+            reasons.append("lease: lost; this replica must restart to act again")
+        return reasons
 
     @property
     def is_leader(self) -> bool:

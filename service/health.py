@@ -2,6 +2,7 @@
 
 `/metrics` is prometheus_client's own handler (text or OpenMetrics by the Accept
 header, gzip, `name[]=` filters); the probes are two plain-text routes beside it.
+A failing `/readyz` says why: "not ready", then one reason a line.
 """
 
 from __future__ import annotations
@@ -16,8 +17,11 @@ from prometheus_client.exposition import MetricsHandler
 from service.metrics import Metrics
 
 
-def serve(port: int, metrics: Metrics, ready: Callable[[], bool], host: str = "0.0.0.0") -> ThreadingHTTPServer:
-    """Start serving on `host:port` in a daemon thread; `ready` says whether AMOS can do its work now."""
+def serve(
+    port: int, metrics: Metrics, not_ready: Callable[[], list[str]], host: str = "0.0.0.0"
+) -> ThreadingHTTPServer:
+    """Start serving on `host:port` in a daemon thread; `not_ready` says why AMOS cannot do its work now
+    (nothing: ready)."""
 
     class Handler(MetricsHandler):
         registry = metrics.registry
@@ -27,8 +31,9 @@ def serve(port: int, metrics: Metrics, ready: Callable[[], bool], host: str = "0
             if path == "/healthz":
                 self._reply(200, b"ok\n")
             elif path == "/readyz":
-                ok = ready()
-                self._reply(200 if ok else 503, b"ok\n" if ok else b"not ready\n")
+                reasons = not_ready()
+                body = "".join(f"{line}\n" for line in ["not ready", *reasons]) if reasons else "ok\n"
+                self._reply(503 if reasons else 200, body.encode())
             elif path == "/metrics":
                 super().do_GET()
             else:

@@ -9,7 +9,8 @@ lease would expire steps down first, so two leaders never act at once.
 `still_leads()` is the fence every write checks: it trusts only a renewal younger than two thirds
 of the lease, measured on the monotonic clock, so a leader that was paused (SIGSTOP, a long GC, a
 frozen node) knows it lost the lease the instant it resumes, before its renewal thread runs again.
-Every Lease call has a request timeout, so a frozen API server cannot hold the renewal thread.
+Every Lease call has a request timeout, so a frozen API server cannot hold the renewal thread, and a failed
+one is reported to the client's observer (`core.api_errors`: one log line and a count in the service).
 `term` is the Lease's transition count when this replica acquired it: journal entries carry it, and
 a newer term's claim wins.
 """
@@ -21,14 +22,17 @@ import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
+from core import api_errors
+
 log = logging.getLogger("amos.leader")
 
 REQUEST_TIMEOUT_SECONDS = 5.0
+T = TypeVar("T")
 
 
 def _micro_time(moment: datetime) -> str:
@@ -53,6 +57,7 @@ class LeaderElector:
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         on_change: Callable[[bool], None] | None = None,
     ) -> None:
+        self._api = api
         self.coordination = client.CoordinationV1Api(api)
         self.namespace, self.name, self.identity = namespace, name, identity
         self.lease_seconds, self.renew_seconds = lease_seconds, renew_seconds
@@ -73,11 +78,9 @@ class LeaderElector:
         started = time.monotonic()
         try:
             leads = self._acquire_or_renew(now)
-        except ApiException as error:
-            if error.status not in (409, 404):
-                log.warning("lease %s/%s: %s %s", self.namespace, self.name, error.status, error.reason)
+        except api_errors.CALL_FAILURES:  # reported by `_call`; lost a race (409), timed out, ...: try again
             leads = False
-        except Exception as error:  # noqa: BLE001 - timeouts and connection errors: not renewed, try again
+        except Exception as error:  # noqa: BLE001 - a bug here must not end the renewals
             log.warning("lease %s/%s: %s: %s", self.namespace, self.name, type(error).__name__, error)
             leads = False
         if leads:
@@ -100,31 +103,31 @@ class LeaderElector:
         if not self.is_leader.is_set():
             return
         try:
-            lease = self.coordination.read_namespaced_lease(
-                self.name, self.namespace, _request_timeout=REQUEST_TIMEOUT_SECONDS
-            )
+            lease = self._call(self.coordination.read_namespaced_lease, self.name, self.namespace)
             assert lease.spec is not None, "a Lease read back from the API server has a spec"
             if lease.spec.holder_identity == self.identity:
                 body = self._body(self.clock(), lease, holder=None)
-                self.coordination.replace_namespaced_lease(
-                    self.name, self.namespace, _as_lease(body), _request_timeout=REQUEST_TIMEOUT_SECONDS
-                )
-        except Exception as error:  # noqa: BLE001 - the lease then simply expires
-            log.warning("could not release lease %s/%s: %s", self.namespace, self.name, error)
+                self._call(self.coordination.replace_namespaced_lease, self.name, self.namespace, _as_lease(body))
+        except Exception:  # noqa: BLE001 - reported by `_call`; the lease then simply expires
+            log.info("could not release lease %s/%s; it expires in %d s", self.namespace, self.name, self.lease_seconds)
         self._set(False)
+
+    def _call(self, method: Callable[..., T], *args: Any) -> T:
+        """One Lease call with its timeout; a failure is reported to the client's observer and raised."""
+        try:
+            return method(*args, _request_timeout=REQUEST_TIMEOUT_SECONDS)
+        except Exception as error:
+            api_errors.report(self._api, method.__name__, error)
+            raise
 
     def _acquire_or_renew(self, now: datetime) -> bool:
         try:
-            lease = self.coordination.read_namespaced_lease(
-                self.name, self.namespace, _request_timeout=REQUEST_TIMEOUT_SECONDS
-            )
+            lease = self._call(self.coordination.read_namespaced_lease, self.name, self.namespace)
         except ApiException as error:
             if error.status != 404:
                 raise
             body = self._body(now, None, holder=self.identity)
-            self.coordination.create_namespaced_lease(
-                self.namespace, _as_lease(body), _request_timeout=REQUEST_TIMEOUT_SECONDS
-            )
+            self._call(self.coordination.create_namespaced_lease, self.namespace, _as_lease(body))
             self.term = 0
             return True
         spec = lease.spec
@@ -135,9 +138,7 @@ class LeaderElector:
         if holder and holder != self.identity and not expired:
             return False
         body = self._body(now, lease, self.identity)
-        self.coordination.replace_namespaced_lease(
-            self.name, self.namespace, _as_lease(body), _request_timeout=REQUEST_TIMEOUT_SECONDS
-        )
+        self._call(self.coordination.replace_namespaced_lease, self.name, self.namespace, _as_lease(body))
         self.term = int(body["spec"]["leaseTransitions"])
         return True
 

@@ -98,6 +98,13 @@ class Metrics:
             "amos_mttr_seconds", "Incident first seen to verified fix", buckets=MTTR_BUCKETS, registry=r
         )
         self.open_incidents = Gauge("amos_open_incidents", "Incidents detected and not resolved yet", registry=r)
+        self.incidents_in_flight = Gauge("amos_incidents_in_flight", "Incidents being worked on right now", registry=r)
+        self.incidents_queued = Gauge(
+            "amos_incidents_queued", "Incidents waiting for a worker or for the run on their workload", registry=r
+        )
+        self.incidents_deferred = Gauge(
+            "amos_incidents_deferred", "Incidents held until their workload's cooldown ends", registry=r
+        )
         self.proposals_pending = Gauge("amos_proposals_pending", "Proposed changes waiting for a person", registry=r)
         # --- model
         self.model_calls = Counter("amos_model_calls", "Model requests made by agent sessions", ["model"], registry=r)
@@ -191,4 +198,5 @@ class Metrics:
             self.model_errors.labels(model=model, error=error).inc()
 
     def record_api_error(self, operation: str, status: int | None) -> None:
+        """One failed Kubernetes API call (`read_namespaced_config_map`, ...); status "none": no answer in time."""
         self.api_errors.labels(operation=operation, status=str(status or "none")).inc()

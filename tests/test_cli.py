@@ -216,16 +216,17 @@ def test_diagnose_tells_not_found_from_healthy_from_faulty(
 def test_health_readiness_and_metrics_endpoints() -> None:
     metrics = Metrics()
     metrics.incidents.labels(kind="OOMKilled", outcome="fixed").inc()
-    ready = {"value": False}
+    reasons = ["Pod watch (all namespaces): not listed yet"]
     port = free_port()
-    server = health.serve(port, metrics, lambda: ready["value"], host="127.0.0.1")
+    server = health.serve(port, metrics, lambda: list(reasons), host="127.0.0.1")
     base = f"http://127.0.0.1:{port}"
     try:
         assert urllib.request.urlopen(f"{base}/healthz").status == 200
         with pytest.raises(urllib.error.HTTPError) as not_ready:
             urllib.request.urlopen(f"{base}/readyz")
         assert not_ready.value.code == 503
-        ready["value"] = True
+        assert not_ready.value.read().decode() == "not ready\nPod watch (all namespaces): not listed yet\n"
+        reasons.clear()
         assert urllib.request.urlopen(f"{base}/readyz").status == 200
         body = urllib.request.urlopen(f"{base}/metrics").read().decode()
         assert 'amos_incidents_total{kind="OOMKilled",outcome="fixed"} 1.0' in body

@@ -61,7 +61,7 @@ def value(metrics: Metrics, name: str, **labels: str) -> float:
 def test_every_documented_metric_is_on_the_metrics_endpoint() -> None:
     metrics = Metrics()
     port = free_port()
-    server = health.serve(port, metrics, lambda: True, host="127.0.0.1")
+    server = health.serve(port, metrics, list, host="127.0.0.1")
     try:
         body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics").read().decode()
     finally:
@@ -78,6 +78,9 @@ def test_every_documented_metric_is_on_the_metrics_endpoint() -> None:
         "amos_detection_latency_seconds": "histogram",
         "amos_mttr_seconds": "histogram",
         "amos_open_incidents": "gauge",
+        "amos_incidents_in_flight": "gauge",
+        "amos_incidents_queued": "gauge",
+        "amos_incidents_deferred": "gauge",
         "amos_proposals_pending": "gauge",
         "amos_model_calls": "counter",
         "amos_model_tokens": "counter",

@@ -20,7 +20,8 @@ from kubernetes import client
 from core.config import Settings
 from core.models import FaultKind, Incident, IncidentState, ObjectRef
 from lab.cluster import LabCluster
-from lab.workloads import create_namespace
+from lab.workloads import create_namespace, wait_for
+from monitors import watch as watch_module
 from monitors.detector import FaultDetector
 from monitors.watch import Watcher
 from tests.manifests import as_body
@@ -329,3 +330,49 @@ def test_a_fault_is_reported_once_across_an_api_server_restart(
     time.sleep(3)
     assert [(i.id, i.state) for i in monitor.sink.about(web)] == [(before.id, IncidentState.OPEN)]
     assert len(monitor.sink.about(late)) == 1
+
+
+def test_a_relist_reads_every_page_and_forgets_what_went_away_meanwhile(
+    api_client: client.ApiClient, namespace: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Pages of two objects: every page counts (opt-outs and pods on later pages too), and a Deployment deleted
+    while the watcher was away is forgotten by the relist, the incidents of the others untouched."""
+    monkeypatch.setattr(watch_module, "LIST_PAGE_SIZE", 2)
+    settings = Settings(namespaces=[namespace], aggregation_window_seconds=1.0, pending_grace_seconds=1.0)
+    sink = Sink()
+    watcher = Watcher(settings, api_client, FaultDetector(settings, sink), watch_timeout_seconds=2)
+    ignore = {"amos.io/ignore": "true"}
+    gone, kept, *quiet = create(
+        api_client,
+        namespace,
+        deployment("gone", "lab/web:crash", replicas=2),
+        deployment("kept", "lab/web:crash", replicas=2),
+        deployment("quiet-a", "lab/web:crash", annotations=ignore),
+        deployment("quiet-b", "lab/web:crash", annotations=ignore),
+    )
+    watcher.start()
+    try:
+        assert watcher.wait_synced(30)
+        sink.wait_for(FaultKind.CRASH_LOOP, gone)
+        before = sink.wait_for(FaultKind.CRASH_LOOP, kept)
+        watcher.stop()
+        client.AppsV1Api(api_client).delete_namespaced_deployment("gone", namespace)
+        core = client.CoreV1Api(api_client)
+        wait_for(
+            lambda: not core.list_namespaced_pod(namespace, label_selector="app=gone").items,
+            timeout=WAIT_SECONDS,
+            what="the pods of the deleted Deployment to go",
+        )
+        watcher.start()
+        assert watcher.wait_synced(30)
+        resolved = wait_for(
+            lambda: [i for i in sink.about(gone) if i.state is IncidentState.RESOLVED],
+            timeout=WAIT_SECONDS,
+            what="the relist to resolve the deleted Deployment's incident",
+        )
+        time.sleep(3)
+    finally:
+        watcher.stop()
+    assert [i.id for i in resolved] == [sink.about(gone)[0].id]
+    assert [(i.id, i.state) for i in sink.about(kept)] == [(before.id, IncidentState.OPEN)]
+    assert [sink.about(ref) for ref in quiet] == [[], []]

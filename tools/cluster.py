@@ -13,6 +13,7 @@ from typing import Any
 
 from kubernetes import client
 
+from core import api_errors
 from core.config import Settings
 from core.redaction import Redactor
 from tools import objects
@@ -86,6 +87,7 @@ class ClusterAccess:
             response = method(*args, _preload_content=False, _request_timeout=REQUEST_TIMEOUT_SECONDS, **kwargs)
             return bytes(response.data)
         except Exception as error:  # every failure of a call becomes one typed error naming the call
+            api_errors.report(self.api_client, name, error)
             raise ApiCallError(name, error) from error
 
     def _json(self, name: str, method: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
