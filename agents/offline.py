@@ -704,10 +704,8 @@ def analyze(incident: Incident | None, workload: ObjectRef, facts: Facts, *, max
         return _restore_known_good(incident, workload, facts, fault, history, evidence)
     if fault is FaultKind.CONTAINER_CONFIG or (fault is None and (facts.config or {}).get("missing")):
         return _missing_config(incident, workload, facts, history, evidence)
-    if fault is FaultKind.UNSCHEDULABLE:
-        return _unschedulable(incident, workload, facts, history, evidence)
-    if fault is FaultKind.FAILED_CREATE:
-        return _failed_create(incident, workload, facts, history, evidence)
+    if fault in {FaultKind.UNSCHEDULABLE, FaultKind.FAILED_CREATE}:
+        return _pods_not_made(fault, incident, workload, facts, history, evidence)
     if fault is FaultKind.OOM_KILLED:
         return _oom(incident, workload, facts, evidence, max_memory_factor)
     if fault is FaultKind.JOB_FAILED:
@@ -824,84 +822,54 @@ def _missing_config(
     )
 
 
-def _unschedulable(
-    incident: Incident | None, workload: ObjectRef, facts: Facts, history: History, evidence: list[str]
-) -> Diagnosis:
-    kind, name = workload.kind, workload.name
-    conditions = [
-        c.get("message")
-        for c in (facts.pod or {}).get("conditions") or []
-        if c.get("type") == "PodScheduled" and c.get("message")
-    ]
-    why = (
-        _events(facts, "FailedScheduling")[-1:]
-        or conditions[-1:]
-        or _evidence_messages(incident)[-1:]
-        or ["the scheduler gave no reason"]
-    )[0]
-    return _pods_not_made(
-        workload,
-        facts,
-        history,
-        evidence,
-        why=why,
-        source="scheduler",
-        root_cause=f"The pods of {kind}/{name} cannot be scheduled",
-        category=Category.UNSCHEDULABLE,
-        reason="unschedulable",
-        steps=["Add capacity or fix the pod's node selector, affinity, tolerations or resource requests"],
-    )
-
-
-def _failed_create(
-    incident: Incident | None, workload: ObjectRef, facts: Facts, history: History, evidence: list[str]
-) -> Diagnosis:
-    kind, name, ns = workload.kind, workload.name, workload.namespace
-    why = (_events(facts, "FailedCreate")[-1:] or _evidence_messages(incident)[-1:] or ["no message was recorded"])[0]
-    quota = "quota" in why.lower()
-    return _pods_not_made(
-        workload,
-        facts,
-        history,
-        evidence,
-        why=why,
-        source="admission",
-        root_cause=f"The controller of {kind}/{name} cannot create its pods; the API server refused them",
-        category=Category.QUOTA,
-        reason="pod creation refused by admission",
-        steps=[
-            f"Raise the ResourceQuota of namespace {ns} or lower the requests of {kind}/{name}"
-            if quota
-            else f"Fit the resources of {kind}/{name} to the LimitRange of namespace {ns}, or change the LimitRange"
-        ],
-    )
-
-
 def _pods_not_made(
+    fault: FaultKind,
+    incident: Incident | None,
     workload: ObjectRef,
     facts: Facts,
     history: History,
     evidence: list[str],
-    *,
-    why: str,
-    source: str,
-    root_cause: str,
-    category: Category,
-    reason: str,
-    steps: list[str],
 ) -> Diagnosis:
-    """An escalation for pods that never run (no node fits them, admission refused them): what they ask for is
-    the first thing a person compares with the nodes or the quota, so it is named in every part."""
+    """Pods that never run: no node fits them (unschedulable), or admission refused them (FailedCreate).
+
+    What they ask for is the first thing a person compares with the nodes or the quota, so every part names it.
+    """
+    kind, name, ns = workload.kind, workload.name, workload.namespace
+    if fault is FaultKind.UNSCHEDULABLE:
+        conditions = [
+            c.get("message")
+            for c in (facts.pod or {}).get("conditions") or []
+            if c.get("type") == "PodScheduled" and c.get("message")
+        ]
+        why = (
+            _events(facts, "FailedScheduling")[-1:]
+            or conditions[-1:]
+            or _evidence_messages(incident)[-1:]
+            or ["the scheduler gave no reason"]
+        )[0]
+        source, category, reason = "scheduler", Category.UNSCHEDULABLE, "unschedulable"
+        root_cause = f"The pods of {kind}/{name} cannot be scheduled"
+        step = "Add capacity or fix the pod's node selector, affinity, tolerations or resource requests"
+    else:
+        why = (_events(facts, "FailedCreate")[-1:] or _evidence_messages(incident)[-1:] or ["no message was recorded"])[
+            0
+        ]
+        source, category, reason = "admission", Category.QUOTA, "pod creation refused by admission"
+        root_cause = f"The controller of {kind}/{name} cannot create its pods; the API server refused them"
+        step = (
+            f"Raise the ResourceQuota of namespace {ns} or lower the requests of {kind}/{name}"
+            if "quota" in why.lower()
+            else f"Fit the resources of {kind}/{name} to the LimitRange of namespace {ns}, or change the LimitRange"
+        )
     asked = _requests(facts, history)
-    wanted = f" The pods ask for {'; '.join(asked)}." if asked else ""
     return _escalate(
-        root_cause=f"{root_cause}: {why}{wanted}",
+        root_cause=f"{root_cause}: {why}" + (f" The pods ask for {'; '.join(asked)}." if asked else ""),
         category=category,
         reason=f"{reason}: {why}"
         + (f" Requested: {'; '.join(asked)}." if asked else "")
-        + (f" {_sentence(_no_known_good(history))}." if workload.kind in k8s.REVISIONED_KINDS else ""),
+        + (f" {_sentence(_no_known_good(history))}." if kind in k8s.REVISIONED_KINDS else ""),
         evidence=evidence + [f"{source}: {why}"] + [f"request: {item}" for item in asked],
-        steps=steps,
+        steps=[step],
         confidence=0.85,
     )
 
