@@ -40,7 +40,7 @@ from kubernetes.client.exceptions import ApiException
 from pydantic import ValidationError
 from tenacity import Retrying, retry_if_exception, wait_exponential
 
-from core import api_errors
+from core import api_errors, k8s
 from core.clock import Clock, utc_now
 from core.config import Settings
 from core.models import ObjectRef
@@ -104,7 +104,6 @@ OWNERS_SYNC_TIMEOUT_SECONDS = 30.0  # the pod stream's first list waits this lon
 FORBIDDEN_RETRY_SECONDS = 300.0
 REVISION_RETRY = timedelta(seconds=5)
 ERROR_SUMMARY_CHARS = 200
-WORKLOAD_KINDS = ("Deployment", "StatefulSet", "DaemonSet", "CronJob", "Job")
 _SELECTORS = {"FailedCreateEvent": f"reason={FAILED_CREATE}", "UnhealthyEvent": f"reason={UNHEALTHY}"}
 _UNDETECTED = {  # what goes unseen without a stream, for the one warning a forbidden stream gives
     "FailedCreateEvent": "FailedCreate of StatefulSets, DaemonSets and Jobs is",
@@ -467,7 +466,7 @@ class Watcher:
         self.failed_creates.retain(kept)
         if self.known_good is not None:
             self.known_good.retain(kept)
-        if kind in WORKLOAD_KINDS:  # before any pod is judged against it
+        if kind in k8s.WORKLOAD_KINDS:  # before any pod is judged against it
             opted = [
                 ObjectRef(kind=kind, namespace=v.namespace, name=v.name)
                 for v in views

@@ -17,6 +17,7 @@ from typing import Any
 from kubernetes import client
 from pydantic import BaseModel, Field, ValidationError
 
+from core import api_errors
 from core.k8s import AMOS_MANAGER, MANAGED_BY_LABEL, RECORD_LABEL
 from core.report import IncidentReport
 from notifications.delivery import ChannelName
@@ -100,6 +101,7 @@ class OutboxRecords:
             response = method(*args, _preload_content=False, _request_timeout=REQUEST_TIMEOUT_SECONDS, **kwargs)
             raw = response.data
         except Exception as error:  # every failure becomes one error type naming the call
+            api_errors.report(self._core.api_client, call, error)
             raise OutboxStoreError(call, error) from error
         return json.loads(raw) if raw else None
 

@@ -123,7 +123,7 @@ def pod_signals(pod: dict[str, Any], since: datetime, restarts: dict[str, int]) 
         if count > first:
             found.append(f"pod {name} container {container} restarted {count - first} time(s) during verification")
     for condition in status.get("conditions") or []:
-        if condition.get("type") == "PodScheduled" and condition.get("reason") == "Unschedulable":
+        if condition.get("type") == "PodScheduled" and condition.get("reason") == k8s.UNSCHEDULABLE_REASON:
             found.append(f"pod {name} cannot be scheduled: {condition.get('message', '')[:160]}")
     if status.get("phase") == "Failed" and pod.get("spec", {}).get("restartPolicy") == "Always":
         found.append(f"pod {name} failed")

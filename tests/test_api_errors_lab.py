@@ -1,6 +1,6 @@
 """Failed Kubernetes API calls on the lab's real API server, counted in /metrics by operation and status: a
 ServiceAccount without any role gets 403 from every central place that calls the API (cluster access, the state
-records' calls, the watch streams, the lease), and a read of an object that is not there gets 404."""
+records' calls, the outbox, the watch streams, the lease), and a read of an object that is not there gets 404."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from core.redaction import Redactor
 from lab.cluster import free_port
 from monitors.detector import FaultDetector
 from monitors.watch import Watcher
+from notifications.outbox_records import OutboxRecords, OutboxStoreError
 from orchestrator.state_api import StoreError, call_json
 from service import health
 from service.api_error_log import ApiErrorLog
@@ -71,6 +72,8 @@ def test_every_central_call_site_counts_a_refused_call_once(
         with pytest.raises(StoreError):
             call_json("read_namespaced_config_map", core.read_namespaced_config_map, "amos-journal", namespace)
         assert LeaderElector(no_role, namespace, "amos-leader", "replica-a").step() is False
+        with pytest.raises(OutboxStoreError):
+            OutboxRecords(no_role, namespace).everything()
         watcher = Watcher(settings, no_role, FaultDetector(settings, lambda incident: None))
         watcher.start()
         try:
@@ -83,6 +86,7 @@ def test_every_central_call_site_counts_a_refused_call_once(
         "read_namespaced_deployment",
         "read_namespaced_config_map",
         "read_namespaced_lease",
+        "list_namespaced_config_map",
         "list_namespaced_pod",
         "list_namespaced_deployment",
         "list_namespaced_event",

@@ -13,7 +13,7 @@ from typing import Any
 
 from kubernetes import client
 
-from core import api_errors
+from core import api_errors, k8s
 from core.config import Settings
 from core.redaction import Redactor
 from tools import objects
@@ -226,7 +226,7 @@ class ClusterAccess:
         kind = workload.get("kind")
         if kind == "Deployment":
             return self.replicasets_of(workload)
-        if kind in {"StatefulSet", "DaemonSet"}:
+        if kind in k8s.CONTROLLER_REVISION_KINDS:
             return self.controller_revisions_of(workload)
         return []
 
@@ -254,6 +254,6 @@ class ClusterAccess:
         if kind == "Deployment":
             owners = self.replicasets_of(workload)
             return [pod for pod in pods if any(objects.owned_by(pod, rs) for rs in owners)]
-        if kind in {"ReplicaSet", "Job", "StatefulSet", "DaemonSet"}:
+        if kind in ("ReplicaSet", *k8s.POD_CONTROLLER_KINDS):
             return [pod for pod in pods if objects.owned_by(pod, workload)]
         raise ValueError(f"cannot list the pods of a {kind}")

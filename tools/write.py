@@ -112,7 +112,7 @@ def replace_failing_pods(
     Waits (at most `timeout`) for the controller to see the new template first, so the pods on the
     restored revision are known. Evictions honour PodDisruptionBudgets and carry the pod's uid.
     """
-    if ref.kind not in {"StatefulSet", "DaemonSet"} or dry_run:
+    if ref.kind not in k8s.CONTROLLER_REVISION_KINDS or dry_run:
         return [], []
     deadline = time.monotonic() + timeout
     workload = access.get(ref.kind, ref.namespace, ref.name)
@@ -444,7 +444,7 @@ class WriteTools:
             return _Workload()
         kind = obj.get("kind")
         history = self.access.history_of(obj)
-        pods = self.access.pods_of(obj) if kind in {"Deployment", "StatefulSet", "DaemonSet", "Job", "CronJob"} else []
+        pods = self.access.pods_of(obj) if kind in k8s.WORKLOAD_KINDS else []
         judged = self.known_good.judge(obj, history, pods) if self.known_good is not None else {}
         templates = self.known_good.job_templates(obj) if self.known_good is not None and kind == "CronJob" else {}
         return _Workload(obj=obj, history=history, pods=pods, judged=judged, job_templates=templates)
