@@ -18,6 +18,7 @@ from monitors.templates import hash_pod_template
 
 _POD_CONDITIONS = frozenset({"PodScheduled", "ContainersReady"})
 _DEPLOYMENT_CONDITIONS = frozenset({"Progressing", "Available"})
+_STATEFUL_SET_CONDITIONS = frozenset({"Progressing"})  # rarely set; outage detection counts it as a Deployment's
 _JOB_CONDITIONS = frozenset({"Failed", "Complete"})
 _CREATE_CONDITIONS = frozenset({"ReplicaFailure"})  # set by the ReplicaSet controller when it cannot create pods
 
@@ -219,7 +220,7 @@ class StatefulSetView(ObjectView):
         strategy = spec.get("updateStrategy") or {}
         replicas = spec.get("replicas")
         return cls(
-            **_object_fields(meta, status, keep_annotations, frozenset()),
+            **_object_fields(meta, status, keep_annotations, _STATEFUL_SET_CONDITIONS),
             generation=meta.get("generation") or 0,
             observed_generation=status.get("observedGeneration") or 0,
             replicas=1 if replicas is None else replicas,

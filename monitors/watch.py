@@ -44,6 +44,7 @@ from core import api_errors, k8s
 from core.clock import Clock, utc_now
 from core.config import Settings
 from core.models import ObjectRef
+from core.workload_health import HEALTH_KINDS, ListingState, WorkloadListing
 from monitors.cronjobs import CronJobRuns, RunOutcome, cron_job_faults, latest_finished
 from monitors.detector import FaultDetector
 from monitors.failed_creates import EVENT_REASON as FAILED_CREATE
@@ -93,6 +94,7 @@ from monitors.trim import (
     ReplicaSetView,
     StatefulSetView,
 )
+from monitors.workload_cache import HEALTH_VIEWS, WorkloadCache
 
 log = logging.getLogger(__name__)
 
@@ -188,6 +190,7 @@ class Watcher:
         self.revisions = RevisionIndex()
         self.failed_creates = FailedCreates()
         self.probe_events = ProbeEvents()
+        self.workload_health = WorkloadCache()  # what outage detection reads: `workloads`
         self._on_healthy = on_healthy
         self._healthy: queue.Queue[HealthyRevision] = queue.Queue()  # delivered off the watch and tick threads
         self.known_good = KnownGood(self._healthy.put, stable_window_seconds) if on_healthy is not None else None
@@ -278,6 +281,22 @@ class Watcher:
         """Whether every stream has listed once within `timeout` seconds."""
         deadline = time.monotonic() + timeout
         return all(s.synced.wait(max(0.0, deadline - time.monotonic())) for s in self._streams)
+
+    def workloads(self, namespace: str) -> WorkloadListing:
+        """The namespace's workloads as last listed or watched (a `WorkloadHealthSource`; no API call).
+
+        NOT_YET until every stream that counts has listed it (or when none watches it); UNREADABLE while
+        the role may not list one of them, so outage detection is skipped rather than guessed."""
+        in_scope = namespace_in_scope(namespace, self.settings)
+        streams = [s for s in self._streams if in_scope and s.kind in HEALTH_KINDS and s.namespace in (None, namespace)]
+        forbidden = sorted({s.kind for s in streams if s.forbidden})
+        if forbidden:
+            reason = f"the role may not list or watch {', '.join(forbidden)}"
+            return WorkloadListing(namespace=namespace, state=ListingState.UNREADABLE, reason=reason)
+        if {s.kind for s in streams} != set(HEALTH_KINDS) or not all(s.synced.is_set() for s in streams):
+            return WorkloadListing(namespace=namespace, state=ListingState.NOT_YET, reason="not listed yet")
+        workloads = self.workload_health.of(namespace)
+        return WorkloadListing(namespace=namespace, state=ListingState.LISTED, workloads=workloads)
 
     def problems(self) -> list[str]:
         """One line per stream that cannot be trusted now: not listed yet, or stalled (see `monitors.stalls`)."""
@@ -466,6 +485,8 @@ class Watcher:
         self.failed_creates.retain(kept)
         if self.known_good is not None:
             self.known_good.retain(kept)
+        if kind in HEALTH_KINDS:
+            self.workload_health.replace(kind, namespace, [v for v in views if isinstance(v, HEALTH_VIEWS)])
         if kind in k8s.WORKLOAD_KINDS:  # before any pod is judged against it
             opted = [
                 ObjectRef(kind=kind, namespace=v.namespace, name=v.name)
@@ -499,6 +520,8 @@ class Watcher:
 
     def _dispatch(self, kind: str, event_type: str, obj: ApiObject, now: datetime) -> None:
         view = self._trim(kind, obj)
+        if isinstance(view, HEALTH_VIEWS):
+            self.workload_health.note(event_type, view)
         if view is not None:
             self._kinds[kind].handle(event_type, view, now)
 

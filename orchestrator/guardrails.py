@@ -22,13 +22,14 @@ from core.clock import Clock, utc_now
 from core.config import Settings
 from core.models import Incident, ObjectRef
 from core.report import CLUSTER_WIDE, FailingWorkload, NamespaceOutage
+from core.workload_health import ListingState, WorkloadHealthSource
 from orchestrator.breaker import ClusterBudget
 from orchestrator.guard_rules import GuardDecision, GuardRule, GuardVerdict, decide
 from orchestrator.modes import Mode
 from orchestrator.outage import NamespaceHealth, Storm, namespace_health
 from orchestrator.records import FixWatch, WorkloadState
 from orchestrator.store import StateStore
-from tools import objects
+from orchestrator.workload_listing import ApiWorkloads
 from tools.cluster import ClusterAccess
 
 log = logging.getLogger(__name__)
@@ -90,7 +91,9 @@ class IncidentGate:
         clock: Clock = utc_now,
         open_incidents: Callable[[], list[Incident]] = list,
         modes: Callable[[str], Mode] | None = None,
+        workloads: WorkloadHealthSource | None = None,
     ) -> None:
+        """`workloads`: the watch cache, where monitors run; without it, each incident lists its namespace."""
         self.settings = settings
         self._modes = modes or (lambda namespace: Mode(settings.mode_default))
         self.store = store
@@ -98,23 +101,33 @@ class IncidentGate:
         self.budget = budget
         self._clock = clock
         self._open_incidents = open_incidents
+        self._watched = workloads
+        self._listing = ApiWorkloads(access)
+        self._unreadable: set[str] = set()  # namespaces whose workloads could not be read last time
         self._escalated: dict[str, datetime] = {}  # namespace (outage) or "" (storm) -> when it was escalated
         self._lock = threading.Lock()
 
     def health(self, namespace: str, incidents: list[Incident]) -> NamespaceHealth | None:
-        workloads: list[dict[str, Any]] = []
-        try:
-            for kind in k8s.WORKLOAD_KINDS:
-                for obj in self.access.list_objects(kind, namespace):
-                    obj.setdefault("kind", kind)
-                    if kind == "Job" and objects.controller_ref(obj) is not None:
-                        continue  # a CronJob's run is not a workload of its own
-                    workloads.append(obj)
-        except Exception:
-            log.exception("could not read the workloads of namespace %s; outage detection skipped", namespace)
+        """From the watch cache when there is one (no API call), else (or until it has listed) from the API."""
+        listing = self._watched.workloads(namespace) if self._watched is not None else None
+        if listing is None or listing.state is ListingState.NOT_YET:
+            listing = self._listing.workloads(namespace)
+        with self._lock:  # said once per namespace, not on every incident of it
+            first = namespace not in self._unreadable
+            if listing.state is ListingState.LISTED:
+                self._unreadable.discard(namespace)
+            else:
+                self._unreadable.add(namespace)
+        if listing.state is not ListingState.LISTED:
+            if first:
+                log.warning(
+                    "cannot read the workloads of namespace %s (%s); outage detection skipped",
+                    namespace,
+                    listing.reason,
+                )
             return None
         faulty = [f"{i.workload.kind}/{i.workload.name}" for i in incidents if i.workload.namespace == namespace]
-        return namespace_health(namespace, workloads, faulty)
+        return namespace_health(namespace, listing.workloads, faulty)
 
     def _mode(self, namespace: str, approved: bool) -> Mode:
         mode = self._modes(namespace)

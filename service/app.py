@@ -76,6 +76,14 @@ class AmosApp:
             api, settings, is_leader=lambda: self.is_leader, identity=self.identity, redactor=redactor
         )
         self.outbox.on_result = self.metrics.record_delivery
+        self.detector = FaultDetector(settings, self._detected)
+        self.watcher = Watcher(  # hands healthy revisions to `healthy_marks`, built with the orchestrator below
+            settings,
+            api,
+            self.detector,
+            on_healthy=lambda revision: self.healthy_marks(revision),
+            watch_timeout_seconds=watch_timeout_seconds,
+        )
         self.orchestrator = build_orchestrator(
             settings,
             api,
@@ -86,13 +94,10 @@ class AmosApp:
             on_skip=self.metrics.record_skip,
             still_leader=elector.still_leads if elector is not None else lambda: True,
             term=(lambda: elector.term) if elector is not None else lambda: 0,
-            open_incidents=lambda: self.detector.open_incidents(),
+            open_incidents=self.detector.open_incidents,
+            workload_health=self.watcher,  # outage detection reads the watch cache: no API call per incident
         )
         self.healthy_marks = HealthyMarks(self.orchestrator.steps.known_good, lambda: self.is_leader)
-        self.detector = FaultDetector(settings, self._detected)
-        self.watcher = Watcher(
-            settings, api, self.detector, on_healthy=self.healthy_marks, watch_timeout_seconds=watch_timeout_seconds
-        )
         self.lost_lease = threading.Event()
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []

@@ -20,6 +20,7 @@ from core.config import Settings
 from core.models import Incident, ObjectRef
 from core.redaction import Redactor
 from core.report import IncidentReport
+from core.workload_health import WorkloadHealthSource
 from orchestrator.breaker import ClusterBudget
 from orchestrator.events import EventRecorder, replica_identity
 from orchestrator.guardrails import IncidentGate
@@ -64,6 +65,7 @@ def build_orchestrator(
     term: Callable[[], int] = lambda: 0,
     identity: str | None = None,
     open_incidents: Callable[[], list[Incident]] = list,
+    workload_health: WorkloadHealthSource | None = None,
     fault_present: Callable[[ObjectRef], bool] | None = None,
     on_skip: Callable[[str], None] = lambda rule: None,
     on_report: Callable[[IncidentReport], None] | None = None,
@@ -80,7 +82,7 @@ def build_orchestrator(
     events = EventRecorder(api_client, redactor=redactor, clock=clock)
     budget = ClusterBudget(api_client, settings, clock)
     modes = NamespaceModes(api_client, Mode(settings.mode_default))
-    guardrails = IncidentGate(settings, store, access, budget, clock, open_incidents, modes.mode)
+    guardrails = IncidentGate(settings, store, access, budget, clock, open_incidents, modes.mode, workload_health)
     abort = threading.Event()
     steps = AttemptSteps(
         settings,

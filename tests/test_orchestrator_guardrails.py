@@ -12,6 +12,7 @@ from core import k8s
 from core.actions import Rollback, SetImage
 from core.config import Settings
 from core.models import FaultKind, Incident, ObjectRef
+from core.workload_health import WorkloadHealth
 from orchestrator.assessment import Baseline, Health, assess, broken_guarantees, pod_signals
 from orchestrator.fencing import Fence, FencedGuard
 from orchestrator.guard_rules import GuardRule, GuardVerdict, decide
@@ -67,6 +68,11 @@ def deployment(
     }
 
 
+def seen(objects: list[dict[str, Any]]) -> list[WorkloadHealth]:
+    """The workloads as outage detection reads them (what the API listing gives it)."""
+    return [WorkloadHealth.from_api(obj) for obj in objects]
+
+
 # A ReplicaSet the Deployment controls (controller owner reference, its labels): revision 1 ran shop/web:1.0.
 HISTORY_RS: dict[str, Any] = {
     "kind": "ReplicaSet",
@@ -104,7 +110,7 @@ def rules(
         "outage_min_workloads": 4,
     }
     health = namespace_health(
-        "shop", [deployment(ready=0) for _ in range(failing)] + [deployment() for _ in range(total - failing)]
+        "shop", seen([deployment(ready=0) for _ in range(failing)] + [deployment() for _ in range(total - failing)])
     )
     return decide(
         settings=Settings(**(values | settings)),
@@ -173,7 +179,7 @@ def test_namespace_health_ignores_scaled_to_zero_and_counts_failed_jobs() -> Non
     }
     stuck = deployment()
     stuck["status"]["conditions"] = [{"type": "Progressing", "status": "False", "reason": "ProgressDeadlineExceeded"}]
-    health = namespace_health("shop", [deployment(replicas=0, ready=0), deployment(), job, stuck])
+    health = namespace_health("shop", seen([deployment(replicas=0, ready=0), deployment(), job, stuck]))
     assert health.total == 3 and health.failing == ["Deployment/web", "Job/batch"]
     assert not is_outage(health, Settings(outage_min_workloads=4))
     assert is_outage(health, Settings(outage_min_workloads=3, outage_failing_ratio=0.6))
@@ -414,10 +420,10 @@ def test_workloads_with_an_open_incident_count_as_failing_even_while_old_pods_st
     healthy = [deployment() for _ in range(4)]
     for index, obj in enumerate(healthy):
         obj["metadata"]["name"] = f"web-{index}"
-    health = namespace_health("shop", healthy, faulty=["Deployment/web-0", "Deployment/web-1"])
+    health = namespace_health("shop", seen(healthy), faulty=["Deployment/web-0", "Deployment/web-1"])
     assert health.total == 4 and health.failing == ["Deployment/web-0", "Deployment/web-1"]
     assert is_outage(health, Settings(outage_min_workloads=4, outage_failing_ratio=0.5))
-    assert not is_outage(namespace_health("shop", healthy), Settings(outage_min_workloads=4))
+    assert not is_outage(namespace_health("shop", seen(healthy)), Settings(outage_min_workloads=4))
 
 
 def test_many_workloads_breaking_cluster_wide_at_once_is_a_storm_that_stops_acting() -> None:
