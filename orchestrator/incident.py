@@ -18,6 +18,7 @@ from core.logcontext import incident_scope
 from core.models import Incident, IncidentState
 from core.report import ActionStatus, IncidentReport, Outcome
 from orchestrator.attempt import Attempt
+from orchestrator.attempt_run import SessionRunner
 from orchestrator.fencing import LostLeadership, generation_of
 from orchestrator.guard_rules import GuardRule, GuardVerdict
 from orchestrator.guardrails import IncidentGate, RevertStatus, check_revert
@@ -26,7 +27,7 @@ from orchestrator.proposing import Proposer
 from orchestrator.records import FixWatch, Ledger, Phase
 from orchestrator.reports import Reporter
 from orchestrator.snapshots import SnapshotTooLarge
-from orchestrator.steps import AttemptSteps, SessionRunner
+from orchestrator.steps import AttemptSteps
 from orchestrator.store import JournalClaimed, StateStore
 from tools.policy import IncidentBaseline
 

@@ -1,24 +1,16 @@
-"""Known-good history in the cluster: one Secret per workload in `settings.store_namespace`.
+"""Known-good revisions read from the cluster: marking what was seen healthy or failing, and the rollback target.
 
-A Secret, not a ConfigMap: a CronJob's recorded job templates may hold literal env values. Each
-record is JSON under one key, written with its resourceVersion (a concurrent writer gets 409 and
-re-reads), and bounded (marks, templates, bytes). The deciding is pure (`orchestrator.knowngood`);
-this module reads the workload, its history and its pods, and keeps the record.
+The deciding is pure (`orchestrator.knowngood`); the record is kept by `orchestrator.knowngood_records`.
+This module reads the workload, its rollout history, its pods and (for a CronJob) its Jobs, names the
+revision a signal or an incident means, and asks the pure rules which one a rollback returns to.
 """
 
 from __future__ import annotations
 
-import base64
 import copy
-import hashlib
-import json
-import logging
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, Protocol
-
-from kubernetes import client
-from pydantic import ValidationError
 
 from core.models import ObjectRef
 from orchestrator.knowngood import (
@@ -32,19 +24,10 @@ from orchestrator.knowngood import (
     select_job_template,
     select_target,
 )
+from orchestrator.knowngood_records import KnownGoodRecords, Signer
 from tools import objects
-from tools.cluster import FIELD_MANAGER, ApiCallError, ClusterAccess
-from tools.results import api_status
+from tools.cluster import ApiCallError, ClusterAccess
 
-log = logging.getLogger(__name__)
-
-RECORD_KEY = "record.json"
-SIGNATURE_ANNOTATION = "amos.io/signature"
-RECORD_LABELS = {"app.kubernetes.io/managed-by": "amos", "amos.io/record": "knowngood"}
-WORKLOAD_ANNOTATION = "amos.io/workload"
-MAX_RECORD_BYTES = 256 * 1024
-MAX_WRITE_RETRIES = 5
-REQUEST_TIMEOUT_SECONDS = 30.0
 # labels and annotations the Job controller and the CronJob controller put on a Job, not part of a template
 _GENERATED_PREFIXES = ("batch.kubernetes.io/", "controller-uid", "job-name")
 
@@ -59,29 +42,6 @@ class HealthyRevisionLike(Protocol):
 
     @property
     def workload(self) -> ObjectRef: ...
-
-
-class Signer(Protocol):
-    """`orchestrator.integrity.StateSigner`: an HMAC over a record, so a record altered outside AMOS is not used."""
-
-    def sign(self, payload: str) -> str: ...
-
-    def check(self, payload: str, signature: str | None, what: str) -> None:
-        """Raise when `signature` is not the HMAC of `payload`."""
-        ...
-
-
-class KnownGoodError(Exception):
-    """Reading or writing a known-good record failed."""
-
-    def __init__(self, call: str, cause: BaseException) -> None:
-        self.status, detail = api_status(cause)
-        super().__init__(f"{call} failed: {detail}")
-
-
-def record_name(ref: ObjectRef) -> str:
-    key = f"{ref.kind}/{ref.namespace}/{ref.name}"
-    return f"amos-knowngood-{hashlib.sha256(key.encode()).hexdigest()[:20]}"
 
 
 def _generated(key: str) -> bool:
@@ -123,17 +83,14 @@ class KnownGoodStore:
         """`signer`: sign every record and ignore (and log) one whose signature does not match: a recorded CronJob
         job template is written back to the CronJob, so a record forged in the state namespace must not be used."""
         self.access = access
-        self.namespace = access.settings.store_namespace
-        self._core = client.CoreV1Api(access.api_client)
-        self._signer = signer
+        self.records = KnownGoodRecords(access.api_client, access.settings.store_namespace, signer=signer, clock=clock)
         self._clock = clock
 
     # --- the API the orchestrator and the tools use -----------------------------------------------
 
     def record(self, ref: ObjectRef) -> KnownGoodRecord:
         """What is recorded for `ref` (an empty record when nothing is)."""
-        found = self._read(record_name(ref))
-        return self._parse(found, ref) if found is not None else KnownGoodRecord(workload=ref)
+        return self.records.record(ref)
 
     def mark_good(self, signal: HealthyRevisionLike) -> KnownGoodRecord | None:
         """Record a revision the monitors saw healthy (a CronJob: the job template of a successful Job).
@@ -154,7 +111,9 @@ class KnownGoodStore:
         if resolved is None:
             return None
         number, digest = resolved
-        return self._update(ref, workload, lambda record: record.note(digest, number, Mark.GOOD, at, "seen healthy"))
+        return self.records.update(
+            ref, workload, lambda record: record.note(digest, number, Mark.GOOD, at, "seen healthy")
+        )
 
     def mark_bad(self, ref: ObjectRef, revision: int | str | None = None, *, note: str = "") -> KnownGoodRecord | None:
         """Record that `revision` was seen failing, e.g. when an incident is handled while it is current.
@@ -169,12 +128,12 @@ class KnownGoodStore:
         at = self._clock()
         if ref.kind == "CronJob":
             digest = objects.template_digest(objects.workload_template(workload))
-            return self._update(ref, workload, lambda record: record.note(digest, None, Mark.BAD, at, note))
+            return self.records.update(ref, workload, lambda record: record.note(digest, None, Mark.BAD, at, note))
         resolved = self._resolve(workload, revision)
         if resolved is None:
             return None
         number, digest = resolved
-        return self._update(ref, workload, lambda record: record.note(digest, number, Mark.BAD, at, note))
+        return self.records.update(ref, workload, lambda record: record.note(digest, number, Mark.BAD, at, note))
 
     def target(self, ref: ObjectRef) -> Choice:
         """The revision a rollback of `ref` should return to, read from the cluster now."""
@@ -194,7 +153,7 @@ class KnownGoodStore:
     ) -> dict[str, Any]:
         """For the read and write tools: the state of each revision and the rollback target, as plain data."""
         ref = self._ref(workload)
-        record = self._current_record(ref, workload)
+        record = self.records.current(ref, workload)
         states: dict[int, RevisionState]
         if ref.kind == "CronJob":
             current = objects.template_digest(objects.workload_template(workload))
@@ -224,7 +183,7 @@ class KnownGoodStore:
 
     def job_templates(self, workload: dict[str, Any]) -> dict[int, dict[str, Any]]:
         """A CronJob's recorded job templates by number (the "revisions" a CronJob rollback chooses from)."""
-        record = self._current_record(self._ref(workload), workload)
+        record = self.records.current(self._ref(workload), workload)
         return {number: copy.deepcopy(t.job_template) for number, t in record.numbered_templates().items()}
 
     # --- reading the cluster ---------------------------------------------------------------------
@@ -235,11 +194,6 @@ class KnownGoodStore:
         return ObjectRef(
             kind=str(workload.get("kind")), namespace=str(metadata.get("namespace")), name=str(metadata.get("name"))
         )
-
-    def _current_record(self, ref: ObjectRef, workload: dict[str, Any]) -> KnownGoodRecord:
-        record = self.record(ref)
-        uid = str(objects.meta(workload).get("uid") or "")
-        return record if not record.uid or record.uid == uid else KnownGoodRecord(workload=ref, uid=uid)
 
     @staticmethod
     def _bad(record: KnownGoodRecord, digest: str) -> bool:
@@ -296,109 +250,4 @@ class KnownGoodStore:
         template = own if same else job_template_of(job)  # the CronJob may have changed since the Job started
         digest = objects.template_digest(template)
         name = str(objects.meta(job).get("name"))
-        return self._update(ref, cronjob, lambda record: record.add_template(digest, template, name, at))
-
-    # --- the Secret ------------------------------------------------------------------------------
-
-    def _call(self, call: str, method: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-        try:
-            response = method(*args, _preload_content=False, _request_timeout=REQUEST_TIMEOUT_SECONDS, **kwargs)
-            raw = response.data
-        except Exception as error:  # every failure becomes one error type naming the call
-            raise KnownGoodError(call, error) from error
-        return json.loads(raw) if raw else None
-
-    def _read(self, name: str) -> dict[str, Any] | None:
-        try:
-            found: dict[str, Any] = self._call(
-                "read_namespaced_secret", self._core.read_namespaced_secret, name, self.namespace
-            )
-            return found
-        except KnownGoodError as error:
-            if error.status == 404:
-                return None
-            raise
-
-    def _parse(self, secret: dict[str, Any], ref: ObjectRef) -> KnownGoodRecord:
-        name = objects.meta(secret).get("name")
-        try:
-            text = base64.b64decode((secret.get("data") or {}).get(RECORD_KEY) or "").decode()
-            if self._signer is not None:
-                signature = objects.annotations_of(secret).get(SIGNATURE_ANNOTATION)
-                self._signer.check(text, signature, f"known-good record {self.namespace}/{name}")
-            record = KnownGoodRecord.model_validate_json(text)
-        except (ValidationError, ValueError) as error:
-            log.warning("known-good record %s/%s is unreadable (%s); starting afresh", self.namespace, name, error)
-            return KnownGoodRecord(workload=ref)
-        except Exception as error:  # noqa: BLE001 - whatever the signer raises, the record is not used
-            log.warning("known-good record %s/%s is not used: %s", self.namespace, name, error)
-            return KnownGoodRecord(workload=ref)
-        return record if record.workload == ref else KnownGoodRecord(workload=ref)
-
-    @staticmethod
-    def _fit(record: KnownGoodRecord) -> str:
-        """The record's JSON, leaving out the oldest job templates while it is too big."""
-        text = record.model_dump_json()
-        while len(text.encode()) > MAX_RECORD_BYTES and record.templates:
-            record.templates = record.templates[1:]
-            text = record.model_dump_json()
-        return text
-
-    def _update(
-        self, ref: ObjectRef, workload: dict[str, Any], mutate: Callable[[KnownGoodRecord], object]
-    ) -> KnownGoodRecord:
-        """Read-modify-write the record with its resourceVersion; re-read on conflict."""
-        name = record_name(ref)
-        uid = str(objects.meta(workload).get("uid") or "")
-        for _ in range(MAX_WRITE_RETRIES):
-            found = self._read(name)
-            record = self._parse(found, ref) if found is not None else KnownGoodRecord(workload=ref)
-            if record.uid and record.uid != uid:
-                record = KnownGoodRecord(workload=ref)  # the workload was deleted and created again
-            record.uid = uid
-            mutate(record)
-            record.updated_at = self._clock()
-            text = self._fit(record)
-            data = {RECORD_KEY: base64.b64encode(text.encode()).decode()}
-            annotations = {WORKLOAD_ANNOTATION: f"{ref.kind}/{ref.namespace}/{ref.name}"}
-            if self._signer is not None:
-                annotations[SIGNATURE_ANNOTATION] = self._signer.sign(text)
-            try:
-                if found is None:
-                    body = {
-                        "metadata": {
-                            "name": name,
-                            "namespace": self.namespace,
-                            "labels": {**RECORD_LABELS, "amos.io/workload-namespace": ref.namespace},
-                            "annotations": annotations,
-                        },
-                        "type": "Opaque",
-                        "data": data,
-                    }
-                    self._call(
-                        "create_namespaced_secret",
-                        self._core.create_namespaced_secret,
-                        self.namespace,
-                        body,
-                        field_manager=FIELD_MANAGER,
-                    )
-                else:
-                    found["data"] = data
-                    found.setdefault("metadata", {})["annotations"] = {
-                        **(found["metadata"].get("annotations") or {}),
-                        **annotations,
-                    }
-                    self._call(
-                        "replace_namespaced_secret",
-                        self._core.replace_namespaced_secret,
-                        name,
-                        self.namespace,
-                        found,
-                        field_manager=FIELD_MANAGER,
-                    )
-                return record
-            except KnownGoodError as error:
-                if error.status in (404, 409):
-                    continue
-                raise
-        raise KnownGoodError(f"update of {name}", RuntimeError("it kept changing"))
+        return self.records.update(ref, cronjob, lambda record: record.add_template(digest, template, name, at))

@@ -18,11 +18,12 @@ from core.actions import ProposedAction
 from core.config import Settings
 from core.models import Incident
 from core.report import ActionRecord, ActionStatus, IncidentReport, Outcome
+from orchestrator.attempt_run import SessionRunner
 from orchestrator.fencing import generation_of
 from orchestrator.guard_rules import GuardDecision, GuardRule
 from orchestrator.proposals import Proposal, ProposalState, ProposalStore, new_proposal_id, spec_digest
 from orchestrator.reports import Reporter
-from orchestrator.steps import AttemptSteps, SessionRunner
+from orchestrator.steps import AttemptSteps
 from tools.cluster import ClusterAccess
 from tools.policy import ActionBudget, IncidentScope, PolicyGuard
 from tools.read import ReadTools

@@ -16,11 +16,12 @@ from datetime import datetime, timedelta
 from core.logcontext import incident_scope
 from core.report import ActionStatus, IncidentReport, Outcome
 from orchestrator.attempt import Attempt
+from orchestrator.attempt_run import AttemptRun
 from orchestrator.fencing import Fence, LostLeadership, generation_of
 from orchestrator.incident import IncidentHandler
 from orchestrator.records import TERMINAL_PHASES, JournalEntry, Ledger, Phase
 from orchestrator.restore import RestoreResult, foreign_spec_writers
-from orchestrator.steps import AttemptRun, AttemptSteps
+from orchestrator.steps import AttemptSteps
 from orchestrator.store import JournalClaimed, StateStore
 from orchestrator.verify import Verdict
 

@@ -21,6 +21,8 @@ from core.models import Incident, ObjectRef
 from core.redaction import Redactor
 from core.report import IncidentReport
 from core.workload_health import WorkloadHealthSource
+from orchestrator.applying import ContextBuilder
+from orchestrator.attempt_run import SessionRunner
 from orchestrator.breaker import ClusterBudget
 from orchestrator.events import EventRecorder, replica_identity
 from orchestrator.guardrails import IncidentGate
@@ -30,7 +32,7 @@ from orchestrator.orchestrator import Orchestrator
 from orchestrator.proposals import ProposalStore
 from orchestrator.reports import Reporter, ReportSink
 from orchestrator.snapshots import SnapshotStore
-from orchestrator.steps import AttemptSteps, ContextBuilder, SessionRunner
+from orchestrator.steps import AttemptSteps
 from orchestrator.store import StateStore
 from orchestrator.verify import Judge
 from tools.cluster import ClusterAccess

@@ -21,7 +21,8 @@ from core.redaction import Redactor
 from lab import workloads
 from monitors.health import HealthyRevision
 from orchestrator.knowngood import Source
-from orchestrator.knowngood_store import KnownGoodStore, record_name
+from orchestrator.knowngood_records import record_name
+from orchestrator.knowngood_store import KnownGoodStore
 from tests.manifests import as_body
 from tools import objects
 from tools.cluster import ClusterAccess
