@@ -1,8 +1,9 @@
 """ROLLING_BACK: the snapshot goes back (fenced: never over a person's edit) and the restored workload is checked.
 
 Reached after every failed verdict, so a change that did not help never stays. A resumed restore runs
-again from the top: the snapshot already back is an unchanged, successful restore. The attempt stays
-counted either way, with a note of whether the restore held.
+again from the top; when it finds the snapshot already back, the interrupted one had put it back, and
+it is checked and reported as an uninterrupted restore is. The attempt stays counted either way, with
+a note of whether the restore held.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from collections.abc import Callable
 from datetime import datetime
 
 from core.config import Settings
+from core.report import ActionRecord, ActionStatus
 from orchestrator.attempt_run import AttemptRun
 from orchestrator.breaker import ClusterBudget
 from orchestrator.durable import DurableState
@@ -18,7 +20,7 @@ from orchestrator.events import EventRecorder
 from orchestrator.fencing import FencedGuard
 from orchestrator.guardrails import IncidentGate
 from orchestrator.records import AttemptNote, Phase
-from orchestrator.restore import restore_snapshot
+from orchestrator.restore import RestoreResult, restore_snapshot
 from orchestrator.verify import Judge
 from tools.cluster import ClusterAccess
 from tools.policy import IncidentScope
@@ -59,7 +61,8 @@ class RestoreStep:
             still_leader=self.state.still_leader,
         )
         # trusted: the snapshot was taken by this process or its signature was checked when it was loaded
-        attempt.restore = restore_snapshot(self.access, guard, snapshot, run.fence.generation, trusted=True)
+        restore = restore_snapshot(self.access, guard, snapshot, run.fence.generation, trusted=True)
+        attempt.restore = _put_back_before_the_restart(run, restore) if attempt.resumed else restore
         if attempt.restore.record is not None:
             attempt.records.append(attempt.restore.record)
         if attempt.restore.ok and attempt.restore.changed:
@@ -96,3 +99,22 @@ class RestoreStep:
             ),
         )
         return Phase.ROLLED_BACK
+
+
+def _put_back_before_the_restart(run: AttemptRun, result: RestoreResult) -> RestoreResult:
+    """A resumed restore that finds the snapshot back although the spec moved since it: AMOS put it back before
+    the restart (recovery found no other writer since the snapshot), so it counts as the restore it was."""
+    snapshot = run.attempt.snapshot
+    moved = result.generation is not None and result.generation != snapshot.generation
+    if not result.ok or result.changed or not moved:
+        return result
+    ref = snapshot.target
+    reason = "the snapshot was put back before AMOS restarted"
+    record = ActionRecord(
+        verb="restore",
+        target=ref,
+        summary=f"restore {ref.kind}/{ref.name} from snapshot {snapshot.id}",
+        status=ActionStatus.APPLIED,
+        reason=reason,
+    )
+    return result.model_copy(update={"changed": True, "reason": reason, "record": record})

@@ -2,23 +2,17 @@
 mails caught by a real SMTP server on localhost.
 
 Incidents come from the real watch + detector (`monitors/`) where the test is about the normal flow;
-tests that must hit an exact moment (a person's edit, a kill -9, a stop) build the `Incident` from what
-the lab shows and call the orchestrator directly.
+tests that must hit an exact moment (a person's edit, a stop) build the `Incident` from what the lab shows
+and call the orchestrator directly. A kill -9 at every step of an attempt is in `test_recovery_phases_lab`.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
-import textwrap
 import time
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any, Self
 
 import pytest
@@ -28,7 +22,6 @@ from agents.session import run_session
 from core.config import Settings
 from core.models import Evidence, FaultKind, Incident, ObjectRef, fingerprint
 from core.report import ActionStatus, Outcome
-from lab.cluster import LabCluster
 from lab.workloads import deployment, pods_of, rollout_complete, wait_for, waiting_reasons
 from monitors.detector import FaultDetector
 from monitors.watch import Watcher
@@ -47,7 +40,6 @@ from tools.snapshot import take_snapshot
 
 pytestmark = pytest.mark.lab
 
-REPO = Path(__file__).resolve().parent.parent
 FAST = RetryPolicy(attempts=2, initial_wait_seconds=0.01, max_wait_seconds=0.05, max_total_seconds=5)
 MISSING = "nginx:1.99-does-not-exist"
 
@@ -450,151 +442,6 @@ def test_stop_rolls_back_a_fix_it_could_not_verify_in_time(
     assert spec_of(api_client, namespace, "web") == before
     assert orchestrator.store.journals() == []
     assert "ROLLED BACK" in str(inbox.wait("] ROLLED BACK:")["Subject"])
-
-
-# --- kill -9 in the middle of a fix ------------------------------------------------------------------------
-
-CHILD = textwrap.dedent("""
-    import json, logging, sys, time
-    sys.path.insert(0, {repo!r})
-    from kubernetes import config
-    from agents.session import run_session
-    from core.config import Settings
-    from core.models import Incident
-    from orchestrator.verify import Judge
-    from service.wiring import build_orchestrator
-
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr)
-    kubeconfig, settings_json, incident_json, mode = sys.argv[1:5]
-    settings = Settings(**json.loads(settings_json))
-    incident = Incident.model_validate_json(incident_json)
-    api = config.new_client_from_config(config_file=kubeconfig)
-
-    async def hang_after_the_session(*args, **kwargs):
-        result = await run_session(*args, **kwargs)
-        print("applied", flush=True)
-        time.sleep(3600)  # AMOS dies here
-        return result
-
-    class HangingJudge(Judge):
-        def verify(self, *args, **kwargs):
-            print("verifying", flush=True)
-            time.sleep(3600)  # AMOS dies here
-
-    runner = hang_after_the_session if mode == "applying" else run_session
-    judge = (lambda access: HangingJudge(access, settings)) if mode == "verifying" else None
-    orchestrator = build_orchestrator(settings, api, None, session_runner=runner, judge=judge)
-    orchestrator.store.ensure_namespace()
-    orchestrator.process(incident)
-""")
-
-
-def run_until_killed(
-    lab: LabCluster, tmp_path: Path, settings: Settings, incident: Incident, mode: str, api: client.ApiClient
-) -> None:
-    """Run the orchestrator in a child process and kill -9 it once the journal shows `mode`'s step."""
-    script = tmp_path / "amos_child.py"
-    script.write_text(CHILD.format(repo=str(REPO)))
-    values = {
-        key: getattr(settings, key)
-        for key in ("namespaces", "state_namespace", "model_provider", "leader_election", "verify_timeout_seconds")
-    }
-    log = open(tmp_path / f"child-{mode}.log", "w")  # noqa: SIM115
-    child = subprocess.Popen(
-        [sys.executable, str(script), str(lab.kubeconfig), json.dumps(values), incident.model_dump_json(), mode],
-        stdout=subprocess.PIPE,
-        stderr=log,
-        text=True,
-        cwd=REPO,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
-    store = StateStore(api, settings)
-
-    def at_step() -> bool:
-        entry = store.read_journal(incident.fingerprint)
-        if entry is None:
-            return False
-        if mode == "applying":  # the change is applied and journaled, the session has not returned
-            return entry.phase is Phase.APPLYING and entry.expected_generation != entry.snapshot_generation
-        return entry.phase is Phase.VERIFYING
-
-    try:
-        wait_for(at_step, timeout=90, interval=0.1, what=f"the child to reach {mode}")
-        time.sleep(0.5)
-    finally:
-        os.kill(child.pid, signal.SIGKILL)
-        child.wait(10)
-        log.close()
-    assert child.returncode == -signal.SIGKILL
-
-
-def test_killed_after_the_fix_was_applied_the_restart_completes_it(
-    lab: LabCluster,
-    api_client: client.ApiClient,
-    amos_api: client.ApiClient,
-    namespace: str,
-    inbox: Inbox,
-    make_settings: Callable[..., Settings],
-    tmp_path: Path,
-) -> None:
-    create(api_client, namespace, deployment("web", "nginx:1.27", replicas=2))
-    set_image(api_client, namespace, "web", MISSING)
-    wait_pods(api_client, namespace, "web", {"ErrImagePull", "ImagePullBackOff"})
-    settings = make_settings()
-    incident = incident_for(namespace, "web", FaultKind.IMAGE_PULL, "ImagePullBackOff")
-
-    run_until_killed(lab, tmp_path, settings, incident, "applying", api_client)
-
-    store = StateStore(api_client, settings)
-    entry = store.read_journal(incident.fingerprint)
-    assert entry is not None and entry.phase is Phase.APPLYING
-    assert store.ledger(incident.fingerprint).attempts == 1  # counted before the change, survived the kill
-    restarted = build(settings, amos_api, Mailer(settings, retry=FAST))
-    reports = restarted.recover()
-
-    assert [r.outcome for r in reports] == [Outcome.FIXED]
-    assert reports[0].attempt == 1 and "after AMOS restarted" in reports[0].verification
-    assert "after AMOS restarted" in body(inbox.wait("] FIXED:"))
-    assert rollout_complete(api_client, namespace, "web") and image_of(api_client, namespace, "web") == "nginx:1.27"
-    assert store.journals() == []
-    assert store.ledger(incident.fingerprint).history[-1].outcome == "fixed"
-
-
-def test_killed_while_verifying_a_fix_that_does_not_help_the_restart_rolls_back_and_the_count_survives(
-    lab: LabCluster,
-    api_client: client.ApiClient,
-    amos_api: client.ApiClient,
-    namespace: str,
-    inbox: Inbox,
-    make_settings: Callable[..., Settings],
-    tmp_path: Path,
-) -> None:
-    create(api_client, namespace, deployment("api", "shop/api:1.0-crash"), ready=False)
-    wait_pods(api_client, namespace, "api", {"CrashLoopBackOff"})
-    set_image(api_client, namespace, "api", "shop/api:2.0-crash")
-    wait_for(lambda: image_of(api_client, namespace, "api") == "shop/api:2.0-crash", what="revision 2")
-    wait_pods(api_client, namespace, "api", {"CrashLoopBackOff"})
-    before = spec_of(api_client, namespace, "api")
-    settings = make_settings(workload_cooldown_seconds=0)  # the retry below need not wait 5 minutes
-    incident = incident_for(namespace, "api", FaultKind.CRASH_LOOP, "CrashLoopBackOff")
-
-    run_until_killed(lab, tmp_path, settings, incident, "verifying", api_client)
-
-    assert image_of(api_client, namespace, "api") == "shop/api:1.0-crash"  # the unverified fix is in place
-    restarted = build(settings, amos_api, Mailer(settings, retry=FAST))
-    reports = restarted.recover()
-
-    assert [r.outcome for r in reports] == [Outcome.ROLLED_BACK] and reports[0].rolled_back
-    assert spec_of(api_client, namespace, "api") == before
-    assert restarted.store.ledger(incident.fingerprint).attempts == 1
-    assert "ROLLED BACK" in str(inbox.wait("] ROLLED BACK:")["Subject"])
-
-    # The fault is still there: the next incident gets the second (and last) attempt.
-    final = restarted.process(incident_for(namespace, "api", FaultKind.CRASH_LOOP, "CrashLoopBackOff"))
-    assert final is not None and final.outcome is Outcome.ESCALATED and final.attempt == 2
-    assert spec_of(api_client, namespace, "api") == before
-    assert restarted.store.ledger(incident.fingerprint).attempts == 2
-    assert "Attempt:     2 of 2" in body(inbox.wait("] ESCALATED:"))
 
 
 # --- durable guard-rail state ---------------------------------------------------------------------------------
