@@ -116,7 +116,7 @@ class IncidentHandler:
                 return self.proposer.propose(incident, workload, decision, started, runner)
             case GuardVerdict.APPROVE:
                 assert workload is not None
-                return self.proposer.request_approval(incident, workload, decision, started)
+                return self.proposer.request_approval(incident, workload, decision, started, runner)
             case GuardVerdict.DEFER:
                 assert decision.retry_at is not None
                 self._on_skip(decision.rule.value)

@@ -111,9 +111,16 @@ class Proposer:
         return self.reporter.finish(report, workload)
 
     def request_approval(
-        self, incident: Incident, workload: dict[str, Any], decision: GuardDecision, started: datetime
+        self,
+        incident: Incident,
+        workload: dict[str, Any],
+        decision: GuardDecision,
+        started: datetime,
+        runner: SessionRunner | None = None,
     ) -> IncidentReport | None:
-        """Store the validated fix as a proposal and ask a person; without one, recommend or escalate."""
+        """Store the validated fix as a proposal and ask a person; without one, recommend or escalate.
+
+        `runner`: the actions a person chose (adk web) instead of a fresh diagnosis."""
         generation, digest = generation_of(workload), spec_digest(workload)
         waiting = [
             p
@@ -123,9 +130,9 @@ class Proposer:
         if waiting:
             log.info("incident %s: proposal %s already waits for approval", incident.id, waiting[0].id)
             return None
-        result, records, valid = self._dry_run(incident, None)
+        result, records, valid = self._dry_run(incident, runner)
         if not valid:
-            return self.propose(incident, workload, decision, started)
+            return self.propose(incident, workload, decision, started, runner)
         now = self._clock()
         proposal = Proposal(
             id=new_proposal_id(),

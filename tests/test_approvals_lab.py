@@ -14,6 +14,7 @@ import pytest
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
+from core.actions import SetImage
 from core.config import Settings
 from core.models import FaultKind, ObjectRef
 from core.report import Outcome
@@ -268,3 +269,19 @@ def test_a_proposal_changed_since_it_was_read_is_never_overwritten(
     stored = store.get(proposal_id)
     assert stored is not None and stored.state is ProposalState.REJECTED and stored.decided_by == "alice"
     assert stored.resource_version == rejected.resource_version != read.resource_version
+
+
+def test_a_fix_a_person_chose_in_approve_mode_is_proposed_as_chosen_not_re_diagnosed(
+    api_client: client.ApiClient, namespace: str, inbox: Inbox, approving: Callable[..., Orchestrator]
+) -> None:
+    before = read(api_client, namespace, "web")
+    orchestrator = approving()
+    chosen = SetImage(namespace=namespace, name="web", container="app", image="nginx:1.27")
+    web = ObjectRef(kind="Deployment", namespace=namespace, name="web")
+    report = orchestrator.apply_actions(web, [chosen], requested_by="adk web", reason="try 1.27")
+
+    assert report is not None and report.outcome is Outcome.APPROVAL_NEEDED and report.proposal_id
+    stored = orchestrator.approvals.proposals.get(report.proposal_id)
+    assert stored is not None and stored.actions == [chosen]  # the offline diagnoser would roll back instead
+    assert read(api_client, namespace, "web")["metadata"]["generation"] == before["metadata"]["generation"]
+    assert "set image of container app" in body(inbox.wait("] APPROVAL NEEDED:"))
