@@ -30,6 +30,15 @@ MAX_MARKS = 20  # marks kept per workload (newest); older revisions fall out of 
 MAX_TEMPLATES = 5  # CronJob job templates kept per workload
 
 
+def current_revision(workload: dict[str, Any]) -> int | str | None:
+    """The revision a workload runs now: a Deployment's number, a StatefulSet's ControllerRevision name."""
+    number = objects.revision(workload)
+    if number is not None:
+        return number
+    update = (workload.get("status") or {}).get("updateRevision")
+    return str(update) if update else None
+
+
 class Mark(StrEnum):
     GOOD = "good"
     BAD = "bad"

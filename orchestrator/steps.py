@@ -26,6 +26,7 @@ from orchestrator.durable import STATE_WRITE_DEADLINE_SECONDS, DurableState
 from orchestrator.events import EventRecorder
 from orchestrator.fencing import Fence, LostLeadership, StillLeader
 from orchestrator.guardrails import IncidentGate
+from orchestrator.knowngood import current_revision
 from orchestrator.knowngood_store import KnownGoodStore
 from orchestrator.records import TERMINAL_PHASES, JournalEntry, Ledger, Phase
 from orchestrator.rolling_back import RestoreStep
@@ -33,7 +34,6 @@ from orchestrator.snapshots import SnapshotStore
 from orchestrator.store import JournalClaimed, StateStore
 from orchestrator.verify import Judge
 from orchestrator.verifying import VerifyStep
-from tools import objects
 from tools.cluster import ApiCallError, ClusterAccess
 from tools.policy import IncidentBaseline, effective_resources_of
 from tools.snapshot import take_snapshot
@@ -41,15 +41,6 @@ from tools.snapshot import take_snapshot
 log = logging.getLogger(__name__)
 
 Step = Callable[[AttemptRun], Phase]
-
-
-def current_revision(workload: dict[str, Any]) -> int | str | None:
-    """The revision a workload runs now: a Deployment's number, a StatefulSet's ControllerRevision name."""
-    number = objects.revision(workload)
-    if number is not None:
-        return number
-    update = (workload.get("status") or {}).get("updateRevision")
-    return str(update) if update else None
 
 
 class AttemptSteps:
@@ -109,7 +100,15 @@ class AttemptSteps:
             session=session,
             clock=clock,
         )
-        verify = VerifyStep(state=state, judge=judge, events=events, guardrails=guardrails, clock=clock, abort=abort)
+        verify = VerifyStep(
+            state=state,
+            judge=judge,
+            events=events,
+            guardrails=guardrails,
+            known_good=known_good,
+            clock=clock,
+            abort=abort,
+        )
         restore = RestoreStep(
             settings,
             access=access,

@@ -2,11 +2,14 @@
 
 The verdict is journaled before anything acts on it, so a resumed attempt concludes as this one
 would have. A verified fix resets the fault's attempt count and is watched for a revert; a fix that
-someone else's write superseded while it was judged is not credited to AMOS.
+someone else's write superseded while it was judged is not credited to AMOS. A change that failed
+(the fault persisted) marks the revision it made known-bad, so no later attempt goes back to that
+template under another revision number (a Deployment's rollback renumbers the revision it restores).
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable
 from datetime import datetime
@@ -16,11 +19,16 @@ from orchestrator.assessment import Baseline
 from orchestrator.attempt_run import AttemptRun
 from orchestrator.durable import DurableState
 from orchestrator.events import EventRecorder
-from orchestrator.fencing import generation_of
+from orchestrator.fencing import LostLeadership, generation_of
 from orchestrator.guardrails import IncidentGate, template_hash
+from orchestrator.knowngood import current_revision
+from orchestrator.knowngood_store import KnownGoodStore
 from orchestrator.records import AttemptNote, FixWatch, Ledger, Phase
 from orchestrator.restore import foreign_spec_writers
+from orchestrator.store import JournalClaimed
 from orchestrator.verify import Judge, VerdictKind
+
+log = logging.getLogger(__name__)
 
 
 class VerifyStep:
@@ -33,6 +41,7 @@ class VerifyStep:
         judge: Judge,
         events: EventRecorder,
         guardrails: IncidentGate,
+        known_good: KnownGoodStore,
         clock: Callable[[], datetime],
         abort: threading.Event,
     ) -> None:
@@ -40,6 +49,7 @@ class VerifyStep:
         self.judge = judge
         self.events = events
         self.guardrails = guardrails
+        self.known_good = known_good
         self.clock = clock
         self._abort = abort
 
@@ -72,6 +82,12 @@ class VerifyStep:
                 f"incident {incident.id}: attempt {attempt.number} verified: {verdict.reason}",
             )
             return Phase.DONE
+        if (
+            verdict.kind is VerdictKind.FAILURE
+            and current is not None
+            and generation_of(current) == run.fence.generation
+        ):
+            self._mark_failed(run, current)  # AMOS's own change, and the fault persisted under it
         self.events.record(
             current or ref,
             "VerificationFailed",
@@ -80,6 +96,22 @@ class VerifyStep:
             warning=True,
         )
         return Phase.ROLLING_BACK
+
+    def _mark_failed(self, run: AttemptRun, current: dict[str, Any]) -> None:
+        """The revision the failed change made is known-bad (a mark; an unreadable store only loses the mark)."""
+        incident, attempt = run.incident, run.attempt
+        if template_hash(current) == template_hash(attempt.snapshot.workload):
+            return  # the change did not touch the template (a scale, a pod eviction): nothing to mark
+        note = f"incident {incident.id}: attempt {attempt.number} did not fix it"
+        try:
+            revision = current_revision(current)
+            self.state.durably(
+                "mark the failed revision bad", lambda: self.known_good.mark_bad(run.ref, revision, note=note)
+            )
+        except (LostLeadership, JournalClaimed):
+            raise
+        except Exception as error:  # noqa: BLE001 - the restore must still run
+            log.warning("incident %s: could not mark the failed revision known-bad: %s", incident.id, error)
 
     def _mark_fixed(self, run: AttemptRun, current: dict[str, Any] | None) -> None:
         incident, now, summary = run.incident, self.clock(), run.attempt.summary()[:500]

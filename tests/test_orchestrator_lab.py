@@ -19,6 +19,7 @@ import pytest
 from kubernetes import client
 
 from agents.session import run_session
+from core import k8s
 from core.config import Settings
 from core.models import Evidence, FaultKind, Incident, ObjectRef, fingerprint
 from core.report import ActionStatus, Outcome
@@ -96,6 +97,17 @@ def image_of(api: client.ApiClient, namespace: str, name: str) -> str:
 def set_image(api: client.ApiClient, namespace: str, name: str, image: str, manager: str = "kubectl-set") -> None:
     patch = {"spec": {"template": {"spec": {"containers": [{"name": "app", "image": image}]}}}}
     apps(api).patch_namespaced_deployment(name, namespace, patch, field_manager=manager)
+
+
+def wait_revision(api: client.ApiClient, namespace: str, name: str, number: int) -> None:
+    """Until the Deployment controller has made revision `number` (its ReplicaSet and the annotation)."""
+    wait_for(
+        lambda: (
+            (read(api, namespace, name)["metadata"].get("annotations") or {}).get(k8s.REVISION_ANNOTATION)
+            == str(number)
+        ),
+        what=f"{name} revision {number}",
+    )
 
 
 def human_edit(api: client.ApiClient, namespace: str, name: str) -> None:
@@ -208,11 +220,12 @@ def test_a_fix_that_does_not_help_is_undone_twice_then_escalated_leaving_nothing
     inbox: Inbox,
     make_settings: Callable[..., Settings],
 ) -> None:
-    # Every revision crashes: revision 1 (1.0-crash) is in the history, so the offline rules roll back to it.
+    # Every revision crashes: the offline rules roll back to revision 2 (1.5-crash), then to revision 1 (1.0-crash).
     create(api_client, namespace, deployment("api", "shop/api:1.0-crash"), ready=False)
     wait_pods(api_client, namespace, "api", {"CrashLoopBackOff"})
-    set_image(api_client, namespace, "api", "shop/api:2.0-crash")
-    wait_for(lambda: image_of(api_client, namespace, "api") == "shop/api:2.0-crash", what="revision 2")
+    for number, image in ((2, "shop/api:1.5-crash"), (3, "shop/api:2.0-crash")):
+        set_image(api_client, namespace, "api", image)
+        wait_revision(api_client, namespace, "api", number)
     before = spec_of(api_client, namespace, "api")
     settings = make_settings()
 
@@ -235,6 +248,32 @@ def test_a_fix_that_does_not_help_is_undone_twice_then_escalated_leaving_nothing
     assert [s for s in inbox.subjects() if "] ESCALATED:" not in s] == []
     assert len(inbox.subjects()) == 1
     assert {"VerificationFailed", "RolledBack", "Escalated"} <= set(amos_events(api_client, namespace, "api"))
+
+
+def test_a_template_that_failed_is_not_tried_again_under_its_new_revision_number(
+    api_client: client.ApiClient,
+    amos_api: client.ApiClient,
+    namespace: str,
+    inbox: Inbox,
+    make_settings: Callable[..., Settings],
+) -> None:
+    # Both revisions crash. Attempt 1 rolls back to revision 1, which the Deployment renumbers 3; it fails and is
+    # restored. Attempt 2 must not roll back to revision 3: it is the template that just failed.
+    create(api_client, namespace, deployment("api", "shop/api:1.0-crash"), ready=False)
+    wait_pods(api_client, namespace, "api", {"CrashLoopBackOff"})
+    set_image(api_client, namespace, "api", "shop/api:2.0-crash")
+    wait_revision(api_client, namespace, "api", 2)
+    before = spec_of(api_client, namespace, "api")
+
+    with Amos(amos_api, make_settings()) as amos:
+        mail = inbox.wait("] ESCALATED:", timeout=240)
+        assert amos.orchestrator.wait_idle(60)
+
+    text = body(mail)
+    assert text.count("[applied] rollback") == 1 and text.count("[applied] restore") == 1
+    assert "1.0-crash" not in image_of(api_client, namespace, "api")
+    assert spec_of(api_client, namespace, "api") == before
+    assert len(inbox.subjects()) == 1
 
 
 def test_missing_configmap_escalates_without_any_change(

@@ -46,7 +46,16 @@ from orchestrator.records import JournalEntry, Phase
 from orchestrator.store import StateStore
 from service.wiring import build_orchestrator
 from tests.mailbox import Inbox, body
-from tests.test_orchestrator_lab import MISSING, create, image_of, incident_for, set_image, spec_of, wait_pods
+from tests.test_orchestrator_lab import (
+    MISSING,
+    create,
+    image_of,
+    incident_for,
+    set_image,
+    spec_of,
+    wait_pods,
+    wait_revision,
+)
 
 pytestmark = pytest.mark.lab
 
@@ -175,11 +184,12 @@ class Fault:
 
 
 BAD_IMAGE = Fault(FaultKind.IMAGE_PULL, "ImagePullBackOff", "nginx:1.27")  # the fix (a rollback) helps
-CRASHING = Fault(FaultKind.CRASH_LOOP, "CrashLoopBackOff", "shop/api:1.0-crash")  # every revision crashes
+CRASHING = Fault(FaultKind.CRASH_LOOP, "CrashLoopBackOff", "shop/api:1.5-crash")  # every revision crashes
 
 
 def break_workloads(api: client.ApiClient, namespace: str, fault: Fault) -> None:
-    """The fault on both workloads, each with a revision in its history that the offline rules roll back to."""
+    """The fault on both workloads, each with a revision in its history that the offline rules roll back to
+    (crashing: two, 1.5-crash then 1.0-crash, so each of the two attempts has a template not yet seen failing)."""
     if fault is BAD_IMAGE:
         for name in (KILLED, STEADY):
             create(api, namespace, deployment(name, "nginx:1.27", replicas=2))
@@ -191,12 +201,14 @@ def break_workloads(api: client.ApiClient, namespace: str, fault: Fault) -> None
         create(api, namespace, deployment(name, "shop/api:1.0-crash"), ready=False)
     for name in (KILLED, STEADY):
         wait_pods(api, namespace, name, {"CrashLoopBackOff"})
+        set_image(api, namespace, name, "shop/api:1.5-crash")
+        wait_revision(api, namespace, name, 2)
         set_image(api, namespace, name, "shop/api:2.0-crash")
     for name in (KILLED, STEADY):
         wait_for(
             lambda n=name: crash_looping_on(api, namespace, n, "shop/api:2.0-crash"),  # type: ignore[misc]
             timeout=90,
-            what=f"{name}'s revision 2 crash-looping",
+            what=f"{name}'s revision 3 crash-looping",
         )
 
 
