@@ -18,8 +18,9 @@ from kubernetes import client
 
 from core.clock import Clock, parse_time, utc_now
 from core.config import Settings
+from core.k8s import AMOS_MANAGER, MANAGED_BY_LABEL, RECORD_LABEL
 from orchestrator.records import BreakerState
-from orchestrator.state_api import MANAGED_BY, MANAGED_BY_LABEL, RECORD_LABEL, StoreError, call_json
+from orchestrator.state_api import StoreError, call_json
 from tools.policy import HOUR_SECONDS, ActionBudget
 
 log = logging.getLogger(__name__)
@@ -170,7 +171,7 @@ class ClusterBudget(ActionBudget):
                     body = {
                         "metadata": {
                             "name": BREAKER_NAME,
-                            "labels": {MANAGED_BY_LABEL: MANAGED_BY, RECORD_LABEL: "breaker"},
+                            "labels": {MANAGED_BY_LABEL: AMOS_MANAGER, RECORD_LABEL: "breaker"},
                         },
                         "data": data,
                     }
@@ -179,7 +180,7 @@ class ClusterBudget(ActionBudget):
                         self._core.create_namespaced_config_map,
                         self.namespace,
                         body,
-                        field_manager=MANAGED_BY,
+                        field_manager=AMOS_MANAGER,
                     )
                 else:
                     found["data"] = data
@@ -189,7 +190,7 @@ class ClusterBudget(ActionBudget):
                         BREAKER_NAME,
                         self.namespace,
                         found,
-                        field_manager=MANAGED_BY,
+                        field_manager=AMOS_MANAGER,
                     )
                 return state
             except StoreError as error:

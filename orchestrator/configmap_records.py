@@ -15,8 +15,9 @@ from typing import Any, TypeVar
 from kubernetes import client
 from pydantic import BaseModel, ValidationError
 
+from core.k8s import AMOS_MANAGER, MANAGED_BY_LABEL, RECORD_LABEL
 from orchestrator.integrity import SIGNATURE_ANNOTATION, ForgedState, StateSigner
-from orchestrator.state_api import MANAGED_BY, MANAGED_BY_LABEL, RECORD_LABEL, StoreError, call_json
+from orchestrator.state_api import StoreError, call_json
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +33,7 @@ class ConfigMapRecords:
     def __init__(self, api_client: client.ApiClient, namespace: str) -> None:
         self.namespace = namespace
         self._core = client.CoreV1Api(api_client)
-        self.signer = StateSigner(api_client, namespace, {MANAGED_BY_LABEL: MANAGED_BY})
+        self.signer = StateSigner(api_client, namespace, {MANAGED_BY_LABEL: AMOS_MANAGER})
 
     # --- raw ConfigMap calls ----------------------------------------------------------------------
 
@@ -58,7 +59,7 @@ class ConfigMapRecords:
             self._core.create_namespaced_config_map,
             self.namespace,
             body,
-            field_manager=MANAGED_BY,
+            field_manager=AMOS_MANAGER,
         )
         return result
 
@@ -69,7 +70,7 @@ class ConfigMapRecords:
             body["metadata"]["name"],
             self.namespace,
             body,
-            field_manager=MANAGED_BY,
+            field_manager=AMOS_MANAGER,
         )
         return result
 
@@ -83,7 +84,7 @@ class ConfigMapRecords:
         return True
 
     def list(self, record: str) -> list[dict[str, Any]]:
-        selector = f"{MANAGED_BY_LABEL}={MANAGED_BY},{RECORD_LABEL}={record}"
+        selector = f"{MANAGED_BY_LABEL}={AMOS_MANAGER},{RECORD_LABEL}={record}"
         result = self._call(
             "list_namespaced_config_map",
             self._core.list_namespaced_config_map,
@@ -95,7 +96,7 @@ class ConfigMapRecords:
 
     @staticmethod
     def labels(record: str, **extra: str) -> dict[str, str]:
-        return {MANAGED_BY_LABEL: MANAGED_BY, RECORD_LABEL: record, **extra}
+        return {MANAGED_BY_LABEL: AMOS_MANAGER, RECORD_LABEL: record, **extra}
 
     def ensure_namespace(self) -> None:
         """Create the state namespace when it is missing."""
@@ -105,9 +106,9 @@ class ConfigMapRecords:
         except StoreError as error:
             if error.status != 404:
                 raise
-        body = {"metadata": {"name": self.namespace, "labels": {MANAGED_BY_LABEL: MANAGED_BY}}}
+        body = {"metadata": {"name": self.namespace, "labels": {MANAGED_BY_LABEL: AMOS_MANAGER}}}
         try:
-            self._call("create_namespace", self._core.create_namespace, body, field_manager=MANAGED_BY)
+            self._call("create_namespace", self._core.create_namespace, body, field_manager=AMOS_MANAGER)
             log.info("created the state namespace %s", self.namespace)
         except StoreError as error:
             if error.status != 409:

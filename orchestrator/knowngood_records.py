@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import json
 import logging
 from collections.abc import Callable
 from datetime import datetime
@@ -19,21 +18,21 @@ from typing import Any, Protocol
 from kubernetes import client
 from pydantic import ValidationError
 
+from core.k8s import AMOS_MANAGER, MANAGED_BY_LABEL, RECORD_LABEL
 from core.models import ObjectRef
 from orchestrator.knowngood import KnownGoodRecord
+from orchestrator.state_api import WORKLOAD_NAMESPACE_LABEL, StoreError, call_json
 from tools import objects
 from tools.cluster import FIELD_MANAGER
-from tools.results import api_status
 
 log = logging.getLogger(__name__)
 
 RECORD_KEY = "record.json"
 SIGNATURE_ANNOTATION = "amos.io/signature"
-RECORD_LABELS = {"app.kubernetes.io/managed-by": "amos", "amos.io/record": "knowngood"}
+RECORD_LABELS = {MANAGED_BY_LABEL: AMOS_MANAGER, RECORD_LABEL: "knowngood"}
 WORKLOAD_ANNOTATION = "amos.io/workload"
 MAX_RECORD_BYTES = 256 * 1024
 MAX_WRITE_RETRIES = 5
-REQUEST_TIMEOUT_SECONDS = 30.0
 
 
 class Signer(Protocol):
@@ -44,14 +43,6 @@ class Signer(Protocol):
     def check(self, payload: str, signature: str | None, what: str) -> None:
         """Raise when `signature` is not the HMAC of `payload`."""
         ...
-
-
-class KnownGoodError(Exception):
-    """Reading or writing a known-good record failed."""
-
-    def __init__(self, call: str, cause: BaseException) -> None:
-        self.status, detail = api_status(cause)
-        super().__init__(f"{call} failed: {detail}")
 
 
 def record_name(ref: ObjectRef) -> str:
@@ -111,13 +102,13 @@ class KnownGoodRecords:
                         "metadata": {
                             "name": name,
                             "namespace": self.namespace,
-                            "labels": {**RECORD_LABELS, "amos.io/workload-namespace": ref.namespace},
+                            "labels": {**RECORD_LABELS, WORKLOAD_NAMESPACE_LABEL: ref.namespace},
                             "annotations": annotations,
                         },
                         "type": "Opaque",
                         "data": data,
                     }
-                    self._call(
+                    call_json(
                         "create_namespaced_secret",
                         self._core.create_namespaced_secret,
                         self.namespace,
@@ -130,7 +121,7 @@ class KnownGoodRecords:
                         **(found["metadata"].get("annotations") or {}),
                         **annotations,
                     }
-                    self._call(
+                    call_json(
                         "replace_namespaced_secret",
                         self._core.replace_namespaced_secret,
                         name,
@@ -139,29 +130,21 @@ class KnownGoodRecords:
                         field_manager=FIELD_MANAGER,
                     )
                 return record
-            except KnownGoodError as error:
+            except StoreError as error:
                 if error.status in (404, 409):
                     continue
                 raise
-        raise KnownGoodError(f"update of {name}", RuntimeError("it kept changing"))
+        raise StoreError(f"update of {name}", RuntimeError("it kept changing"))
 
     # --- the Secret ------------------------------------------------------------------------------
 
-    def _call(self, call: str, method: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-        try:
-            response = method(*args, _preload_content=False, _request_timeout=REQUEST_TIMEOUT_SECONDS, **kwargs)
-            raw = response.data
-        except Exception as error:  # every failure becomes one error type naming the call
-            raise KnownGoodError(call, error) from error
-        return json.loads(raw) if raw else None
-
     def _read(self, name: str) -> dict[str, Any] | None:
         try:
-            found: dict[str, Any] = self._call(
+            found: dict[str, Any] = call_json(
                 "read_namespaced_secret", self._core.read_namespaced_secret, name, self.namespace
             )
             return found
-        except KnownGoodError as error:
+        except StoreError as error:
             if error.status == 404:
                 return None
             raise

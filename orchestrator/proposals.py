@@ -22,17 +22,11 @@ from pydantic import BaseModel, Field, ValidationError
 
 from core.actions import Diagnosis, ProposedAction
 from core.config import Settings
+from core.k8s import AMOS_MANAGER, MANAGED_BY_LABEL, RECORD_LABEL
 from core.models import Incident, ObjectRef
 from core.report import ActionRecord
 from orchestrator.integrity import SIGNATURE_ANNOTATION, ForgedState, StateSigner
-from orchestrator.state_api import (
-    MANAGED_BY,
-    MANAGED_BY_LABEL,
-    RECORD_LABEL,
-    WORKLOAD_NAMESPACE_LABEL,
-    StoreError,
-    call_json,
-)
+from orchestrator.state_api import WORKLOAD_NAMESPACE_LABEL, StoreError, call_json
 from tools import objects
 
 log = logging.getLogger(__name__)
@@ -121,7 +115,7 @@ class ProposalStore:
         metadata: dict[str, Any] = {
             "name": proposal.id,
             "labels": {
-                MANAGED_BY_LABEL: MANAGED_BY,
+                MANAGED_BY_LABEL: AMOS_MANAGER,
                 RECORD_LABEL: "proposal",
                 STATE_LABEL: proposal.state.value,
                 WORKLOAD_NAMESPACE_LABEL: proposal.workload.namespace,
@@ -179,7 +173,7 @@ class ProposalStore:
         return self._parse(found)
 
     def list(self, state: ProposalState | None = None) -> list[Proposal]:
-        selector = f"{MANAGED_BY_LABEL}={MANAGED_BY},{RECORD_LABEL}=proposal"
+        selector = f"{MANAGED_BY_LABEL}={AMOS_MANAGER},{RECORD_LABEL}=proposal"
         if state is not None:
             selector += f",{STATE_LABEL}={state.value}"
         result = call_json(

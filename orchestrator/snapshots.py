@@ -23,13 +23,11 @@ from pydantic import ValidationError
 
 from core.clock import parse_time
 from core.config import Settings
+from core.k8s import AMOS_MANAGER, MANAGED_BY_LABEL, RECORD_LABEL
 from orchestrator.integrity import SIGNATURE_ANNOTATION, ForgedState, StateSigner
 from orchestrator.records import SnapshotInfo
 from orchestrator.state_api import (
     FINGERPRINT_LABEL,
-    MANAGED_BY,
-    MANAGED_BY_LABEL,
-    RECORD_LABEL,
     WORKLOAD_ANNOTATION,
     WORKLOAD_KIND_LABEL,
     WORKLOAD_NAMESPACE_LABEL,
@@ -84,7 +82,7 @@ class SnapshotStore:
         if trimmed:
             annotations[TRIMMED_ANNOTATION] = f"{trimmed} oldest revision(s) left out to fit in one object"
         labels = {
-            MANAGED_BY_LABEL: MANAGED_BY,
+            MANAGED_BY_LABEL: AMOS_MANAGER,
             RECORD_LABEL: "snapshot",
             FINGERPRINT_LABEL: fingerprint,
             WORKLOAD_NAMESPACE_LABEL: snapshot.target.namespace,
@@ -144,7 +142,7 @@ class SnapshotStore:
             "list_namespaced_secret",
             self._core.list_namespaced_secret,
             self.namespace,
-            label_selector=f"{MANAGED_BY_LABEL}={MANAGED_BY},{RECORD_LABEL}=snapshot",
+            label_selector=f"{MANAGED_BY_LABEL}={AMOS_MANAGER},{RECORD_LABEL}=snapshot",
         )
         infos = []
         for item in (result or {}).get("items") or []:

@@ -19,10 +19,7 @@ from tools.results import api_status
 REQUEST_TIMEOUT_SECONDS = 30.0
 RETRY_SECONDS = 30.0
 
-# Labels and annotations on every state object, for `kubectl get -l` and for finding them again.
-MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
-MANAGED_BY = "amos"
-RECORD_LABEL = "amos.io/record"
+# Labels and annotations of state objects (besides core.k8s MANAGED_BY_LABEL and RECORD_LABEL), for `kubectl get -l`.
 FINGERPRINT_LABEL = "amos.io/fingerprint"
 PHASE_LABEL = "amos.io/phase"
 WORKLOAD_NAMESPACE_LABEL = "amos.io/workload-namespace"

@@ -14,10 +14,11 @@ from kubernetes.client.exceptions import ApiException
 from pydantic import BaseModel
 
 from core.config import Settings
+from core.k8s import AMOS_MANAGER, MANAGED_BY_LABEL
 from core.models import ObjectRef
 from orchestrator.integrity import KEY_SECRET, StateSigner
 from orchestrator.proposals import APPROVE_ANNOTATION, REJECT_ANNOTATION, Proposal, ProposalState, ProposalStore
-from orchestrator.state_api import MANAGED_BY, MANAGED_BY_LABEL, StoreError, call_json
+from orchestrator.state_api import StoreError, call_json
 
 PATCHERS = {
     "Deployment": "patch_namespaced_deployment",
@@ -41,7 +42,7 @@ class Decision(BaseModel):
 
 
 def proposal_store(settings: Settings, api: client.ApiClient) -> ProposalStore:
-    signer = StateSigner(api, settings.store_namespace, {MANAGED_BY_LABEL: MANAGED_BY})
+    signer = StateSigner(api, settings.store_namespace, {MANAGED_BY_LABEL: AMOS_MANAGER})
     return ProposalStore(api, settings, signer)
 
 
