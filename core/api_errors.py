@@ -38,3 +38,8 @@ def report(api_client: object | None, operation: str, error: BaseException) -> N
         observer(operation, error)
     except Exception:  # the caller's error matters more than the observer's
         log.exception("the API error observer failed on %s", operation)
+
+
+def is_call_failure(error: BaseException) -> bool:
+    """Whether `error` is a failed Kubernetes call, raised as is or wrapped by the layer that made it."""
+    return isinstance(error, CALL_FAILURES) or isinstance(error.__cause__, CALL_FAILURES)

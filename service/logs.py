@@ -2,7 +2,9 @@
 
 Every record passes the shared redaction rules before it is written, and one record is one
 line: in the plain format newlines and other control characters are escaped, so a value
-(a pod's log line, a model's answer) cannot forge a record of its own.
+(a pod's log line, a model's answer) cannot forge a record of its own. A failed Kubernetes call
+logged with its traceback (a background task catching whatever it hit) is written as one line
+naming the call: an outage or a missing permission is not a bug, and the call was counted already.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import re
 import sys
 from datetime import UTC, datetime
 
+from core import api_errors
 from core.logcontext import IncidentFilter
 from core.redaction import Redactor
 
@@ -39,6 +42,9 @@ class RedactingFilter(logging.Filter):
             message = record.getMessage()
         except (TypeError, ValueError):  # a bad format string: still log it, redacted, instead of raising
             message = f"{record.msg} {record.args}"
+        error = record.exc_info[1] if record.exc_info else None
+        if error is not None and api_errors.is_call_failure(error):
+            message, record.exc_info, record.exc_text = f"{message}: {error}", None, None
         record.msg = self.redactor.redact_text(message)
         record.args = None
         if record.exc_info and not record.exc_text:

@@ -12,6 +12,7 @@ import re
 from collections.abc import Iterator
 
 import pytest
+from kubernetes.client.exceptions import ApiException
 
 from core.logcontext import incident_scope
 from core.redaction import REDACTED, Redactor
@@ -104,3 +105,32 @@ def test_known_values_of_the_service_redactor_are_hidden_in_messages_and_excepti
     if json_lines:
         entry = json.loads(text)
         assert entry["incident"] == "inc-1" and "RuntimeError" in entry["error"]
+
+
+def test_a_failed_kubernetes_call_logged_with_its_traceback_is_one_line_naming_the_call(
+    capsys: pytest.CaptureFixture[str], json_lines: bool
+) -> None:
+    class StoreFailure(Exception):
+        """A layer's own error for a failed call (StoreError, ApiCallError), raised from the client's."""
+
+    logs.configure(json_lines=json_lines)
+    logger = logging.getLogger("amos.test")
+    try:
+        try:
+            try:
+                raise ApiException(status=403, reason="Forbidden")
+            except ApiException as error:
+                raise StoreFailure("read_namespaced_config_map failed: 403 Forbidden") from error
+        except StoreFailure:
+            logger.exception("could not read the circuit breaker")
+        try:
+            raise KeyError("spec")
+        except KeyError:
+            logger.exception("could not read the circuit breaker")  # a bug keeps its traceback
+    finally:
+        logging.getLogger().handlers.clear()
+
+    call, bug = written(capsys)
+    assert "Traceback" not in call
+    assert "could not read the circuit breaker: read_namespaced_config_map failed: 403 Forbidden" in call
+    assert "Traceback" in bug and "KeyError" in bug
