@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import resource
 import statistics
 import time
@@ -54,6 +55,15 @@ def kib_field_mib(status: dict[str, str], field: str) -> float:
     """A `VmRSS: 1234 kB` field in MiB (NaN when missing)."""
     value = status.get(field)
     return int(value.split()[0]) / 1024 if value else float("nan")
+
+
+def process_cpu_seconds(pid: int) -> float:
+    """User + system CPU of process `pid` (every thread) from /proc/<pid>/stat; NaN when it is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return float("nan")
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime (fields 14, 15)
 
 
 def usage() -> Usage:

@@ -6,21 +6,24 @@ the lab itself costs (API server and etcd memory).
 
 What it does, on a lab cluster with enough KWOK nodes (2,000 pods each; `--lab-nodes` to override):
 
-1. starts two agents, each in its own process so that its RSS and CPU are its own
-   (the lab runs in other child processes, and this driver creates the objects):
-   - AMOS: the real `Watcher` and `FaultDetector`, default settings, all namespaces;
-   - the baseline: lists every pod each `--poll-seconds` and applies the same
-     `pod_faults` patterns, as scan-based tools do;
-2. creates `--pods` healthy pods in `--deployments` Deployments (strategy Recreate), `--batch`
-   Deployments at a time, and waits until they are all ready; prints the pod creation rate and
-   AMOS's RSS at 5,000 pods and at the end (cost per pod = RSS growth / pods);
-3. time to first sync: a third, fresh AMOS agent lists every kind against the full cluster, and its
+1. starts the AMOS agent in its own process, so that its RSS and CPU are its own (the lab
+   runs in other child processes, and this driver creates the objects): the real `Watcher`
+   and `FaultDetector`, default settings, all namespaces;
+2. creates `--pods` healthy pods in `--deployments` Deployments (strategy Recreate) spread over
+   `--namespaces`, `--batch` Deployments at a time, and waits until they are all ready; prints
+   the pod creation rate, the lab's memory, and AMOS's RSS at 5,000 pods and at the end (cost
+   per pod = RSS growth / pods);
+3. time to first sync: a second, fresh AMOS agent lists every kind against the full cluster, and its
    peak RSS (`--first-sync-only` stops here, without the baseline agent, for memory work);
-4. idle: both agents watch the healthy pods for `--idle-seconds`; prints CPU and RSS;
-5. burst: patches `--burst` Deployments at once, alternately to an image tag that
+4. starts the baseline agent, in its own process too: it lists every pod each `--poll-seconds`
+   and applies the same `pod_faults` patterns, as scan-based tools do (it starts after the
+   creation, which it would slow down: at 50,000 pods each of its lists costs the lab seconds
+   of CPU, and it has nothing to find before the burst);
+5. idle: both agents watch the healthy pods for `--idle-seconds`; prints CPU and RSS;
+6. burst: patches `--burst` Deployments at once, alternately to an image tag that
    does not exist and to a crash-looping tag (Recreate replaces every pod), and
    waits until both agents have reported every broken Deployment;
-6. the lab's own cost: RSS of kube-apiserver and etcd (from /proc/<pid>/status).
+7. the lab's own cost: RSS of kube-apiserver and etcd (from /proc/<pid>/status).
 
 Detection latency, per broken Deployment and fault kind: the time an agent reported
 it minus the earliest status change showing the fault. AMOS sees every status
@@ -28,6 +31,11 @@ write, so the earliest change is the one in its incident; the baseline is measur
 against that same time (the lab kubelet rewrites `lastTransitionTime` on each
 status write, so what a later poll sees would understate the baseline's delay).
 API timestamps have whole seconds: latencies read up to 1 s high, for both.
+
+The Deployments are spread over namespaces (`DEPLOYMENTS_PER_NAMESPACE` by default) as in a
+real cluster of this size: the Deployment controller lists a Recreate Deployment's pods from
+every pod of its namespace, so one namespace of 50,000 pods made each sync cost O(pods). A lab
+started here is a scale lab (`LabCluster(scale=True)`; see lab/cluster.py).
 
 `--tracemalloc` makes the AMOS agents (the long-running one and the first-sync one) trace their allocations
 and print where their memory is (tracing costs memory of its own: leave it off for RSS figures).
@@ -46,6 +54,7 @@ import tempfile
 import threading
 import time
 import tracemalloc
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -56,7 +65,6 @@ from typing import Any, NamedTuple
 
 from kubernetes import client
 
-from benchmarks.detection_latency import create_namespace
 from benchmarks.figures import (
     MB_PER_MIB,
     Usage,
@@ -73,6 +81,7 @@ from benchmarks.figures import (
 from benchmarks.kube import manifest, raw_json
 from core.config import Settings, load_settings
 from core.models import FaultKind, Incident, IncidentState
+from lab import workloads
 from monitors.detector import FaultDetector
 from monitors.owners import OwnerIndex
 from monitors.patterns import pod_faults
@@ -87,6 +96,8 @@ POD_KINDS = frozenset({FaultKind.CRASH_LOOP, FaultKind.IMAGE_PULL})  # what the 
 LIST_PAGE_SIZE = 500
 PODS_PER_NODE = 2000  # allocatable pods of a lab node
 COST_CHECKPOINT_PODS = 5000  # cost per pod is printed here and at the end
+DEPLOYMENTS_PER_NAMESPACE = 50
+BATCH_LABEL = "benchmarks.amos.io/batch"  # on each Deployment: which creation batch it belongs to
 LAB_PROCESSES = ("kube-apiserver", "etcd")
 GOAL_P95_SECONDS = 2.0
 GOAL_RSS_MB = 250.0
@@ -94,6 +105,11 @@ GOAL_IDLE_CPU = 0.01
 TRACEMALLOC_TOP = 15
 
 Key = tuple[str, str]  # (Deployment name, fault kind)
+
+
+class Workload(NamedTuple):
+    namespace: str
+    name: str  # unique across namespaces: detections are keyed by name
 
 
 class Detection(NamedTuple):
@@ -270,9 +286,9 @@ def lab_memory(pids: dict[str, int]) -> str:
 
 
 # ---- driver ---------------------------------------------------------------------------------
-def deployment(name: str, replicas: int) -> dict[str, Any]:
+def deployment(name: str, replicas: int, batch: int = 0) -> dict[str, Any]:
     return {
-        "metadata": {"name": name},
+        "metadata": {"name": name, "labels": {BATCH_LABEL: str(batch)}},
         "spec": {
             "replicas": replicas,
             "strategy": {"type": "Recreate"},  # a broken image replaces every pod, not a surge of a few
@@ -285,9 +301,19 @@ def deployment(name: str, replicas: int) -> dict[str, Any]:
     }
 
 
-def ready_pods(apps: client.AppsV1Api, namespace: str) -> int:
-    listing = raw_json(apps.list_namespaced_deployment, namespace)
+def batch_ready_pods(apps: client.AppsV1Api, batch: int) -> int:
+    """Ready pods of one creation batch (listing only its Deployments: all 5,000 were 15 MB of JSON each time)."""
+    listing = raw_json(apps.list_deployment_for_all_namespaces, label_selector=f"{BATCH_LABEL}={batch}")
     return sum(d.get("status", {}).get("readyReplicas") or 0 for d in listing["items"])
+
+
+def spread(count: int, namespaces: list[str]) -> list[Workload]:
+    """`count` Deployments named svc-00000... dealt over `namespaces` in turn."""
+    return [Workload(namespaces[i % len(namespaces)], f"svc-{i:05d}") for i in range(count)]
+
+
+def namespaces_for(deployments: int, requested: int | None) -> int:
+    return requested or max(1, math.ceil(deployments / DEPLOYMENTS_PER_NAMESPACE))
 
 
 def shape(pods: int, deployments: int) -> tuple[int, int]:
@@ -305,8 +331,7 @@ def nodes_for(pods: int) -> int:
 
 def create_healthy(
     apps: client.AppsV1Api,
-    namespace: str,
-    names: list[str],
+    targets: list[Workload],
     replicas: int,
     batch: int,
     timeout: float,
@@ -315,30 +340,33 @@ def create_healthy(
     """Create the Deployments `batch` at a time, keeping at most one batch of pods not yet ready; returns pods/s."""
     started = time.monotonic()
     deadline = started + timeout
-    total = len(names) * replicas
+    batches = [targets[first : first + batch] for first in range(0, len(targets), batch)]
     ready = 0
-    for first in range(0, len(names), batch):
-        for name in names[first : first + batch]:
-            apps.create_namespaced_deployment(namespace, manifest(deployment(name, replicas)))
-        created = min(len(names), first + batch) * replicas
-        target = total if created == total else created - batch * replicas
-        while (ready := ready_pods(apps, namespace)) < target:
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"only {ready}/{created} pods ready after {timeout:.0f} s")
-            time.sleep(2)
+    for number, members in enumerate(batches):
+        for target in members:
+            apps.create_namespaced_deployment(target.namespace, manifest(deployment(target.name, replicas, number)))
+        last = number == len(batches) - 1
+        for waited in ([number - 1] if number else []) + ([number] if last else []):
+            expected = len(batches[waited]) * replicas
+            while (seen := batch_ready_pods(apps, waited)) < expected:
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"batch {waited}: only {seen}/{expected} pods ready after {timeout:.0f} s")
+                time.sleep(1)
+            ready += expected
         on_ready(ready)
         elapsed = time.monotonic() - started
+        created = sum(len(b) for b in batches[: number + 1]) * replicas
         print(
             f"  {created} pods created, {ready} ready after {elapsed:.0f} s ({ready / elapsed:.0f} pods/s)", flush=True
         )
-    return total / (time.monotonic() - started)
+    return ready / (time.monotonic() - started)
 
 
-def break_deployments(apps: client.AppsV1Api, namespace: str, names: list[str]) -> None:
-    for index, name in enumerate(names):
+def break_deployments(apps: client.AppsV1Api, targets: list[Workload]) -> None:
+    for index, target in enumerate(targets):
         image = BROKEN_IMAGES[index % len(BROKEN_IMAGES)]
         patch = {"spec": {"template": {"spec": {"containers": [{"name": "app", "image": image}]}}}}
-        apps.patch_namespaced_deployment(name, namespace, patch)
+        apps.patch_namespaced_deployment(target.name, target.namespace, patch)
 
 
 def burst_detections(agent: AgentProcess, broken: set[str]) -> dict[Key, Detection]:
@@ -358,34 +386,47 @@ def latencies(found: dict[str, dict[Key, Detection]]) -> tuple[list[float], list
     return list(amos.values()), baseline
 
 
+def create_namespaces(api: client.ApiClient, count: int) -> list[str]:
+    prefix = f"bench-{uuid.uuid4().hex[:6]}"
+    return [workloads.create_namespace(api, f"{prefix}-{i:03d}") for i in range(count)]
+
+
+def delete_namespaces(api: client.ApiClient, namespaces: list[str]) -> None:
+    for namespace in namespaces:
+        client.CoreV1Api(api).delete_namespace(namespace, propagation_policy="Background")
+
+
 def run(kubeconfig: Path, args: argparse.Namespace) -> None:
     api = connect(kubeconfig)
     apps = client.AppsV1Api(api)
-    namespace = create_namespace(api)
     count, replicas = shape(args.pods, args.deployments)
-    names = [f"svc-{i:05d}" for i in range(count)]
+    namespaces = create_namespaces(api, namespaces_for(count, args.namespaces))
+    targets = spread(count, namespaces)
     pods = count * replicas
     pids = lab_pids(kubeconfig)
     print(f"lab before: {lab_memory(pids)}; load average {load_average()}", flush=True)
     amos = spawn_agent("amos", kubeconfig, args.poll_seconds, args.tracemalloc)
-    agents = (amos,) if args.first_sync_only else (amos, spawn_agent("polling", kubeconfig, args.poll_seconds))
-    start = {a.name: a.usage() for a in agents}
+    start = amos.usage()
     checkpoint: list[tuple[int, Usage]] = []  # (ready pods, AMOS usage) when 5,000 pods were first ready
 
     def at_ready(ready: int) -> None:
         if not checkpoint and ready >= COST_CHECKPOINT_PODS:
             checkpoint.append((ready, amos.usage()))
 
-    print(f"agents started; creating {pods} pods in {count} Deployments of {replicas} in {namespace}", flush=True)
-    rate = create_healthy(apps, namespace, names, replicas, args.batch, args.ready_timeout, at_ready)
-    created = {a.name: a.usage() for a in agents}
-    print(f"lab pod creation rate: {rate:.0f} pods/s ({pods} pods)")
-    for agent in agents:
-        print(window(f"{agent.name} while {pods} pods were created", start[agent.name], created[agent.name]))
+    print(
+        f"AMOS started; creating {pods} pods in {count} Deployments of {replicas} in {len(namespaces)} namespaces "
+        f"({namespaces[0]}...)",
+        flush=True,
+    )
+    rate = create_healthy(apps, targets, replicas, args.batch, args.ready_timeout, at_ready)
+    created = amos.usage()
+    print(f"lab pod creation rate: {rate:.1f} pods/s ({pods} pods; load average {load_average()})")
+    print(f"lab at {pods} pods: {lab_memory(pids)}")
+    print(window(f"amos while {pods} pods were created", start, created))
     if checkpoint and checkpoint[0][0] < pods:
         ready, at = checkpoint[0]
-        print(f"AMOS cost per pod at {ready} pods: {cost_per_pod(start['amos'], at, ready)}")
-    print(f"AMOS cost per pod at {pods} pods: {cost_per_pod(start['amos'], created['amos'], pods)}")
+        print(f"AMOS cost per pod at {ready} pods: {cost_per_pod(start, at, ready)}")
+    print(f"AMOS cost per pod at {pods} pods: {cost_per_pod(start, created, pods)}")
 
     cold = spawn_agent("amos-cold", kubeconfig, args.poll_seconds, args.tracemalloc)
     synced = float(cold.ask("synced"))
@@ -400,9 +441,10 @@ def run(kubeconfig: Path, args: argparse.Namespace) -> None:
         print(f"  tracemalloc (first sync): {line}")
     if args.first_sync_only:
         amos.stop()
-        client.CoreV1Api(api).delete_namespace(namespace, propagation_policy="Background")
+        delete_namespaces(api, namespaces)
         return
 
+    agents = (amos, spawn_agent("polling", kubeconfig, args.poll_seconds))
     time.sleep(5)  # the last status writes settle
     idle_start = {a.name: a.usage() for a in agents}
     time.sleep(args.idle_seconds)
@@ -410,11 +452,11 @@ def run(kubeconfig: Path, args: argparse.Namespace) -> None:
     for agent in agents:
         print(window(f"{agent.name} idle, {pods} healthy pods", idle_start[agent.name], idle_end[agent.name]))
 
-    broken = set(names[: args.burst])
+    broken = {t.name for t in targets[: args.burst]}
     expected = len(broken)  # one fault kind per broken Deployment
     print(f"burst: breaking {expected} Deployments ({expected * replicas} pods) at once", flush=True)
     burst_start = {a.name: a.usage() for a in agents}
-    break_deployments(apps, namespace, sorted(broken))
+    break_deployments(apps, targets[: args.burst])
     deadline = time.monotonic() + args.burst_timeout
     while time.monotonic() < deadline:
         if all(len(burst_detections(a, broken)) >= expected for a in agents):
@@ -452,7 +494,7 @@ def run(kubeconfig: Path, args: argparse.Namespace) -> None:
 
     for agent in agents:
         agent.stop()
-    client.CoreV1Api(api).delete_namespace(namespace, propagation_policy="Background")
+    delete_namespaces(api, namespaces)
 
 
 @contextmanager
@@ -466,7 +508,7 @@ def lab(kubeconfig: Path | None, nodes: int) -> Iterator[Path]:
 
     build.build()
     with tempfile.TemporaryDirectory(prefix="amos-scale-") as workdir:
-        cluster = LabCluster(Path(workdir), nodes=nodes, quiet_starts=True)
+        cluster = LabCluster(Path(workdir), nodes=nodes, scale=True)
         print(f"lab ({nodes} nodes) started in {cluster.start():.1f} s", flush=True)
         try:
             yield cluster.kubeconfig
@@ -479,6 +521,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pods", type=int, default=5000, help="healthy pods to watch")
     parser.add_argument("--deployments", type=int, default=500, help="Deployments the pods belong to")
     parser.add_argument("--burst", "--break", dest="burst", type=int, default=50, help="Deployments broken at once")
+    parser.add_argument(
+        "--namespaces",
+        type=int,
+        help=f"namespaces the Deployments are spread over (default: one per {DEPLOYMENTS_PER_NAMESPACE})",
+    )
     parser.add_argument("--batch", type=int, default=50, help="Deployments created at a time")
     parser.add_argument("--poll-seconds", type=float, default=30, help="the baseline's polling interval")
     parser.add_argument("--idle-seconds", type=float, default=30, help="how long to measure the idle agents")

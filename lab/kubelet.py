@@ -169,7 +169,7 @@ class Writes:
     def __init__(self, configuration: client.Configuration, connections: int) -> None:
         self._base = configuration.host.rstrip("/")
         self._headers = {"Accept": "application/json"}
-        token = configuration.get_api_key_with_prefix("authorization")
+        token = configuration.get_api_key_with_prefix("BearerToken", alias="authorization")
         if token:
             self._headers["Authorization"] = token
         self._pool = urllib3.PoolManager(

@@ -5,13 +5,26 @@ Fast and without a lab; the lab smoke run of the load benchmark is in test_bench
 
 from __future__ import annotations
 
+import math
+import os
 import re
+import time
 from datetime import UTC, datetime
 
 import pytest
 
 from benchmarks import scale
-from benchmarks.figures import Usage, cpu_share, describe, kib_field_mib, percentile, proc_status, verdict
+from benchmarks.figures import (
+    Usage,
+    cpu_share,
+    describe,
+    kib_field_mib,
+    percentile,
+    proc_status,
+    process_cpu_seconds,
+    verdict,
+)
+from benchmarks.lab_cost import cost_lines
 from benchmarks.load import (
     FAULT_CYCLE,
     Conclusions,
@@ -67,6 +80,23 @@ def test_proc_status_reads_this_process_and_not_a_missing_one() -> None:
     assert kib_field_mib(mine, "VmRSS") > 0
     assert proc_status(2**22 + 12345) == {}  # above the largest pid Linux hands out
     assert kib_field_mib({}, "VmRSS") != kib_field_mib({}, "VmRSS")  # NaN
+
+
+def test_process_cpu_seconds_counts_this_process_and_not_a_missing_one() -> None:
+    before = process_cpu_seconds(os.getpid())
+    deadline = time.process_time() + 0.05
+    while time.process_time() < deadline:
+        pass
+    assert process_cpu_seconds(os.getpid()) >= before + 0.03  # clock ticks are 10 ms
+    assert math.isnan(process_cpu_seconds(2**22 + 12345))
+
+
+def test_lab_cost_lines_give_milliseconds_per_pod_and_a_total() -> None:
+    pids = {"kube-apiserver": os.getpid(), "etcd": os.getpid()}
+    lines = cost_lines({"kube-apiserver": 1.0, "etcd": 0.0}, {"kube-apiserver": 13.0, "etcd": 2.0}, pids, 1000)
+    assert "12.00 ms/pod" in lines[0]
+    assert "2.00 ms/pod" in lines[1]
+    assert lines[-1].split() == ["total", "14.0", "s", "CPU", "14.00", "ms/pod"]
 
 
 # ---- the fault mix ---------------------------------------------------------------------------------
@@ -278,6 +308,21 @@ def test_scale_shape_divides_pods_over_deployments() -> None:
 def test_scale_starts_enough_nodes_for_the_pods() -> None:
     assert scale.nodes_for(50000) * scale.PODS_PER_NODE >= 50000 * 1.1
     assert scale.nodes_for(100) == 3
+
+
+def test_scale_spreads_deployments_over_namespaces_with_unique_names() -> None:
+    assert scale.namespaces_for(5000, None) == 5000 // scale.DEPLOYMENTS_PER_NAMESPACE
+    assert scale.namespaces_for(10, None) == 1
+    assert scale.namespaces_for(5000, 7) == 7
+    targets = scale.spread(5, ["a", "b"])
+    assert [t.namespace for t in targets] == ["a", "b", "a", "b", "a"]
+    assert len({t.name for t in targets}) == 5  # detections are keyed by name alone
+
+
+def test_scale_deployments_carry_their_creation_batch() -> None:
+    manifest = scale.deployment("svc-00001", 10, batch=3)
+    assert manifest["metadata"]["labels"] == {scale.BATCH_LABEL: "3"}
+    assert scale.BATCH_LABEL not in manifest["spec"]["template"]["metadata"]["labels"]  # not on the pods
 
 
 def test_scale_latencies_measure_the_baseline_from_amos_earliest_change() -> None:
