@@ -20,7 +20,7 @@ from core.clock import Clock, parse_time, utc_now
 from core.config import Settings
 from core.k8s import AMOS_MANAGER, MANAGED_BY_LABEL, RECORD_LABEL
 from orchestrator.records import BreakerState
-from orchestrator.state_api import StoreError, call_json
+from orchestrator.state_api import StoreError, call_json, read_json
 from tools.policy import HOUR_SECONDS, ActionBudget
 
 log = logging.getLogger(__name__)
@@ -121,15 +121,9 @@ class ClusterBudget(ActionBudget):
     # --- the ConfigMap ---------------------------------------------------------------------------------
 
     def _read(self) -> dict[str, Any] | None:
-        try:
-            found: dict[str, Any] = call_json(
-                "read_namespaced_config_map", self._core.read_namespaced_config_map, BREAKER_NAME, self.namespace
-            )
-            return found
-        except StoreError as error:
-            if error.status == 404:
-                return None
-            raise
+        return read_json(
+            "read_namespaced_config_map", self._core.read_namespaced_config_map, BREAKER_NAME, self.namespace
+        )
 
     def read(self) -> tuple[BreakerState, bool]:
         """The breaker state, and whether a person reset it (state set to closed while it was open)."""

@@ -17,7 +17,7 @@ from pydantic import BaseModel, ValidationError
 
 from core.k8s import AMOS_MANAGER, MANAGED_BY_LABEL, RECORD_LABEL
 from orchestrator.integrity import SIGNATURE_ANNOTATION, ForgedState, StateSigner
-from orchestrator.state_api import StoreError, call_json
+from orchestrator.state_api import StoreError, call_json, read_json
 
 log = logging.getLogger(__name__)
 
@@ -42,15 +42,7 @@ class ConfigMapRecords:
         return call_json(call, method, *args, **kwargs)
 
     def read(self, name: str) -> dict[str, Any] | None:
-        try:
-            result: dict[str, Any] = self._call(
-                "read_namespaced_config_map", self._core.read_namespaced_config_map, name, self.namespace
-            )
-            return result
-        except StoreError as error:
-            if error.status == 404:
-                return None
-            raise
+        return read_json("read_namespaced_config_map", self._core.read_namespaced_config_map, name, self.namespace)
 
     def create(self, body: dict[str, Any]) -> dict[str, Any]:
         body["metadata"]["namespace"] = self.namespace

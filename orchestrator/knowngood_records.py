@@ -21,7 +21,7 @@ from pydantic import ValidationError
 from core.k8s import AMOS_MANAGER, MANAGED_BY_LABEL, RECORD_LABEL
 from core.models import ObjectRef
 from orchestrator.knowngood import KnownGoodRecord
-from orchestrator.state_api import WORKLOAD_NAMESPACE_LABEL, StoreError, call_json
+from orchestrator.state_api import WORKLOAD_NAMESPACE_LABEL, StoreError, call_json, read_json
 from tools import objects
 from tools.cluster import FIELD_MANAGER
 
@@ -139,15 +139,7 @@ class KnownGoodRecords:
     # --- the Secret ------------------------------------------------------------------------------
 
     def _read(self, name: str) -> dict[str, Any] | None:
-        try:
-            found: dict[str, Any] = call_json(
-                "read_namespaced_secret", self._core.read_namespaced_secret, name, self.namespace
-            )
-            return found
-        except StoreError as error:
-            if error.status == 404:
-                return None
-            raise
+        return read_json("read_namespaced_secret", self._core.read_namespaced_secret, name, self.namespace)
 
     def _parse(self, secret: dict[str, Any], ref: ObjectRef) -> KnownGoodRecord:
         name = objects.meta(secret).get("name")

@@ -26,7 +26,7 @@ from core.k8s import AMOS_MANAGER, MANAGED_BY_LABEL, RECORD_LABEL
 from core.models import Incident, ObjectRef
 from core.report import ActionRecord
 from orchestrator.integrity import SIGNATURE_ANNOTATION, ForgedState, StateSigner
-from orchestrator.state_api import WORKLOAD_NAMESPACE_LABEL, StoreError, call_json
+from orchestrator.state_api import WORKLOAD_NAMESPACE_LABEL, StoreError, call_json, read_json
 from tools import objects
 
 log = logging.getLogger(__name__)
@@ -164,13 +164,8 @@ class ProposalStore:
         return None
 
     def get(self, proposal_id: str) -> Proposal | None:
-        try:
-            found = call_json("read_namespaced_secret", self._core.read_namespaced_secret, proposal_id, self.namespace)
-        except StoreError as error:
-            if error.status == 404:
-                return None
-            raise
-        return self._parse(found)
+        found = read_json("read_namespaced_secret", self._core.read_namespaced_secret, proposal_id, self.namespace)
+        return self._parse(found) if found is not None else None
 
     def list(self, state: ProposalState | None = None) -> list[Proposal]:
         selector = f"{MANAGED_BY_LABEL}={AMOS_MANAGER},{RECORD_LABEL}=proposal"

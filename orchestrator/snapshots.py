@@ -16,7 +16,6 @@ import gzip
 import logging
 import uuid
 from datetime import UTC, datetime
-from typing import Any
 
 from kubernetes import client
 from pydantic import ValidationError
@@ -33,6 +32,7 @@ from orchestrator.state_api import (
     WORKLOAD_NAMESPACE_LABEL,
     StoreError,
     call_json,
+    read_json,
 )
 from tools import objects
 from tools.snapshot import Snapshot
@@ -117,14 +117,9 @@ class SnapshotStore:
 
     def load(self, snapshot_id: str) -> Snapshot | None:
         """The snapshot, checked; None when it is gone, unreadable or fails its integrity check (logged)."""
-        try:
-            found: dict[str, Any] = call_json(
-                "read_namespaced_secret", self._core.read_namespaced_secret, snapshot_id, self.namespace
-            )
-        except StoreError as error:
-            if error.status == 404:
-                return None
-            raise
+        found = read_json("read_namespaced_secret", self._core.read_namespaced_secret, snapshot_id, self.namespace)
+        if found is None:
+            return None
         annotations = objects.meta(found).get("annotations") or {}
         try:
             text = gzip.decompress(base64.b64decode((found.get("data") or {}).get(SNAPSHOT_KEY) or "")).decode()

@@ -61,3 +61,14 @@ def call_json(call: str, method: Callable[..., Any], *args: Any, **kwargs: Any) 
                 raise StoreError(call, error) from error
             return json.loads(raw) if raw else None
     raise AssertionError("unreachable")  # Retrying either returns, or re-raises the last error
+
+
+def read_json(call: str, method: Callable[..., Any], *args: Any, **kwargs: Any) -> dict[str, Any] | None:
+    """A read of a state object where its absence is an answer: the object as JSON, or None for 404."""
+    try:
+        found: dict[str, Any] = call_json(call, method, *args, **kwargs)
+    except StoreError as error:
+        if error.status == 404:
+            return None
+        raise
+    return found
