@@ -233,6 +233,34 @@ class Outbox:
         janitor.start()
         self._threads.append(janitor)
 
+    def drain(self, timeout: float = 30.0) -> bool:
+        """Wait until no entry is due on any channel (sent, or waiting out a back-off), at most `timeout`.
+
+        A process about to stop (an `adk web` session ending) hands its fresh reports over first instead of
+        leaving them for the next process that runs. True when nothing was left due.
+        """
+        deadline = time.monotonic() + timeout
+        while self._threads and self._is_leader():
+            now = self._clock()
+            try:
+                due = [
+                    stored
+                    for name in self.channels.names
+                    for stored in self.records.pending(name)
+                    if self._due_in(name, stored.entry.channels[name], now) <= 0
+                ]
+            except OutboxStoreError as error:
+                log.warning("outbox: cannot read the pending entries before stopping: %s", error)
+                return False
+            if not due:
+                return True
+            if time.monotonic() >= deadline:
+                return False
+            for event in self._wake.values():
+                event.set()
+            time.sleep(0.2)
+        return False  # not running, or not the leader: nothing is delivered from here
+
     def stop(self, timeout: float = 30.0) -> None:
         """Stop taking new work; a send in flight finishes (bounded by its channel's timeout) and is recorded."""
         self._stopping.set()

@@ -112,9 +112,11 @@ class OrchestratorFixes:
         return bool(detect(scoped, self.api(), {ref}))
 
     def close(self) -> None:
-        """Stop the outbox's delivery threads (a report already stored is delivered by the next one that runs)."""
+        """Hand the reports that are due to their channels (bounded), then stop the outbox's delivery threads;
+        what is still left (a channel down) stays stored for the next AMOS process that runs."""
         with self._lock:
             if self._outbox is not None:
+                self._outbox.drain(timeout=self.settings.smtp_timeout_seconds + 5)
                 self._outbox.stop()
 
     def __call__(self, incident_ref: ObjectRef, actions: Sequence[ProposedAction]) -> str:

@@ -249,6 +249,25 @@ def test_enqueue_never_runs_a_delivery_on_the_caller_s_thread(outboxes: Callable
     assert sorted(channel.sent.values()) == [1, 1]
 
 
+def test_drain_before_stop_hands_over_what_is_due_and_does_not_wait_out_a_back_off(
+    outboxes: Callable[..., Outbox],
+) -> None:
+    channel = Scripted(ChannelName.EMAIL)
+    outbox = outboxes(ChannelSet([channel]), policy=FAST.model_copy(update={"poll_seconds": 30.0}))
+    for index in range(3):
+        outbox.enqueue(report_for(index), f"fresh-{index}")
+
+    assert outbox.drain(timeout=DEADLINE)  # a process about to stop: what it just stored goes first
+    outbox.stop()
+    assert sorted(channel.sent.values()) == [1, 1, 1]
+
+    down = outboxes(ChannelSet([Scripted(ChannelName.EMAIL, DeliveryStatus.TRANSIENT)]))
+    down.enqueue(report_for(9), "down")
+    wait_for(lambda: state(down, "down").attempts >= 1, timeout=DEADLINE, what="a first failed try")
+    assert down.drain(timeout=DEADLINE)  # in back-off: nothing is due now, so stopping need not wait
+    assert state(down, "down").state is DeliveryState.PENDING  # kept for the next process
+
+
 def test_smtp_down_then_back_delivers_every_report_exactly_once(outboxes: Callable[..., Outbox]) -> None:
     port = free_port()
     outbox = outboxes(ChannelSet([EmailChannel(mailer_for(port))]))
