@@ -21,6 +21,7 @@ from core.config import Settings
 from lab import build
 from lab.cluster import LabCluster
 from lab.workloads import create_namespace
+from notifications.outbox import Outbox, OutboxPolicy
 from tests.mailbox import Inbox, free_port
 
 
@@ -99,3 +100,24 @@ def make_settings(namespace: str, inbox: Inbox, api_client: client.ApiClient) ->
     except ApiException as error:
         if error.status != 404:
             raise
+
+
+FAST_OUTBOX = OutboxPolicy(initial_backoff_seconds=0.2, max_backoff_seconds=1.0, poll_seconds=0.5)
+
+
+@pytest.fixture
+def service_outboxes(amos_api: client.ApiClient) -> Iterator[Callable[[Settings], Outbox]]:
+    """`service_outboxes(settings)`: a real outbox (cluster state + its channels) for one AMOS, fast retries,
+    started now and stopped after the test."""
+    made: list[Outbox] = []
+
+    def make(settings: Settings) -> Outbox:
+        outbox = Outbox.from_settings(amos_api, settings, identity="amos-test")
+        outbox.policy = FAST_OUTBOX
+        outbox.start()
+        made.append(outbox)
+        return outbox
+
+    yield make
+    for outbox in made:
+        outbox.stop()

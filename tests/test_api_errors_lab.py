@@ -24,6 +24,7 @@ from service.api_error_log import ApiErrorLog
 from service.leader import LeaderElector
 from service.metrics import Metrics
 from tests.manifests import as_body
+from tests.service_accounts import token_client
 from tools.cluster import ApiCallError, ClusterAccess
 
 pytestmark = pytest.mark.lab
@@ -34,17 +35,7 @@ def no_role(api_client: client.ApiClient, namespace: str) -> Iterator[client.Api
     """An ApiClient authenticated as a ServiceAccount no role is bound to: the API server refuses it everything."""
     core = client.CoreV1Api(api_client)
     core.create_namespaced_service_account(namespace, as_body({"metadata": {"name": "nobody"}}))
-    status = core.create_namespaced_service_account_token(
-        "nobody", namespace, as_body({"spec": {"expirationSeconds": 3600}})
-    ).status
-    assert status is not None and status.token is not None
-    configuration = client.Configuration()
-    configuration.host = api_client.configuration.host
-    configuration.ssl_ca_cert = api_client.configuration.ssl_ca_cert
-    configuration.api_key = {"BearerToken": status.token}
-    configuration.api_key_prefix = {"BearerToken": "Bearer"}
-    configuration.connection_pool_maxsize = 16
-    with client.ApiClient(configuration) as api:
+    with token_client(api_client, namespace, "nobody") as api:
         yield api
 
 

@@ -26,6 +26,7 @@ from orchestrator.orchestrator import Orchestrator
 from orchestrator.proposals import ProposalChanged, ProposalState
 from tests.mailbox import Inbox, body
 from tests.manifests import as_body
+from tests.service_accounts import token_client
 from tests.test_orchestrator_lab import (
     MISSING,
     amos_events,
@@ -144,15 +145,7 @@ def test_a_user_who_may_not_patch_the_workload_cannot_approve(
             }
         ),
     )
-    status = core.create_namespaced_service_account_token("viewer", namespace, as_body({"spec": {}})).status
-    assert status is not None and status.token is not None
-    token = status.token
-    configuration = client.Configuration()
-    configuration.host = api_client.configuration.host
-    configuration.ssl_ca_cert = api_client.configuration.ssl_ca_cert
-    configuration.api_key = {"BearerToken": token}
-    configuration.api_key_prefix = {"BearerToken": "Bearer"}
-    with client.ApiClient(configuration) as viewer:
+    with token_client(api_client, namespace, "viewer") as viewer:
         seen = client.AppsV1Api(viewer).read_namespaced_deployment("web", namespace)
         assert seen.metadata is not None and seen.metadata.name == "web"
         with pytest.raises(ApiException) as refused:

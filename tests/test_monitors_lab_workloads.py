@@ -20,6 +20,7 @@ from monitors.health import HealthyRevision
 from monitors.templates import hash_pod_template
 from monitors.watch import Watcher
 from tests.manifests import as_body
+from tests.service_accounts import token_client
 from tests.test_monitors_lab import WAIT_SECONDS, Sink, opened
 
 pytestmark = pytest.mark.lab
@@ -486,21 +487,11 @@ def test_a_role_without_the_new_kinds_still_syncs_and_detects_what_it_may_watch(
             }
         ),
     )
-    status = core.create_namespaced_service_account_token(
-        "narrow", namespace, as_body({"spec": {"expirationSeconds": 600}})
-    ).status
-    assert status is not None and status.token is not None
-    configuration = client.Configuration()
-    configuration.host = api_client.configuration.host
-    configuration.ssl_ca_cert = api_client.configuration.ssl_ca_cert
-    configuration.api_key = {"BearerToken": status.token}
-    configuration.api_key_prefix = {"BearerToken": "Bearer"}
-    configuration.connection_pool_maxsize = 16
     settings = Settings(namespaces=[namespace], aggregation_window_seconds=1.0)
     sink = Sink()
     watcher = Watcher(
         settings,
-        client.ApiClient(configuration),
+        token_client(api_client, namespace, "narrow", seconds=600),
         FaultDetector(settings, sink),
         watch_timeout_seconds=60,
         max_backoff_seconds=2.0,

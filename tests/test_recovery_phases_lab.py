@@ -22,7 +22,7 @@ import subprocess
 import sys
 import textwrap
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -39,7 +39,7 @@ from core.report import IncidentReport, Outcome
 from lab.cluster import LabCluster
 from lab.workloads import deployment, pods_of, rollout_complete, wait_for, waiting_reasons
 from notifications.delivery import ChannelName
-from notifications.outbox import Outbox, OutboxPolicy
+from notifications.outbox import Outbox
 from notifications.summary import attempt_views
 from orchestrator.orchestrator import Orchestrator
 from orchestrator.records import JournalEntry, Phase
@@ -60,7 +60,6 @@ from tests.test_orchestrator_lab import (
 pytestmark = pytest.mark.lab
 
 REPO = Path(__file__).resolve().parent.parent
-FAST = OutboxPolicy(initial_backoff_seconds=0.2, max_backoff_seconds=1.0, poll_seconds=0.5)
 CHILD_FIELDS = {
     "namespaces",
     "state_namespace",
@@ -378,12 +377,12 @@ def end_state(
     api: client.ApiClient,
     settings: Settings,
     inbox: Inbox,
-    outboxes: list[Outbox],
+    service_outboxes: list[Outbox],
     namespace: str,
     name: str,
     reports: list[IncidentReport],
 ) -> EndState:
-    for outbox in outboxes:  # every report handed over is sent (and recorded) before the mails are counted
+    for outbox in service_outboxes:  # every report handed over is sent (and recorded) before the mails are counted
         wait_for(lambda o=outbox: not o.records.pending(ChannelName.EMAIL), timeout=60, what="the outbox to send")  # type: ignore[misc]
     incident = reports[-1].incident
     store = StateStore(api, settings)
@@ -415,23 +414,6 @@ def plus(counts: dict[str, int], extra: dict[str, int]) -> dict[str, int]:
     return dict(Counter(counts) + Counter(extra))
 
 
-@pytest.fixture
-def outboxes(amos_api: client.ApiClient) -> Iterator[Callable[[Settings], Outbox]]:
-    """Real outboxes (cluster state + SMTP), one per AMOS, all stopped after the test."""
-    made: list[Outbox] = []
-
-    def make(settings: Settings) -> Outbox:
-        outbox = Outbox.from_settings(amos_api, settings, identity="amos-test")
-        outbox.policy = FAST
-        outbox.start()
-        made.append(outbox)
-        return outbox
-
-    yield make
-    for outbox in made:
-        outbox.stop()
-
-
 def resume_and_compare(
     lab: LabCluster,
     api: client.ApiClient,
@@ -439,21 +421,21 @@ def resume_and_compare(
     namespace: str,
     inbox: Inbox,
     settings: Settings,
-    outboxes: Callable[[Settings], Outbox],
+    service_outboxes: Callable[[Settings], Outbox],
     tmp_path: Path,
     fault: Fault,
     step: Step,
 ) -> tuple[Killed, list[IncidentReport], EndState, EndState]:
     """Both runs of `fault`: `steady` uninterrupted, `killed` killed at `step` and resumed; their end states."""
     break_workloads(api, namespace, fault)
-    reference_outbox = outboxes(settings)
+    reference_outbox = service_outboxes(settings)
     reference = build_orchestrator(settings, amos_api, reference_outbox)
     reference.store.ensure_namespace()
     first = reference.process(fault.incident(namespace, STEADY))
     assert first is not None
     steady = until_settled(reference, fault, namespace, STEADY, [first])
 
-    restart_outbox = outboxes(settings)
+    restart_outbox = service_outboxes(settings)
     killed = kill_and_restart(
         lab, tmp_path, settings, fault.incident(namespace, KILLED), step, api, amos_api, restart_outbox
     )
@@ -497,12 +479,12 @@ def test_killed_at_any_step_of_a_fix_that_helps_the_resumed_run_ends_fixed_as_an
     namespace: str,
     inbox: Inbox,
     make_settings: Callable[..., Settings],
-    outboxes: Callable[[Settings], Outbox],
+    service_outboxes: Callable[[Settings], Outbox],
     tmp_path: Path,
 ) -> None:
     settings = make_settings()
     killed, resumed, uninterrupted, end = resume_and_compare(
-        lab, api_client, amos_api, namespace, inbox, settings, outboxes, tmp_path, BAD_IMAGE, step
+        lab, api_client, amos_api, namespace, inbox, settings, service_outboxes, tmp_path, BAD_IMAGE, step
     )
 
     assert uninterrupted.outcome is Outcome.FIXED and uninterrupted.attempt == 1
@@ -528,12 +510,12 @@ def test_killed_at_any_step_of_a_fix_that_does_not_help_the_resumed_run_is_resto
     namespace: str,
     inbox: Inbox,
     make_settings: Callable[..., Settings],
-    outboxes: Callable[[Settings], Outbox],
+    service_outboxes: Callable[[Settings], Outbox],
     tmp_path: Path,
 ) -> None:
     settings = make_settings(workload_cooldown_seconds=0)  # the next attempt need not wait 5 minutes
     killed, resumed, uninterrupted, end = resume_and_compare(
-        lab, api_client, amos_api, namespace, inbox, settings, outboxes, tmp_path, CRASHING, step
+        lab, api_client, amos_api, namespace, inbox, settings, service_outboxes, tmp_path, CRASHING, step
     )
 
     assert uninterrupted.outcome is Outcome.ESCALATED and uninterrupted.attempt == 2 and uninterrupted.attempts == 2

@@ -13,7 +13,7 @@ import gzip
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -26,7 +26,7 @@ from core.models import FaultKind, Incident
 from core.report import ActionRecord, ActionStatus, Outcome
 from lab.cluster import LabCluster
 from lab.workloads import deployment, rollout_complete, wait_for
-from notifications.outbox import Outbox, OutboxPolicy
+from notifications.outbox import Outbox
 from orchestrator.integrity import SIGNATURE_ANNOTATION
 from orchestrator.records import JournalEntry, Phase
 from orchestrator.store import JournalClaimed, StateStore
@@ -48,25 +48,6 @@ from tests.test_orchestrator_lab import (
 from tools.snapshot import take_snapshot
 
 pytestmark = pytest.mark.lab
-
-FAST = OutboxPolicy(initial_backoff_seconds=0.2, max_backoff_seconds=1.0, poll_seconds=0.5)
-
-
-@pytest.fixture
-def outboxes(amos_api: client.ApiClient) -> Iterator[Callable[[Settings], Outbox]]:
-    """Real outboxes (cluster state + SMTP), all stopped after the test."""
-    made: list[Outbox] = []
-
-    def make(settings: Settings) -> Outbox:
-        outbox = Outbox.from_settings(amos_api, settings, identity="amos-test")
-        outbox.policy = FAST
-        outbox.start()
-        made.append(outbox)
-        return outbox
-
-    yield make
-    for outbox in made:
-        outbox.stop()
 
 
 def wait_quiet(inbox: Inbox, seconds: float = 4.0) -> list[str]:
@@ -119,7 +100,7 @@ def test_two_replicas_recovering_the_same_journal_entry_act_once(
     namespace: str,
     inbox: Inbox,
     make_settings: Callable[..., Settings],
-    outboxes: Callable[[Settings], Outbox],
+    service_outboxes: Callable[[Settings], Outbox],
 ) -> None:
     settings = make_settings()
     incident = broken_web(api_client, namespace)
@@ -133,7 +114,7 @@ def test_two_replicas_recovering_the_same_journal_entry_act_once(
     old.steps.journal(run, Phase.VERIFYING)
 
     replicas = [
-        build_orchestrator(settings, amos_api, outboxes(settings), identity=name, term=lambda t=term: t)  # type: ignore[misc]
+        build_orchestrator(settings, amos_api, service_outboxes(settings), identity=name, term=lambda t=term: t)  # type: ignore[misc]
         for name, term in [("replica-b", 2), ("replica-c", 3)]
     ]
     results: dict[str, list[Any]] = {}
@@ -180,11 +161,11 @@ def test_an_api_outage_right_after_the_fix_is_ridden_out_and_the_report_is_truth
     namespace: str,
     inbox: Inbox,
     make_settings: Callable[..., Settings],
-    outboxes: Callable[[Settings], Outbox],
+    service_outboxes: Callable[[Settings], Outbox],
 ) -> None:
     settings = make_settings()
     incident = broken_web(api_client, namespace)
-    outbox = outboxes(settings)
+    outbox = service_outboxes(settings)
 
     applied = threading.Event()
     resume = threading.Event()
@@ -222,13 +203,13 @@ def test_a_restart_with_an_open_escalation_sends_no_new_mail(
     namespace: str,
     inbox: Inbox,
     make_settings: Callable[..., Settings],
-    outboxes: Callable[[Settings], Outbox],
+    service_outboxes: Callable[[Settings], Outbox],
 ) -> None:
     create(api_client, namespace, deployment("api", "shop/api:2.0", env_from_configmap="api-config"), ready=False)
     wait_pods(api_client, namespace, "api", {"CreateContainerConfigError"})
     settings = make_settings()
     for _restart in range(3):  # each a new process: new incident id, new outbox
-        outbox = outboxes(settings)
+        outbox = service_outboxes(settings)
         orchestrator = build_orchestrator(settings, amos_api, outbox)
         orchestrator.store.ensure_namespace()
         fresh = incident_for(namespace, "api", FaultKind.CONTAINER_CONFIG, "CreateContainerConfigError")
@@ -246,12 +227,12 @@ def test_one_fault_with_several_symptoms_gives_one_mail(
     namespace: str,
     inbox: Inbox,
     make_settings: Callable[..., Settings],
-    outboxes: Callable[[Settings], Outbox],
+    service_outboxes: Callable[[Settings], Outbox],
 ) -> None:
     create(api_client, namespace, deployment("api", "shop/api:2.0", env_from_configmap="api-config"), ready=False)
     wait_pods(api_client, namespace, "api", {"CreateContainerConfigError"})
     settings = make_settings()
-    outbox = outboxes(settings)
+    outbox = service_outboxes(settings)
     orchestrator = build_orchestrator(settings, amos_api, outbox)
     orchestrator.store.ensure_namespace()
     for kind, reason in [

@@ -18,6 +18,7 @@ from scenarios.catalog import SCENARIOS
 from scenarios.run import Collector, amos_on, run_scenario, suite_settings
 from service.app import AmosApp
 from tests.manifests import as_body
+from tests.service_accounts import token_client
 
 pytestmark = pytest.mark.lab
 
@@ -36,21 +37,7 @@ def amos_service_account(lab: LabCluster, api_client: client.ApiClient) -> clien
         capture_output=True,
         timeout=60,
     )
-    status = (
-        client.CoreV1Api(api_client)
-        .create_namespaced_service_account_token("amos", "amos-system", as_body({"spec": {"expirationSeconds": 3600}}))
-        .status
-    )
-    assert status is not None and status.token is not None
-    token = status.token
-    admin = api_client.configuration
-    configuration = client.Configuration()
-    configuration.host = admin.host
-    configuration.ssl_ca_cert = admin.ssl_ca_cert
-    configuration.api_key = {"BearerToken": token}
-    configuration.api_key_prefix = {"BearerToken": "Bearer"}
-    configuration.connection_pool_maxsize = 16
-    return client.ApiClient(configuration)
+    return token_client(api_client, "amos-system", "amos")
 
 
 def test_fix_works_under_the_least_privilege_role(
