@@ -325,13 +325,19 @@ def test_scale_deployments_carry_their_creation_batch() -> None:
     assert scale.BATCH_LABEL not in manifest["spec"]["template"]["metadata"]["labels"]  # not on the pods
 
 
-def test_scale_latencies_measure_the_baseline_from_amos_earliest_change() -> None:
-    amos = {("web", "crash_loop"): scale.Detection("web", "crash_loop", 101.0, 100.0)}
+def test_scale_latencies_measure_both_agents_from_when_the_fault_was_visible() -> None:
+    amos = {
+        ("web", "crash_loop"): scale.Detection("web", "crash_loop", 101.5, 100.0),
+        ("api", "crash_loop"): scale.Detection("api", "crash_loop", 103.0, 101.0),
+    }
     polling = {
         ("web", "crash_loop"): scale.Detection("web", "crash_loop", 125.0, None),
         ("other", "crash_loop"): scale.Detection("other", "crash_loop", 130.0, None),
     }
-    assert scale.latencies({"amos": amos, "polling": polling}) == ([1.0], [25.0])
+    visible = {("web", "crash_loop"): 100.75, ("other", "image_pull"): 99.0}
+    found = {"amos": amos, "polling": polling}
+    assert scale.latencies(found, visible) == ([0.75], [24.25])
+    assert scale.stamped_latencies(found) == [1.5, 2.0]
 
 
 def test_scale_cost_per_pod() -> None:
