@@ -105,9 +105,16 @@ def test_the_last_allowed_attempt_failing_escalates_once_and_blocks() -> None:
     assert "2 attempt(s)" in (found.reason or "")
 
 
-def test_a_resumed_attempt_that_failed_with_attempts_left_is_rolled_back_and_says_why() -> None:
+def test_a_resumed_attempt_judged_failing_before_the_restart_is_rolled_back_and_says_what_the_judge_saw() -> None:
     found = conclude([attempt(1, verdict=FAILED, restore=RESTORED, resumed=True)], 2)
-    assert found.outcome is Outcome.ROLLED_BACK and "restarted" in (found.reason or "")
+    assert found.outcome is Outcome.ROLLED_BACK
+    assert "did not help (pods still crash)" in (found.reason or "") and "restarted" in (found.reason or "")
+    assert "could not be verified" not in (found.reason or "")
+
+
+def test_a_resumed_attempt_never_judged_is_rolled_back_as_not_verified() -> None:
+    found = conclude([attempt(1, verdict=None, restore=RESTORED, resumed=True)], 2)
+    assert found.outcome is Outcome.ROLLED_BACK and "could not be verified" in (found.reason or "")
 
 
 def test_stopping_between_attempts_is_rolled_back() -> None:
