@@ -71,6 +71,8 @@ class FaultClock:
                     resource_version=version,
                     timeout_seconds=WATCH_SECONDS,
                 ):
+                    if event is None:  # a line that is not an event (the last, cut short, when stopped)
+                        continue
                     obj: dict[str, Any] = event["raw_object"]
                     version = obj["metadata"].get("resourceVersion", version)
                     self._record(obj, time.time())

@@ -76,6 +76,7 @@ from benchmarks.figures import (
     load_average,
     percentile,
     proc_status,
+    process_cpu_seconds,
     usage,
     verdict,
     window,
@@ -97,7 +98,7 @@ BROKEN_IMAGES = ("lab/web:v9.9.9-missing", "lab/web:2.0-crash")
 POD_KINDS = frozenset({FaultKind.CRASH_LOOP, FaultKind.IMAGE_PULL})  # what the broken images show
 LIST_PAGE_SIZE = 500
 PODS_PER_NODE = 2000  # allocatable pods of a lab node
-COST_CHECKPOINT_PODS = 5000  # cost per pod is printed here and at the end
+COST_CHECKPOINTS = (5_000, 10_000, 20_000, 30_000, 40_000)  # ready pods where costs are read (and at the end)
 DEPLOYMENTS_PER_NAMESPACE = 50
 BATCH_LABEL = "benchmarks.amos.io/batch"  # on each Deployment: which creation batch it belongs to
 LAB_PROCESSES = ("kube-apiserver", "etcd")
@@ -112,6 +113,15 @@ Key = tuple[str, str]  # (Deployment name, fault kind)
 class Workload(NamedTuple):
     namespace: str
     name: str  # unique across namespaces: detections are keyed by name
+
+
+class Checkpoint(NamedTuple):
+    """Costs read when `ready` pods were ready."""
+
+    ready: int
+    wall: float  # time.monotonic()
+    amos: Usage
+    lab_cpu_seconds: float  # every lab process together (NaN: not a lab started here or by `python -m lab`)
 
 
 class Detection(NamedTuple):
@@ -274,6 +284,10 @@ def lab_pids(kubeconfig: Path) -> dict[str, int]:
     return pids
 
 
+def lab_cpu_seconds(pids: dict[str, int]) -> float:
+    return sum(process_cpu_seconds(pid) for pid in pids.values()) if pids else float("nan")
+
+
 def lab_memory(pids: dict[str, int]) -> str:
     shown = []
     for name in LAB_PROCESSES:
@@ -384,6 +398,23 @@ def cost_per_pod(baseline: Usage, at: Usage, pods: int) -> str:
     return f"{grown:.0f} MiB over {pods} pods = {grown * 1024 / pods:.1f} KiB/pod (RSS {at.rss_mib:.0f} MiB)"
 
 
+def growth_lines(start: Checkpoint, checkpoints: list[Checkpoint]) -> list[str]:
+    """How the costs grow: per stretch between checkpoints, the lab's pods/s and CPU per pod, and AMOS's RSS per pod."""
+    lines = []
+    previous = start
+    for point in checkpoints:
+        pods = point.ready - previous.ready
+        if pods <= 0:
+            continue
+        lab_ms = (point.lab_cpu_seconds - previous.lab_cpu_seconds) * 1000 / pods
+        lines.append(
+            f"  {previous.ready:>6} -> {point.ready:>6} pods: {pods / (point.wall - previous.wall):5.1f} pods/s, "
+            f"lab CPU {lab_ms:5.1f} ms/pod; AMOS {cost_per_pod(start.amos, point.amos, point.ready)}"
+        )
+        previous = point
+    return lines
+
+
 def latencies(found: dict[str, dict[Key, Detection]], visible: dict[Key, float]) -> tuple[list[float], list[float]]:
     """AMOS's and the baseline's detection latencies, both from when the fault became visible in the API."""
     amos = [d.reported_at - visible[k] for k, d in found["amos"].items() if k in visible]
@@ -417,11 +448,17 @@ def run(kubeconfig: Path, args: argparse.Namespace) -> None:
     print(f"lab before: {lab_memory(pids)}; load average {load_average()}", flush=True)
     amos = spawn_agent("amos", kubeconfig, args.poll_seconds, args.tracemalloc)
     start = amos.usage()
-    checkpoint: list[tuple[int, Usage]] = []  # (ready pods, AMOS usage) when 5,000 pods were first ready
+
+    def checkpoint(ready: int) -> Checkpoint:
+        return Checkpoint(ready, time.monotonic(), amos.usage(), lab_cpu_seconds(pids))
+
+    origin = checkpoint(0)
+    checkpoints: list[Checkpoint] = []
 
     def at_ready(ready: int) -> None:
-        if not checkpoint and ready >= COST_CHECKPOINT_PODS:
-            checkpoint.append((ready, amos.usage()))
+        passed = [c for c in COST_CHECKPOINTS if ready >= c and (not checkpoints or checkpoints[-1].ready < c)]
+        if passed and ready < pods:
+            checkpoints.append(checkpoint(ready))
 
     print(
         f"AMOS started; creating {pods} pods in {count} Deployments of {replicas} in {len(namespaces)} namespaces "
@@ -429,13 +466,13 @@ def run(kubeconfig: Path, args: argparse.Namespace) -> None:
         flush=True,
     )
     rate = create_healthy(apps, targets, replicas, args.batch, args.ready_timeout, at_ready)
-    created = amos.usage()
+    end = checkpoint(pods)
+    created = end.amos
     print(f"lab pod creation rate: {rate:.1f} pods/s ({pods} pods; load average {load_average()})")
     print(f"lab at {pods} pods: {lab_memory(pids)}")
     print(window(f"amos while {pods} pods were created", start, created))
-    if checkpoint and checkpoint[0][0] < pods:
-        ready, at = checkpoint[0]
-        print(f"AMOS cost per pod at {ready} pods: {cost_per_pod(start, at, ready)}")
+    print("costs as the pods grow:")
+    print("\n".join(growth_lines(origin, [*checkpoints, end])))
     print(f"AMOS cost per pod at {pods} pods: {cost_per_pod(start, created, pods)}")
 
     cold = spawn_agent("amos-cold", kubeconfig, args.poll_seconds, args.tracemalloc)

@@ -10,13 +10,20 @@ verification, restore on failure, report). Annotations change metadata only, not
 Several processes may check one proposal (the service, `adk web`): each decision is a transition out of
 PENDING saved with the resourceVersion it was read at, so exactly one wins it and only the winner acts;
 a loser re-reads the proposal and decides again (nothing, once it is no longer pending).
+
+An approval is never lost. The winner moves the proposal to APPLYING before it acts and to APPROVED
+once a report says how it went. When the guard rails hold the fix (a cooldown, the budget, the
+circuit breaker), it goes back to PENDING, still approved by its annotation, and is tried again after
+`HELD_CHECKS` checks. A proposal a stopped process left APPLYING is settled at the next check: when
+its attempt began (a journal entry, or a ledger note since the approval), recovery finishes and
+reports it; when it did not, it is PENDING again and applied.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from core.models import Incident, ObjectRef
 from core.report import IncidentReport, Outcome
@@ -28,6 +35,7 @@ from orchestrator.proposals import Proposal, ProposalChanged, ProposalState, Pro
 log = logging.getLogger(__name__)
 
 MAX_REDECISIONS = 3  # a proposal changed under us this often in one check is left to the next check
+HELD_CHECKS = 12  # an approval the guard rails held is tried again after this many checks (a minute by default)
 
 
 class Approvals:
@@ -39,16 +47,25 @@ class Approvals:
         clock: Callable[[], datetime],
         fault_present: Callable[[ObjectRef], bool],
         resubmit: Callable[[Incident], None],
+        check_seconds: float,
     ) -> None:
         self.handler = handler
         self.proposals = proposals
         self._clock = clock
+        self._hold = timedelta(seconds=check_seconds * HELD_CHECKS)
         self._fault_present = fault_present
         self._resubmit = resubmit
         self.pending = 0  # proposals waiting at the last check (for `amos_proposals_pending`)
 
     def check(self) -> list[IncidentReport]:
         """Act on every decided or expired proposal; the rest keep waiting."""
+        for left in self.proposals.list(ProposalState.APPLYING):
+            try:
+                self._settle_left(left)
+            except ProposalChanged:
+                log.info("proposal %s changed since it was read; it is settled at the next check", left.id)
+            except Exception:
+                log.exception("could not settle proposal %s", left.id)
         reports = []
         waiting = self.proposals.list(ProposalState.PENDING)
         self.pending = len(waiting)
@@ -104,6 +121,8 @@ class Approvals:
                 "without a decision; nothing was changed",
             )
         state, who = decided
+        if state is ProposalState.APPROVED and proposal.held_until is not None and now < proposal.held_until:
+            return None  # held by the guard rails a moment ago: tried again at its time
         if state is ProposalState.REJECTED:
             return self._refuse(
                 proposal,
@@ -140,18 +159,60 @@ class Approvals:
                 who,
                 f"the fault of proposal {proposal.id} is gone; it was not applied",
             )
-        self._close(proposal, ProposalState.APPROVED, who, "applied through the safety loop")  # only the winner applies
+        applying = self._close(proposal, ProposalState.APPLYING, who, "approved; being applied")  # the winner applies
         steps.events.record(workload, "ProposalApproved", f"proposal {proposal.id} approved by {who}; applying it")
         reason = proposal.diagnosis.root_cause if proposal.diagnosis else f"proposal {proposal.id}"
         report = self.handler.process(proposal.incident, GivenActions(proposal.actions, who, reason), approved=True)
+        if report is None:  # held by the guard rails (their Event says why), or this process stopped acting
+            held = self._clock() + self._hold
+            note = f"approved by {who}; held by the guard rails, tried again after {held:%H:%M:%S} UTC"
+            self._move(applying, ProposalState.PENDING, "", note, held_until=held)
+            return None
+        self._move(applying, ProposalState.APPROVED, who, f"applied through the safety loop: {report.outcome.value}")
         return report
 
-    def _close(self, proposal: Proposal, state: ProposalState, who: str, note: str) -> None:
-        """Move the proposal out of PENDING as it was read; ProposalChanged when another process did so first."""
-        closed = proposal.model_copy(
-            update={"state": state, "decided_by": who, "decided_at": self._clock(), "note": note}
+    def _settle_left(self, proposal: Proposal) -> None:
+        """A proposal a stopped process left APPLYING: approved if its attempt began, else pending (and applied) again."""
+        fingerprint = proposal.incident.fingerprint
+        store = self.handler.steps.store
+        if store.read_journal(fingerprint) is not None:
+            return  # its attempt is journaled: recovery finishes or rolls it back and reports it; settled after that
+        since = proposal.decided_at
+        began = since is not None and any(
+            note.incident_id == proposal.incident.id and note.at >= since for note in store.ledger(fingerprint).history
         )
-        self.handler.steps.durably("close the proposal", lambda: self.proposals.save(closed))
+        if began:
+            note = "applied through the safety loop (AMOS restarted; recovery finished the attempt and reported it)"
+            self._move(proposal, ProposalState.APPROVED, proposal.decided_by, note)
+            return
+        log.warning("proposal %s was approved but not applied before AMOS stopped; applying it now", proposal.id)
+        self._move(proposal, ProposalState.PENDING, "", "approved; AMOS stopped before applying it")
+
+    def _close(self, proposal: Proposal, state: ProposalState, who: str, note: str) -> Proposal:
+        """Move the proposal out of PENDING as it was read; ProposalChanged when another process did so first."""
+        return self._move(proposal, state, who, note, decided_at=self._clock())
+
+    def _move(
+        self,
+        proposal: Proposal,
+        state: ProposalState,
+        who: str,
+        note: str,
+        *,
+        decided_at: datetime | None = None,
+        held_until: datetime | None = None,
+    ) -> Proposal:
+        """Save `proposal` (as read) in `state`; ProposalChanged when another process changed it first."""
+        moved = proposal.model_copy(
+            update={
+                "state": state,
+                "decided_by": who,
+                "decided_at": decided_at or proposal.decided_at,
+                "note": note,
+                "held_until": held_until,
+            }
+        )
+        return self.handler.steps.durably("save the proposal", lambda: self.proposals.save(moved))
 
     def _refuse(
         self, proposal: Proposal, workload: dict[str, object], state: ProposalState, who: str, reason: str

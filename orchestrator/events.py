@@ -7,10 +7,12 @@ cannot be written is logged, and the remediation goes on.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import socket
 import uuid
+from http import HTTPStatus
 from typing import Any, cast
 
 from kubernetes import client
@@ -41,6 +43,11 @@ def replica_identity() -> str:
     return f"{socket.gethostname()}-{os.getpid()}"[:128]
 
 
+def _suffix(key: str | None) -> str:
+    """Ten hex digits: of the key (the same Event each time), else random (a new Event)."""
+    return hashlib.sha256(key.encode()).hexdigest()[:10] if key is not None else uuid.uuid4().hex[:10]
+
+
 class EventRecorder:
     """Writes one Event per call; `reason` is CamelCase (Remediating, FixApplied, RolledBack, Escalated...)."""
 
@@ -58,9 +65,20 @@ class EventRecorder:
         self.instance = instance or replica_identity()
 
     def record(
-        self, target: ObjectRef | dict[str, Any], reason: str, message: str, *, warning: bool = False, action: str = ""
+        self,
+        target: ObjectRef | dict[str, Any],
+        reason: str,
+        message: str,
+        *,
+        warning: bool = False,
+        action: str = "",
+        key: str | None = None,
     ) -> bool:
-        """Record an Event on `target` (an object as read, or a reference); False when it could not be written."""
+        """Record an Event on `target` (an object as read, or a reference); False when it could not be written.
+
+        `key` names the Event: recording the same key again (a step resumed after a restart) finds it
+        already there and writes nothing, so one outcome is one Event as it is one report.
+        """
         if isinstance(target, ObjectRef):
             kind, namespace, name, uid = target.kind, target.namespace, target.name, None
             api_version = API_VERSIONS.get(kind, "v1")
@@ -77,7 +95,7 @@ class EventRecorder:
         if uid:
             involved["uid"] = uid
         body = {
-            "metadata": {"name": f"{name[:200]}.amos-{uuid.uuid4().hex[:10]}", "namespace": namespace},
+            "metadata": {"name": f"{name[:200]}.amos-{_suffix(key)}", "namespace": namespace},
             "involvedObject": involved,
             "reason": reason,
             "message": text,
@@ -93,6 +111,11 @@ class EventRecorder:
         }
         try:
             self._core.create_namespaced_event(namespace, cast(Any, body), _preload_content=False, _request_timeout=10)
+        except client.ApiException as error:
+            if key is not None and error.status == HTTPStatus.CONFLICT:  # AlreadyExists: recorded before
+                return True
+            log.warning("could not record Event %s on %s/%s -n %s: %s", reason, kind, name, namespace, error.reason)
+            return False
         except Exception as error:  # noqa: BLE001 - an Event is a courtesy: never let it stop a remediation
             log.warning("could not record Event %s on %s/%s -n %s: %s", reason, kind, name, namespace, error)
             return False

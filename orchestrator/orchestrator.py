@@ -86,7 +86,12 @@ class Orchestrator:
             on_skip=on_skip,
         )
         self.approvals = Approvals(
-            self.handler, proposals, clock=clock, fault_present=fault_present, resubmit=self.submit
+            self.handler,
+            proposals,
+            clock=clock,
+            fault_present=fault_present,
+            resubmit=self.submit,
+            check_seconds=settings.approval_check_seconds,
         )
         self.recovery = Recovery(
             steps, self.handler, store, busy=lambda fp: fp in self.dispatcher.active_fingerprints(), clock=clock

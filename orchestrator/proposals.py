@@ -39,6 +39,7 @@ REJECT_ANNOTATION = "amos.io/reject"
 
 class ProposalState(StrEnum):
     PENDING = "pending"
+    APPLYING = "applying"  # approved and being applied; left so by a stopped process, the next check settles it
     APPROVED = "approved"  # applied through the safety loop (its report says how that went)
     REJECTED = "rejected"
     EXPIRED = "expired"
@@ -60,6 +61,7 @@ class Proposal(BaseModel):
     decided_by: str = ""
     decided_at: datetime | None = None
     note: str = ""
+    held_until: datetime | None = None  # an approval the guard rails held (deferred, skipped) is tried again then
     resource_version: str = Field("", exclude=True)  # as read from the API server: the precondition of a change
 
 

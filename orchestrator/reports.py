@@ -171,18 +171,20 @@ class Reporter:
         message = f"incident {report.incident.id} ({report.incident.kind.value}): {report.outcome.value}"
         if report.escalation_reason:
             message += f": {report.escalation_reason}"
+        key = delivery_key(report, attempt_started)
         self.events.record(
             target,
             EVENT_REASONS[report.outcome],
             message,
             warning=report.outcome in WARNING_OUTCOMES,
             action="Report",
+            key=key,  # the report's own key: a report handed over again (after a restart) is not recorded twice
         )
         self.reports.append(report)
         log.info("incident %s: %s", report.incident.id, report.subject)
         if self.sink is not None:
             # Raises when the outbox cannot store it: the caller keeps its journal entry, so it is retried.
-            self.sink.deliver(report, delivery_key(report, attempt_started))
+            self.sink.deliver(report, key)
         if self.on_report is not None:
             try:
                 self.on_report(report)

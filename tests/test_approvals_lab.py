@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -278,3 +279,89 @@ def test_a_fix_a_person_chose_in_approve_mode_is_proposed_as_chosen_not_re_diagn
     assert stored is not None and stored.actions == [chosen]  # the offline diagnoser would roll back instead
     assert read(api_client, namespace, "web")["metadata"]["generation"] == before["metadata"]["generation"]
     assert "set image of container app" in body(inbox.wait("] APPROVAL NEEDED:"))
+
+
+def approve(lab: LabCluster, namespace: str, proposal_id: str) -> None:
+    done = kubectl(lab.kubeconfig, "-n", namespace, "annotate", "deploy/web", f"amos.io/approve={proposal_id}")
+    assert done.returncode == 0, done.stderr
+
+
+def left_applying(orchestrator: Orchestrator, proposal_id: str, decided_at: datetime | None = None) -> None:
+    """The proposal as a process killed right after winning it leaves it: APPLYING, nothing else written."""
+    store = orchestrator.approvals.proposals
+    read = store.get(proposal_id)
+    assert read is not None
+    moved = {"state": ProposalState.APPLYING, "decided_by": "kubectl-annotate"}
+    store.save(read.model_copy(update={**moved, "decided_at": decided_at or read.decided_at or datetime.now(UTC)}))
+
+
+def test_an_approval_a_stopped_amos_left_unapplied_is_applied_once_at_the_next_check(
+    lab: LabCluster, api_client: client.ApiClient, namespace: str, inbox: Inbox, approving: Callable[..., Orchestrator]
+) -> None:
+    proposal_id = propose(approving(), namespace)
+    approve(lab, namespace, proposal_id)
+    left_applying(approving(), proposal_id)  # killed before its journal: nothing applied, nothing counted
+
+    restarted = approving()
+    reports = restarted.check_approvals()
+
+    assert [r.outcome for r in reports] == [Outcome.FIXED], [r.escalation_reason for r in reports]
+    assert reports[0].approved_by == "kubectl-annotate"
+    assert rollout_complete(api_client, namespace, "web") and image_of(api_client, namespace, "web") == "nginx:1.27"
+    stored = restarted.approvals.proposals.get(proposal_id)
+    assert stored is not None and stored.state is ProposalState.APPROVED and stored.decided_by == "kubectl-annotate"
+    ledger = restarted.store.ledger(incident_for(namespace, "web", FaultKind.IMAGE_PULL, "x").fingerprint)
+    assert [(note.attempt, note.outcome) for note in ledger.history] == [(1, "fixed")]
+    assert "kubectl-annotate" in body(inbox.wait("] FIXED:"))
+    assert restarted.check_approvals() == []
+
+
+def test_an_approval_left_applying_after_its_attempt_ran_is_closed_and_not_applied_again(
+    lab: LabCluster, api_client: client.ApiClient, namespace: str, inbox: Inbox, approving: Callable[..., Orchestrator]
+) -> None:
+    first = approving()
+    proposal_id = propose(first, namespace)
+    approve(lab, namespace, proposal_id)
+    assert [r.outcome for r in first.check_approvals()] == [Outcome.FIXED]
+    left_applying(first, proposal_id)  # killed after the report, before the proposal was closed
+    fixed = read(api_client, namespace, "web")
+
+    restarted = approving()
+    assert restarted.check_approvals() == []
+
+    stored = restarted.approvals.proposals.get(proposal_id)
+    assert stored is not None and stored.state is ProposalState.APPROVED and "recovery" in stored.note
+    assert read(api_client, namespace, "web")["metadata"]["generation"] == fixed["metadata"]["generation"]
+    ledger = restarted.store.ledger(incident_for(namespace, "web", FaultKind.IMAGE_PULL, "x").fingerprint)
+    assert [(note.attempt, note.outcome) for note in ledger.history] == [(1, "fixed")]  # not counted again
+    inbox.wait("] FIXED:")
+    assert restarted.reports == []
+
+
+def test_an_approval_the_guard_rails_hold_stays_approved_and_is_applied_once_they_let_it_through(
+    lab: LabCluster, api_client: client.ApiClient, namespace: str, inbox: Inbox, approving: Callable[..., Orchestrator]
+) -> None:
+    orchestrator = approving(workload_cooldown_seconds=3600, approval_check_seconds=0.5)
+    web = ObjectRef(kind="Deployment", namespace=namespace, name="web")
+    proposal_id = propose(orchestrator, namespace)
+    orchestrator.store.update_workload_state(web, lambda state: setattr(state, "last_action_at", datetime.now(UTC)))
+    approve(lab, namespace, proposal_id)
+    before = read(api_client, namespace, "web")
+
+    assert orchestrator.check_approvals() == []  # the workload's cooldown defers it
+
+    held = orchestrator.approvals.proposals.get(proposal_id)
+    assert held is not None and held.state is ProposalState.PENDING and held.held_until is not None
+    assert "held by the guard rails" in held.note
+    assert read(api_client, namespace, "web")["metadata"]["generation"] == before["metadata"]["generation"]
+    assert "Deferred" in amos_events(api_client, namespace, "web")
+    assert orchestrator.check_approvals() == []  # not tried again before its time
+
+    orchestrator.store.update_workload_state(web, lambda state: setattr(state, "last_action_at", None))
+    time.sleep(max(0.0, (held.held_until - datetime.now(UTC)).total_seconds()) + 0.1)  # its time comes
+    reports = orchestrator.check_approvals()
+
+    assert [r.outcome for r in reports] == [Outcome.FIXED], [r.escalation_reason for r in reports]
+    assert image_of(api_client, namespace, "web") == "nginx:1.27"
+    stored = orchestrator.approvals.proposals.get(proposal_id)
+    assert stored is not None and stored.state is ProposalState.APPROVED and stored.decided_by == "kubectl-annotate"

@@ -346,6 +346,20 @@ def test_scale_cost_per_pod() -> None:
     assert "10.2 KiB/pod" in scale.cost_per_pod(before, after, 5000)
 
 
+def test_scale_growth_lines_give_each_stretch_its_rate_and_lab_cpu_per_pod() -> None:
+    def at(ready: int, wall: float, rss: float, lab_cpu: float) -> scale.Checkpoint:
+        return scale.Checkpoint(ready, wall, Usage(wall, 0.0, rss_mib=rss, peak_rss_mib=rss), lab_cpu)
+
+    start = at(0, 0.0, 50.0, 10.0)
+    lines = scale.growth_lines(
+        start, [at(5000, 50.0, 60.0, 110.0), at(5000, 51.0, 60.0, 111.0), at(15000, 250.0, 80.0, 410.0)]
+    )
+    assert len(lines) == 2  # a checkpoint with no new pods is no stretch
+    assert "0 ->   5000 pods: 100.0 pods/s, lab CPU  20.0 ms/pod" in lines[0]
+    assert "5000 ->  15000 pods:  50.0 pods/s, lab CPU  30.0 ms/pod" in lines[1]
+    assert "30 MiB over 15000 pods" in lines[1]
+
+
 def test_scale_refuses_a_burst_larger_than_the_deployments(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit):
         scale.main(["--pods", "100", "--deployments", "10", "--burst", "11"])
