@@ -31,10 +31,10 @@ Key = tuple[str, str]  # (Deployment name, fault kind)
 
 
 class FaultClock:
-    """Watches the burst's pods; `first_seen[(deployment, kind)]` is the epoch time a fault was first delivered."""
+    """Watches the burst's pods; `seen()[(deployment, kind)]` is the epoch time a fault was first delivered."""
 
     def __init__(self, api: client.ApiClient, settings: Settings, kinds: frozenset[str]) -> None:
-        self.first_seen: dict[Key, float] = {}
+        self._first_seen: dict[Key, float] = {}
         self._core = client.CoreV1Api(api)
         self._settings = settings
         self._kinds = kinds
@@ -60,7 +60,7 @@ class FaultClock:
 
     def seen(self) -> dict[Key, float]:
         with self._lock:
-            return dict(self.first_seen)
+            return dict(self._first_seen)
 
     def _loop(self, version: str | None) -> None:
         while not self._stop.is_set():
@@ -85,4 +85,4 @@ class FaultClock:
             key = (fault.workload.name, fault.kind.value)
             if fault.kind.value in self._kinds:
                 with self._lock:
-                    self.first_seen.setdefault(key, delivered)
+                    self._first_seen.setdefault(key, delivered)

@@ -132,13 +132,12 @@ class Approvals:
                 f"proposal {proposal.id} was rejected by {who}; nothing was changed",
             )
         if now >= proposal.expires_at:
-            return self._refuse(
-                proposal,
-                workload,
-                ProposalState.EXPIRED,
-                who,
-                f"{who} approved proposal {proposal.id} after it expired; nothing was changed",
+            late = (
+                f"{who} approved proposal {proposal.id}, but the guard rails held it until it expired"
+                if proposal.held_until is not None
+                else f"{who} approved proposal {proposal.id} after it expired"
             )
+            return self._refuse(proposal, workload, ProposalState.EXPIRED, who, f"{late}; nothing was changed")
         if spec_digest(workload) != proposal.spec_digest:
             refused = self._refuse(
                 proposal,

@@ -80,6 +80,18 @@ def test_not_found_and_conflicts_are_counted_but_logged_at_debug(caplog: pytest.
     assert count(metrics, "replace_namespaced_config_map", "409") == 1
 
 
+def test_logs_of_a_container_not_started_are_an_answer_but_another_bad_request_is_not(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    metrics = Metrics()
+    observe = ApiErrorLog(metrics, Redactor())
+    with caplog.at_level(logging.DEBUG, logger="amos.kube"):
+        observe("read_namespaced_pod_log", ApiException(status=400, reason="Bad Request"))  # waiting to start
+        observe("patch_namespaced_deployment", ApiException(status=400, reason="Bad Request"))
+    assert [r.levelno for r in caplog.records] == [logging.DEBUG, logging.WARNING]
+    assert count(metrics, "read_namespaced_pod_log", "400") == 1
+
+
 def test_a_secret_value_in_an_error_message_is_redacted(caplog: pytest.LogCaptureFixture) -> None:
     redactor = Redactor()
     redactor.add(["hunter2-very-secret"])
