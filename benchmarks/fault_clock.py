@@ -10,19 +10,22 @@ counts from the same status write for all three.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from datetime import UTC, datetime
+from http import HTTPStatus
 from typing import Any
 
 from kubernetes import client, watch
-from urllib3.exceptions import HTTPError
 
 from benchmarks.kube import raw_json
 from core.config import Settings
 from monitors.owners import OwnerIndex
 from monitors.patterns import pod_faults
 from monitors.trim import PodView
+
+log = logging.getLogger(__name__)
 
 BURST_LABEL = "benchmarks.amos.io/burst"  # on the pod template of each broken Deployment
 WATCH_SECONDS = 10  # one watch request; the loop starts another until stopped (and stop waits for it)
@@ -35,6 +38,7 @@ class FaultClock:
 
     def __init__(self, api: client.ApiClient, settings: Settings, kinds: frozenset[str]) -> None:
         self._first_seen: dict[Key, float] = {}
+        self.relists = 0  # watches started afresh (an expired version): faults first seen after one read low
         self._core = client.CoreV1Api(api)
         self._settings = settings
         self._kinds = kinds
@@ -76,8 +80,14 @@ class FaultClock:
                     obj: dict[str, Any] = event["raw_object"]
                     version = obj["metadata"].get("resourceVersion", version)
                     self._record(obj, time.time())
-            except (client.ApiException, HTTPError):  # an expired version or a dropped stream: start afresh
-                version = None
+            except Exception as error:  # noqa: BLE001 - a clock that stops must say so, not end the thread
+                if self._stop.is_set():
+                    return
+                log.warning("fault clock: the watch failed (%s); watching again", error)
+                if isinstance(error, client.ApiException) and error.status == HTTPStatus.GONE:
+                    version = None  # pods not seen yet are then timed when listed again: later than they were
+                    self.relists += 1
+                self._stop.wait(1.0)
 
     def _record(self, obj: dict[str, Any], delivered: float) -> None:
         pod = PodView.from_api(obj, (self._settings.ignore_annotation,))

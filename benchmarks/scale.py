@@ -399,7 +399,7 @@ def cost_per_pod(baseline: Usage, at: Usage, pods: int) -> str:
 
 
 def growth_lines(start: Checkpoint, checkpoints: list[Checkpoint]) -> list[str]:
-    """How the costs grow: per stretch between checkpoints, the lab's pods/s and CPU per pod, and AMOS's RSS per pod."""
+    """How the costs grow: per stretch between checkpoints, the lab's pods/s and CPU per pod; AMOS's RSS per pod so far."""
     lines = []
     previous = start
     for point in checkpoints:
@@ -522,7 +522,7 @@ def run(kubeconfig: Path, args: argparse.Namespace) -> None:
     amos_latency, baseline_latency = latencies(found, visible)
     print(
         f"detected: AMOS {len(found['amos'])}/{expected}, baseline {len(found['polling'])}/{expected}; "
-        f"the driver's watch saw {len(visible)}/{expected}"
+        f"the driver's watch saw {len(visible)}/{expected} (started afresh {clock.relists} times)"
     )
     print(describe("AMOS detection latency (fault visible in the API -> incident)", amos_latency))
     print(

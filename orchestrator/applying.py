@@ -26,7 +26,7 @@ from orchestrator.events import EventRecorder
 from orchestrator.fencing import AttemptRecorder, FencedGuard
 from orchestrator.guardrails import IncidentGate
 from orchestrator.knowngood_store import KnownGoodStore
-from orchestrator.records import AttemptNote, Ledger, Phase
+from orchestrator.records import GIVEN_BACK, AttemptNote, Ledger, Phase
 from orchestrator.verify import same_spec
 from tools.cluster import ClusterAccess
 from tools.policy import IncidentScope
@@ -162,7 +162,7 @@ class ApplyStep:
         def refund(ledger: Ledger) -> None:
             ledger.attempts = max(0, min(ledger.attempts, number - 1))
             ledger.note(
-                AttemptNote(attempt=number, incident_id=run.incident.id, at=now, outcome="no change", summary=summary)
+                AttemptNote(attempt=number, incident_id=run.incident.id, at=now, outcome=GIVEN_BACK, summary=summary)
             )
 
         self.state.durably(

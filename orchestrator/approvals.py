@@ -12,9 +12,10 @@ PENDING saved with the resourceVersion it was read at, so exactly one wins it an
 a loser re-reads the proposal and decides again (nothing, once it is no longer pending).
 
 An approval is never lost. The winner moves the proposal to APPLYING before it acts and to APPROVED
-once a report says how it went. When the guard rails hold the fix (a cooldown, the budget, the
-circuit breaker), it goes back to PENDING, still approved by its annotation, and is tried again after
-`HELD_CHECKS` checks. A proposal a stopped process left APPLYING is settled at the next check: when
+once a report says how it went (with the budget used up or the breaker open, that is a recommendation:
+AMOS changes nothing then, and says so). When the guard rails hold the fix without a report (the
+workload's cooldown, a block), it goes back to PENDING, still approved by its annotation, and is tried
+again after `HELD_CHECKS` checks. A proposal a stopped process left APPLYING is settled at the next check: when
 its attempt began (a journal entry, or a ledger note since the approval), recovery finishes and
 reports it; when it did not, it is PENDING again and applied.
 """
@@ -31,6 +32,7 @@ from orchestrator.fencing import generation_of
 from orchestrator.given import GivenActions
 from orchestrator.incident import IncidentHandler
 from orchestrator.proposals import Proposal, ProposalChanged, ProposalState, ProposalStore, decision_of, spec_digest
+from orchestrator.records import GIVEN_BACK
 
 log = logging.getLogger(__name__)
 
@@ -159,7 +161,8 @@ class Approvals:
                 f"the fault of proposal {proposal.id} is gone; it was not applied",
             )
         applying = self._close(proposal, ProposalState.APPLYING, who, "approved; being applied")  # the winner applies
-        steps.events.record(workload, "ProposalApproved", f"proposal {proposal.id} approved by {who}; applying it")
+        approved = f"proposal {proposal.id} approved by {who}; applying it"
+        steps.events.record(workload, "ProposalApproved", approved, key=f"{proposal.id}/approved")  # once, if held
         reason = proposal.diagnosis.root_cause if proposal.diagnosis else f"proposal {proposal.id}"
         report = self.handler.process(proposal.incident, GivenActions(proposal.actions, who, reason), approved=True)
         if report is None:  # held by the guard rails (their Event says why), or this process stopped acting
@@ -177,8 +180,9 @@ class Approvals:
         if store.read_journal(fingerprint) is not None:
             return  # its attempt is journaled: recovery finishes or rolls it back and reports it; settled after that
         since = proposal.decided_at
-        began = since is not None and any(
-            note.incident_id == proposal.incident.id and note.at >= since for note in store.ledger(fingerprint).history
+        began = since is not None and any(  # given back: nothing was applied
+            note.incident_id == proposal.incident.id and note.at >= since and note.outcome != GIVEN_BACK
+            for note in store.ledger(fingerprint).history
         )
         if began:
             note = "applied through the safety loop (AMOS restarted; recovery finished the attempt and reported it)"

@@ -84,7 +84,7 @@ def conclude(attempts: Sequence[Attempt], max_attempts: int) -> Conclusion:
         return Conclusion(outcome=Outcome.ESCALATED, reason=reason, block_reason=reason, attempts_spent=True)
     if last.resumed:
         if last.verdict is not None:  # judged before the restart; recovery finished the rollback
-            why = f"the fix did not help ({last.verdict.reason}); AMOS restarted while rolling it back"
+            why = f"the fix did not help ({last.verdict.reason}); AMOS restarted before the rollback was reported"
         else:  # recovery cannot judge a change it did not watch from the start
             why = "AMOS restarted during this attempt, which could not be verified"
         return Conclusion(

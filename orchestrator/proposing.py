@@ -124,7 +124,8 @@ class Proposer:
         generation, digest = generation_of(workload), spec_digest(workload)
         waiting = [
             p
-            for p in self.proposals.list(ProposalState.PENDING)
+            for state in (ProposalState.PENDING, ProposalState.APPLYING)  # applying: approved, being applied
+            for p in self.proposals.list(state)
             if p.incident.fingerprint == incident.fingerprint and p.spec_digest == digest
         ]
         if waiting:

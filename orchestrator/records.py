@@ -19,6 +19,9 @@ from core.report import ActionRecord, IncidentReport
 MAX_HISTORY = 20
 
 
+GIVEN_BACK = "no change"  # the outcome noted for an attempt that changed nothing: its count was given back
+
+
 class AttemptNote(BaseModel):
     attempt: int
     incident_id: str

@@ -19,7 +19,7 @@ from orchestrator.attempt import Attempt
 from orchestrator.attempt_run import AttemptRun
 from orchestrator.fencing import Fence, LostLeadership, generation_of
 from orchestrator.incident import IncidentHandler
-from orchestrator.records import TERMINAL_PHASES, JournalEntry, Ledger, Phase
+from orchestrator.records import TERMINAL_PHASES, AttemptNote, JournalEntry, Ledger, Phase
 from orchestrator.restore import RestoreResult, foreign_spec_writers
 from orchestrator.steps import AttemptSteps
 from orchestrator.store import JournalClaimed, StateStore
@@ -151,6 +151,13 @@ class Recovery:
             records=entry.actions,
             verification=entry.verification,
             reason=reason,
+        )
+        note = AttemptNote(
+            attempt=entry.attempt, incident_id=entry.incident.id, at=self._clock(), outcome="escalated", summary=reason
+        )
+        self.steps.durably(
+            "note the attempt",
+            lambda: self.store.update_ledger(entry.fingerprint, entry.workload, lambda ledger: ledger.note(note)),
         )
         current = self.steps.read(entry.workload)
         reporter.finish(report, current or entry.workload, attempt_started=entry.started_at)

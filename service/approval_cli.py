@@ -33,6 +33,8 @@ def list_proposals(settings: Settings, api: client.ApiClient) -> int:
         age = int((now - proposal.created_at).total_seconds() // 60)
         changes = "; ".join(action.summary() for action in proposal.actions)
         print(f"{proposal.id}  {age}m old  {proposal.workload}  expires {proposal.expires_at:%H:%M} UTC  {changes}")
+        if proposal.held_until is not None:  # approved, but the guard rails held it
+            print(f"    {proposal.note}")
         for record in proposal.records:
             if record.diff:
                 print("    " + record.diff.replace("\n", "\n    "))

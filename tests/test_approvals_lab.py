@@ -25,6 +25,7 @@ from lab.workloads import deployment, rollout_complete
 from notifications import Mailer
 from orchestrator.orchestrator import Orchestrator
 from orchestrator.proposals import ProposalChanged, ProposalState
+from orchestrator.records import GIVEN_BACK, AttemptNote
 from tests.mailbox import Inbox, body
 from tests.manifests import as_body
 from tests.service_accounts import token_client
@@ -295,14 +296,26 @@ def left_applying(orchestrator: Orchestrator, proposal_id: str, decided_at: date
     store.save(read.model_copy(update={**moved, "decided_at": decided_at or read.decided_at or datetime.now(UTC)}))
 
 
+@pytest.mark.parametrize("given_back", [False, True], ids=["before-its-journal", "journaled-then-given-back"])
 def test_an_approval_a_stopped_amos_left_unapplied_is_applied_once_at_the_next_check(
-    lab: LabCluster, api_client: client.ApiClient, namespace: str, inbox: Inbox, approving: Callable[..., Orchestrator]
+    lab: LabCluster,
+    api_client: client.ApiClient,
+    namespace: str,
+    inbox: Inbox,
+    approving: Callable[..., Orchestrator],
+    given_back: bool,
 ) -> None:
     proposal_id = propose(approving(), namespace)
     approve(lab, namespace, proposal_id)
-    left_applying(approving(), proposal_id)  # killed before its journal: nothing applied, nothing counted
-
+    left_applying(approving(), proposal_id)  # killed before anything was applied
     restarted = approving()
+    fingerprint = incident_for(namespace, "web", FaultKind.IMAGE_PULL, "x").fingerprint
+    if given_back:  # killed once its journal was written; recovery found nothing applied and gave the count back
+        left = restarted.approvals.proposals.get(proposal_id)
+        assert left is not None
+        note = AttemptNote(attempt=1, incident_id=left.incident.id, at=datetime.now(UTC), outcome=GIVEN_BACK)
+        restarted.store.update_ledger(fingerprint, left.workload, lambda ledger: ledger.note(note))
+
     reports = restarted.check_approvals()
 
     assert [r.outcome for r in reports] == [Outcome.FIXED], [r.escalation_reason for r in reports]
@@ -310,8 +323,9 @@ def test_an_approval_a_stopped_amos_left_unapplied_is_applied_once_at_the_next_c
     assert rollout_complete(api_client, namespace, "web") and image_of(api_client, namespace, "web") == "nginx:1.27"
     stored = restarted.approvals.proposals.get(proposal_id)
     assert stored is not None and stored.state is ProposalState.APPROVED and stored.decided_by == "kubectl-annotate"
-    ledger = restarted.store.ledger(incident_for(namespace, "web", FaultKind.IMAGE_PULL, "x").fingerprint)
-    assert [(note.attempt, note.outcome) for note in ledger.history] == [(1, "fixed")]
+    ledger = restarted.store.ledger(fingerprint)
+    assert [(note.attempt, note.outcome) for note in ledger.history][-1:] == [(1, "fixed")]
+    assert len(ledger.history) == (2 if given_back else 1)
     assert "kubectl-annotate" in body(inbox.wait("] FIXED:"))
     assert restarted.check_approvals() == []
 
@@ -339,8 +353,15 @@ def test_an_approval_left_applying_after_its_attempt_ran_is_closed_and_not_appli
 
 
 def test_an_approval_the_guard_rails_hold_stays_approved_and_is_applied_once_they_let_it_through(
-    lab: LabCluster, api_client: client.ApiClient, namespace: str, inbox: Inbox, approving: Callable[..., Orchestrator]
+    lab: LabCluster,
+    api_client: client.ApiClient,
+    namespace: str,
+    approving: Callable[..., Orchestrator],
+    make_settings: Callable[..., Settings],
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
+    from service import approval_cli
+
     orchestrator = approving(workload_cooldown_seconds=3600, approval_check_seconds=0.5)
     web = ObjectRef(kind="Deployment", namespace=namespace, name="web")
     proposal_id = propose(orchestrator, namespace)
@@ -355,6 +376,8 @@ def test_an_approval_the_guard_rails_hold_stays_approved_and_is_applied_once_the
     assert "held by the guard rails" in held.note
     assert read(api_client, namespace, "web")["metadata"]["generation"] == before["metadata"]["generation"]
     assert "Deferred" in amos_events(api_client, namespace, "web")
+    assert approval_cli.list_proposals(make_settings(), api_client) == 0
+    assert "held by the guard rails" in capsys.readouterr().out  # `main.py proposals` says why it still waits
     assert orchestrator.check_approvals() == []  # not tried again before its time
 
     orchestrator.store.update_workload_state(web, lambda state: setattr(state, "last_action_at", None))
@@ -365,3 +388,5 @@ def test_an_approval_the_guard_rails_hold_stays_approved_and_is_applied_once_the
     assert image_of(api_client, namespace, "web") == "nginx:1.27"
     stored = orchestrator.approvals.proposals.get(proposal_id)
     assert stored is not None and stored.state is ProposalState.APPROVED and stored.decided_by == "kubectl-annotate"
+    approvals = [e for e in amos_events(api_client, namespace, "web") if e == "ProposalApproved"]
+    assert approvals == ["ProposalApproved"]  # recorded once, however often it was tried
