@@ -22,6 +22,7 @@ Ready and not on the restored revision (`tools.write.replace_failing_pods`); Rea
 from __future__ import annotations
 
 import copy
+import time
 from datetime import datetime
 from typing import Any
 
@@ -38,7 +39,8 @@ from tools.policy import PolicyGuard
 from tools.snapshot import Snapshot
 from tools.write import replace_failing_pods
 
-MAX_TRIES = 3
+MAX_TRIES = 10  # a rollout in progress moves resourceVersion with every status write: a restore must get through it
+CONFLICT_BACKOFF_SECONDS = 0.1  # doubled after each conflict, at most 1 s
 FREE_SPEC_FIELDS = frozenset({"replicas"})  # what a restore may set outside the template (AMOS's scale)
 
 
@@ -157,7 +159,9 @@ def restore_snapshot(
             ok=True, reason=f"nothing to restore for a {ref.kind} (an evicted pod is re-created by its controller)"
         )
     redactor = access.redactor
-    for _ in range(MAX_TRIES):
+    for try_ in range(MAX_TRIES):
+        if try_:
+            time.sleep(min(CONFLICT_BACKOFF_SECONDS * 2 ** (try_ - 1), 1.0))
         try:
             current: dict[str, Any] | None = access.get(ref.kind, ref.namespace, ref.name)
         except ApiCallError as error:
