@@ -447,7 +447,6 @@ def run(kubeconfig: Path, args: argparse.Namespace) -> None:
     pids = lab_pids(kubeconfig)
     print(f"lab before: {lab_memory(pids)}; load average {load_average()}", flush=True)
     amos = spawn_agent("amos", kubeconfig, args.poll_seconds, args.tracemalloc)
-    start = amos.usage()
 
     def checkpoint(ready: int) -> Checkpoint:
         return Checkpoint(ready, time.monotonic(), amos.usage(), lab_cpu_seconds(pids))
@@ -456,8 +455,8 @@ def run(kubeconfig: Path, args: argparse.Namespace) -> None:
     checkpoints: list[Checkpoint] = []
 
     def at_ready(ready: int) -> None:
-        passed = [c for c in COST_CHECKPOINTS if ready >= c and (not checkpoints or checkpoints[-1].ready < c)]
-        if passed and ready < pods:
+        last = checkpoints[-1].ready if checkpoints else 0
+        if ready < pods and any(last < c <= ready for c in COST_CHECKPOINTS):
             checkpoints.append(checkpoint(ready))
 
     print(
@@ -467,13 +466,11 @@ def run(kubeconfig: Path, args: argparse.Namespace) -> None:
     )
     rate = create_healthy(apps, targets, replicas, args.batch, args.ready_timeout, at_ready)
     end = checkpoint(pods)
-    created = end.amos
     print(f"lab pod creation rate: {rate:.1f} pods/s ({pods} pods; load average {load_average()})")
     print(f"lab at {pods} pods: {lab_memory(pids)}")
-    print(window(f"amos while {pods} pods were created", start, created))
+    print(window(f"amos while {pods} pods were created", origin.amos, end.amos))
     print("costs as the pods grow:")
     print("\n".join(growth_lines(origin, [*checkpoints, end])))
-    print(f"AMOS cost per pod at {pods} pods: {cost_per_pod(start, created, pods)}")
 
     cold = spawn_agent("amos-cold", kubeconfig, args.poll_seconds, args.tracemalloc)
     synced = float(cold.ask("synced"))

@@ -61,15 +61,10 @@ class Approvals:
 
     def check(self) -> list[IncidentReport]:
         """Act on every decided or expired proposal; the rest keep waiting."""
-        for left in self.proposals.list(ProposalState.APPLYING):
-            try:
-                self._settle_left(left)
-            except ProposalChanged:
-                log.info("proposal %s changed since it was read; it is settled at the next check", left.id)
-            except Exception:
-                log.exception("could not settle proposal %s", left.id)
+        listed = self.proposals.list(ProposalState.APPLYING, ProposalState.PENDING)
+        settled = [self._settle_left(p) for p in listed if p.state is ProposalState.APPLYING]
+        waiting = [p for p in listed + settled if p is not None and p.state is ProposalState.PENDING]
         reports = []
-        waiting = self.proposals.list(ProposalState.PENDING)
         self.pending = len(waiting)
         for proposal in waiting:
             try:
@@ -173,12 +168,24 @@ class Approvals:
         self._move(applying, ProposalState.APPROVED, who, f"applied through the safety loop: {report.outcome.value}")
         return report
 
-    def _settle_left(self, proposal: Proposal) -> None:
-        """A proposal a stopped process left APPLYING: approved if its attempt began, else pending (and applied) again."""
+    def _settle_left(self, proposal: Proposal) -> Proposal | None:
+        """A proposal a stopped process left APPLYING: approved if its attempt began, else pending (and applied) again.
+
+        The proposal as saved; None while its attempt is journaled (recovery's to finish) or when it could not be
+        settled now (the next check tries again)."""
+        try:
+            return self._settle(proposal)
+        except ProposalChanged:
+            log.info("proposal %s changed since it was read; it is settled at the next check", proposal.id)
+        except Exception:
+            log.exception("could not settle proposal %s", proposal.id)
+        return None
+
+    def _settle(self, proposal: Proposal) -> Proposal | None:
         fingerprint = proposal.incident.fingerprint
         store = self.handler.steps.store
         if store.read_journal(fingerprint) is not None:
-            return  # its attempt is journaled: recovery finishes or rolls it back and reports it; settled after that
+            return None  # its attempt is journaled: recovery finishes or rolls it back and reports it; settled after
         since = proposal.decided_at
         began = since is not None and any(  # given back: nothing was applied
             note.incident_id == proposal.incident.id and note.at >= since and note.outcome != GIVEN_BACK
@@ -186,10 +193,9 @@ class Approvals:
         )
         if began:
             note = "applied through the safety loop (AMOS restarted; recovery finished the attempt and reported it)"
-            self._move(proposal, ProposalState.APPROVED, proposal.decided_by, note)
-            return
+            return self._move(proposal, ProposalState.APPROVED, proposal.decided_by, note)
         log.warning("proposal %s was approved but not applied before AMOS stopped; applying it now", proposal.id)
-        self._move(proposal, ProposalState.PENDING, "", "approved; AMOS stopped before applying it")
+        return self._move(proposal, ProposalState.PENDING, "", "approved; AMOS stopped before applying it")
 
     def _close(self, proposal: Proposal, state: ProposalState, who: str, note: str) -> Proposal:
         """Move the proposal out of PENDING as it was read; ProposalChanged when another process did so first."""

@@ -169,10 +169,11 @@ class ProposalStore:
         found = read_json("read_namespaced_secret", self._core.read_namespaced_secret, proposal_id, self.namespace)
         return self._parse(found) if found is not None else None
 
-    def list(self, state: ProposalState | None = None) -> list[Proposal]:
+    def list(self, *states: ProposalState) -> list[Proposal]:
+        """The proposals in any of `states` (every proposal when none is given), oldest first, in one call."""
         selector = f"{MANAGED_BY_LABEL}={AMOS_MANAGER},{RECORD_LABEL}=proposal"
-        if state is not None:
-            selector += f",{STATE_LABEL}={state.value}"
+        if states:
+            selector += f",{STATE_LABEL} in ({','.join(state.value for state in states)})"
         result = call_json(
             "list_namespaced_secret", self._core.list_namespaced_secret, self.namespace, label_selector=selector
         )

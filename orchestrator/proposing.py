@@ -124,8 +124,7 @@ class Proposer:
         generation, digest = generation_of(workload), spec_digest(workload)
         waiting = [
             p
-            for state in (ProposalState.PENDING, ProposalState.APPLYING)  # applying: approved, being applied
-            for p in self.proposals.list(state)
+            for p in self.proposals.list(ProposalState.PENDING, ProposalState.APPLYING)  # applying: being applied
             if p.incident.fingerprint == incident.fingerprint and p.spec_digest == digest
         ]
         if waiting:

@@ -54,6 +54,12 @@ def kubectl(kubeconfig: Path, *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+def approve(lab: LabCluster, namespace: str, proposal_id: str) -> None:
+    """`kubectl annotate` the approval, as a person would."""
+    done = kubectl(lab.kubeconfig, "-n", namespace, "annotate", "deploy/web", f"amos.io/approve={proposal_id}")
+    assert done.returncode == 0, done.stderr
+
+
 @pytest.fixture
 def approving(
     api_client: client.ApiClient, amos_api: client.ApiClient, namespace: str, make_settings: Callable[..., Settings]
@@ -105,8 +111,7 @@ def test_kubectl_annotate_approves_and_amos_applies_verifies_and_names_the_appro
     proposal_id = propose(approving(), namespace)
     restarted = approving()  # a new AMOS process: the proposal is kept in the cluster
 
-    done = kubectl(lab.kubeconfig, "-n", namespace, "annotate", "deploy/web", f"amos.io/approve={proposal_id}")
-    assert done.returncode == 0, done.stderr
+    approve(lab, namespace, proposal_id)
     reports = restarted.check_approvals()
 
     assert [r.outcome for r in reports] == [Outcome.FIXED], [r.escalation_reason for r in reports]
@@ -227,8 +232,7 @@ def test_two_amos_processes_racing_on_one_approved_proposal_apply_it_exactly_onc
 ) -> None:
     proposal_id = propose(approving(), namespace)
     first, second = approving(), approving()  # the service and adk web, say
-    done = kubectl(lab.kubeconfig, "-n", namespace, "annotate", "deploy/web", f"amos.io/approve={proposal_id}")
-    assert done.returncode == 0, done.stderr
+    approve(lab, namespace, proposal_id)
     read_by_first, read_by_second = (
         first.approvals.proposals.get(proposal_id),
         second.approvals.proposals.get(proposal_id),
@@ -280,11 +284,6 @@ def test_a_fix_a_person_chose_in_approve_mode_is_proposed_as_chosen_not_re_diagn
     assert stored is not None and stored.actions == [chosen]  # the offline diagnoser would roll back instead
     assert read(api_client, namespace, "web")["metadata"]["generation"] == before["metadata"]["generation"]
     assert "set image of container app" in body(inbox.wait("] APPROVAL NEEDED:"))
-
-
-def approve(lab: LabCluster, namespace: str, proposal_id: str) -> None:
-    done = kubectl(lab.kubeconfig, "-n", namespace, "annotate", "deploy/web", f"amos.io/approve={proposal_id}")
-    assert done.returncode == 0, done.stderr
 
 
 def left_applying(orchestrator: Orchestrator, proposal_id: str, decided_at: datetime | None = None) -> None:

@@ -122,6 +122,16 @@ def create(api: client.ApiClient, namespace: str, manifest: dict[str, Any], *, r
         wait_for(lambda: rollout_complete(api, namespace, name), timeout=60, what=f"{name} rolled out")
 
 
+def crashing_revisions(api: client.ApiClient, namespace: str, name: str, images: list[str]) -> dict[str, Any]:
+    """Deployment `name` with one revision per image, every one crashing; its spec once the last is current."""
+    create(api, namespace, deployment(name, images[0]), ready=False)
+    wait_pods(api, namespace, name, {"CrashLoopBackOff"})
+    for number, image in enumerate(images[1:], start=2):
+        set_image(api, namespace, name, image)
+        wait_revision(api, namespace, name, number)
+    return spec_of(api, namespace, name)
+
+
 def wait_pods(api: client.ApiClient, namespace: str, app: str, reasons: set[str]) -> None:
     wait_for(
         lambda: any(waiting_reasons(p) & reasons for p in pods_of(api, namespace, f"app={app}")),
@@ -221,12 +231,9 @@ def test_a_fix_that_does_not_help_is_undone_twice_then_escalated_leaving_nothing
     make_settings: Callable[..., Settings],
 ) -> None:
     # Every revision crashes: the offline rules roll back to revision 2 (1.5-crash), then to revision 1 (1.0-crash).
-    create(api_client, namespace, deployment("api", "shop/api:1.0-crash"), ready=False)
-    wait_pods(api_client, namespace, "api", {"CrashLoopBackOff"})
-    for number, image in ((2, "shop/api:1.5-crash"), (3, "shop/api:2.0-crash")):
-        set_image(api_client, namespace, "api", image)
-        wait_revision(api_client, namespace, "api", number)
-    before = spec_of(api_client, namespace, "api")
+    before = crashing_revisions(
+        api_client, namespace, "api", ["shop/api:1.0-crash", "shop/api:1.5-crash", "shop/api:2.0-crash"]
+    )
     settings = make_settings()
 
     with Amos(amos_api, settings) as amos:
@@ -259,11 +266,7 @@ def test_a_template_that_failed_is_not_tried_again_under_its_new_revision_number
 ) -> None:
     # Both revisions crash. Attempt 1 rolls back to revision 1, which the Deployment renumbers 3; it fails and is
     # restored. Attempt 2 must not roll back to revision 3: it is the template that just failed.
-    create(api_client, namespace, deployment("api", "shop/api:1.0-crash"), ready=False)
-    wait_pods(api_client, namespace, "api", {"CrashLoopBackOff"})
-    set_image(api_client, namespace, "api", "shop/api:2.0-crash")
-    wait_revision(api_client, namespace, "api", 2)
-    before = spec_of(api_client, namespace, "api")
+    before = crashing_revisions(api_client, namespace, "api", ["shop/api:1.0-crash", "shop/api:2.0-crash"])
 
     with Amos(amos_api, make_settings()) as amos:
         mail = inbox.wait("] ESCALATED:", timeout=240)
